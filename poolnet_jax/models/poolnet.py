@@ -1,0 +1,311 @@
+"""PoolNet: global guidance module, feature aggregation modules, score head, edge branch.
+
+Module names follow the original's state_dict (`base.ppms.0.1`, `deep_pool.2.convs.1`,
+...), so converting weights is a renaming table (torch_io/names.py).
+"""
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from poolnet_jax import ops
+from poolnet_jax.models.layers import Conv2d, ConvList, ConvReLU, channels
+from poolnet_jax.models.resnet import ResNet
+from poolnet_jax.models.vgg import VGG16
+
+PYRAMID_BINS = (1, 3, 5)
+FAM_POOLS = (2, 4, 8)
+GGM_CHANNELS = 512
+EDGE_CHANNELS = 16  # width of each block layer's output
+EDGE_INFO_CHANNELS = 128
+# Per backbone: guiding-flow widths, FAM rows (k, k_out, need_x2, need_fuse),
+# convert-layer widths (ResNet only).
+DECODER = {
+    "resnet50": dict(
+        infos=(512, 256, 256, 128),
+        fam=((512, 512, False, True), (512, 256, True, True), (256, 256, True, True),
+             (256, 128, True, True), (128, 128, False, False)),
+        convert=(128, 256, 256, 512, 512)),
+    "vgg16": dict(
+        infos=(512, 256, 128),
+        fam=((512, 512, True, True), (512, 256, True, True), (256, 128, True, True),
+             (128, 128, False, False)),
+        convert=None),
+}
+
+
+def _size(x):
+  return x.shape[1], x.shape[2]
+
+
+class PoolBranch(nn.Module):
+  """`Sequential(AdaptiveAvgPool2d(bins), conv1x1, ReLU)`: the conv is child '1'."""
+  features: int
+  bins: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    y = ops.adaptive_avg_pool(x, self.bins)
+    y = nn.relu(Conv2d(self.features, 1, dtype=self.dtype, name="1")(y))
+    return ops.resize_bilinear(y, _size(x))
+
+
+class PyramidPooling(nn.Module):
+  """`ppms`: one PoolBranch per bin size, named '0', '1', '2'."""
+  features: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    return [PoolBranch(self.features, bins, self.dtype, name=str(i))(x)
+            for i, bins in enumerate(PYRAMID_BINS)]
+
+
+class GuidingFlows(nn.Module):
+  """`infos`: the guidance map resized to each feature, then 3x3 conv + ReLU."""
+  features: Sequence[int]
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, guidance, sizes):
+    return [ConvReLU(c, 3, self.dtype, name=str(i))(ops.resize_bilinear(guidance, size))
+            for i, (c, size) in enumerate(zip(self.features, sizes))]
+
+
+class Base(nn.Module):
+  """The original's `base`: backbone plus the Global Guidance Module.
+
+  Returns the backbone features (finest first) and the guiding flows
+  (coarsest first).
+  """
+  backbone: str
+  stages: Sequence[int] = (3, 4, 6, 3)
+  width: float = 1.0
+  resnet_style: str = "caffe"
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    w, d = self.width, self.dtype
+    ggm = channels(GGM_CHANNELS, w)
+    if self.backbone == "resnet50":
+      features = ResNet(self.stages, w, self.resnet_style, d, name="resnet")(x)
+      top = Conv2d(ggm, 1, dtype=d, name="ppms_pre")(features[-1])
+    else:
+      features = VGG16(w, d, name="vgg16")(x)
+      top = features[-1]
+    pooled = PyramidPooling(ggm, d, name="ppms")(top)
+    guidance = ConvReLU(ggm, 3, d, name="ppm_cat")(jnp.concatenate([top] + pooled, axis=-1))
+    flow_widths = [channels(c, w) for c in DECODER[self.backbone]["infos"]]
+    sizes = [_size(f) for f in features[len(flow_widths) - 1::-1]]
+    return features, GuidingFlows(flow_widths, d, name="infos")(guidance, sizes)
+
+
+class FeatureAggregation(nn.Module):
+  """FAM (`deep_pool.k`): multi-scale average pooling branches added to the input."""
+  k: int
+  k_out: int
+  need_x2: bool
+  need_fuse: bool
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, x2=None, x3=None):
+    branches = ConvList([self.k] * len(FAM_POOLS), 3, dtype=self.dtype, name="convs")
+    pooled = branches([ops.avg_pool(x, p) for p in FAM_POOLS])
+    r = x
+    for y in pooled:
+      r = r + ops.resize_bilinear(y, _size(x))
+    r = nn.relu(r)
+    if self.need_x2:
+      r = ops.resize_bilinear(r, _size(x2))
+    r = Conv2d(self.k_out, 3, padding=1, dtype=self.dtype, name="conv_sum")(r)
+    if self.need_fuse:
+      r = Conv2d(self.k_out, 3, padding=1, dtype=self.dtype, name="conv_sum_c")(r + x2 + x3)
+    return r
+
+
+class Decoder(nn.Module):
+  """`deep_pool`: the FAMs, coarsest first. Returns every intermediate merge."""
+  rows: Sequence[Sequence[Any]]
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, features, flows, last: bool = True):
+    fams = [FeatureAggregation(*row, dtype=self.dtype, name=str(i))
+            for i, row in enumerate(self.rows)]
+    merges = [fams[0](features[0], features[1], flows[0])]
+    for k in range(1, len(fams) - 1):
+      merges.append(fams[k](merges[-1], features[k + 1], flows[k]))
+    if last:
+      merges.append(fams[-1](merges[-1]))
+    return merges
+
+
+class Score(nn.Module):
+  """`score`: conv to one channel (1x1, or 3x3 in the joint model), resized to the input."""
+  kernel_size: int = 1
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, size):
+    conv = Conv2d(1, self.kernel_size, padding=self.kernel_size // 2, use_bias=True,
+                  dtype=self.dtype, name="score")
+    return ops.resize_bilinear(conv(x), size)
+
+
+class BlockLayer(nn.Module):
+  """`block.i` of the edge branch: two bottleneck residuals, then 1x1 to 16 channels."""
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    c, d = x.shape[-1], self.dtype
+    for j in (1, 2):
+      inner = ConvList([c // 4], 1, dtype=d, name=f"block_in{j}")([x])[0]
+      mid = _Mid(c, d, name=f"block_mid{j}")(inner)
+      x = nn.relu(x + mid)
+    return ConvList([EDGE_CHANNELS], 1, dtype=d, name="block_out")([x])[0]
+
+
+class _Mid(nn.Module):
+  """`block_midJ`: child '0' holds a 3x3 conv ('0') and a 1x1 conv ('1')."""
+  features: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    return _Mid3x1(self.features, self.dtype, name="0")(x)
+
+
+class _Mid3x1(nn.Module):
+  features: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    x = Conv2d(x.shape[-1], 3, padding=1, dtype=self.dtype, name="0")(x)
+    return Conv2d(self.features, 1, dtype=self.dtype, name="1")(x)
+
+
+class EdgeFuse(nn.Module):
+  """`fuse`: per side output a biased 1x1 conv, resized; then a biased 1x1 over them."""
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, edges, size):
+    sides = ConvList([1] * len(edges), 1, use_bias=True, dtype=self.dtype, name="trans")(edges)
+    sides = [ops.resize_bilinear(s, size) for s in sides]
+    fused = Conv2d(1, 1, use_bias=True, dtype=self.dtype, name="fuse")(
+        jnp.concatenate(sides, axis=-1))
+    return fused, sides
+
+
+class EdgeInfo(nn.Module):
+  """`edgeinfo.trans`: four 3x3 conv + ReLU (children '0', '2', '4', '6')."""
+  width: float = 1.0
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    return _EdgeInfoTrans(self.width, self.dtype, name="trans")(x)
+
+
+class _EdgeInfoTrans(nn.Module):
+  width: float = 1.0
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    c = channels(EDGE_INFO_CHANNELS, self.width)
+    for index, features in zip((0, 2, 4, 6), (x.shape[-1], c, c, c)):
+      x = nn.relu(Conv2d(features, 3, padding=1, dtype=self.dtype, name=str(index))(x))
+    return x
+
+
+class PoolNet(nn.Module):
+  """PoolNet on a ResNet-50 or VGG-16 backbone, optionally with the joint edge branch.
+
+  `__call__(images, mode="saliency")` takes preprocessed (N, H, W, 3) images and
+  returns saliency logits (N, H, W, 1) in float32. Edge models also accept
+  `mode="edge"`, returning (fused logits, [side-output logits]).
+  """
+  backbone: str = "resnet50"
+  edge: bool = False
+  stages: Sequence[int] = (3, 4, 6, 3)
+  width: float = 1.0
+  resnet_style: str = "caffe"
+  dtype: Any = jnp.float32
+
+  def min_input_size(self) -> int:
+    """Smallest height/width the network accepts: the coarsest map must fit an 8x8 pool."""
+    size = 1
+    while self._coarsest(size) < max(FAM_POOLS):
+      size += 1
+    return size
+
+  def _coarsest(self, size):
+    if self.backbone == "resnet50":
+      return ResNet.feature_sizes(size, self.resnet_style)[-1]
+    return VGG16.feature_sizes(size)[-1]
+
+  @nn.compact
+  def __call__(self, images, mode: str = "saliency"):
+    if self.backbone not in DECODER:
+      raise ValueError(f"unknown backbone {self.backbone!r}; expected one of {sorted(DECODER)}")
+    if mode not in ("saliency", "edge") or (mode == "edge" and not self.edge):
+      raise ValueError(f"mode {mode!r} is not available for this model")
+    size = _size(images)
+    smallest = self.min_input_size()
+    if min(size) < smallest:
+      raise ValueError(f"input {size[0]}x{size[1]} is too small for PoolNet-{self.backbone}: "
+                       f"the smallest accepted height and width is {smallest}")
+    w, d = self.width, self.dtype
+    spec = DECODER[self.backbone]
+    features, flows = Base(self.backbone, self.stages, w, self.resnet_style, d, name="base")(
+        images.astype(d))
+    if spec["convert"]:
+      features = _Convert([channels(c, w) for c in spec["convert"]], d, name="convert")(features)
+    rows = [(channels(k, w), channels(k_out, w), x2, fuse) for k, k_out, x2, fuse in spec["fam"]]
+    decoder = Decoder(rows, d, name="deep_pool")
+    if not self.edge:
+      merge = decoder(features[::-1], flows)[-1]
+      return Score(1, d, name="score")(merge, size).astype(jnp.float32)
+    blocks = _Blocks(d, name="block")
+    outputs = None
+    if mode == "edge" or self.is_initializing():
+      edges = blocks(decoder(features[::-1], flows, last=False))
+      fused, sides = EdgeFuse(d, name="fuse")(edges, size)
+      outputs = (fused.astype(jnp.float32), [s.astype(jnp.float32) for s in sides])
+    if mode == "saliency":
+      merges = decoder(features[::-1], flows)
+      merge = merges[-1]
+      # The saliency loss does not train the edge branch (the original detaches it).
+      edges = [jax.lax.stop_gradient(e) for e in blocks(merges[:-1])]
+      edges = jnp.concatenate([ops.resize_bilinear(e, _size(merge)) for e in edges], axis=-1)
+      info = EdgeInfo(w, d, name="edgeinfo")(edges)
+      outputs = Score(3, d, name="score")(jnp.concatenate([merge, info], axis=-1), size)
+      outputs = outputs.astype(jnp.float32)
+    return outputs
+
+
+class _Convert(nn.Module):
+  """`convert.convert0`: per feature a 1x1 conv + ReLU (children '0'..'4', each conv '0')."""
+  features: Sequence[int]
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, features):
+    return ConvList(self.features, 1, relu=True, dtype=self.dtype, name="convert0")(features)
+
+
+class _Blocks(nn.Module):
+  """`block`: one BlockLayer per intermediate merge, coarsest first."""
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, merges):
+    return [BlockLayer(self.dtype, name=str(i))(m) for i, m in enumerate(merges)]
