@@ -16,8 +16,10 @@ Tensors are rebuilt lazily and materialised as numpy arrays once every
 storage has been read. `write_state_dict` writes the zip layout.
 """
 
+import _compat_pickle
 import collections
 import io
+import math
 import os
 import pickle
 import struct
@@ -67,31 +69,32 @@ class _Unsafe(Exception):
 
 
 class _StandIn:
-  """Base of the objects a pickle can reach: immutable, never BUILD-able."""
+  """Base of every object a pickle can reach: BUILD (mutation) is refused."""
   __slots__ = ()
 
   def __setstate__(self, state):
     raise _Unsafe(f'BUILD on {self!r} refused')
 
 
-class _StorageType(_StandIn):
-  """Stand-in for `torch.FloatStorage`, `torch.cuda.HalfStorage`, ..."""
-  __slots__ = ('name', 'dtype')
+class _Token(_StandIn):
+  """A named constant: a 'storage' type, a torch 'dtype' or a 'tensor' class.
 
-  def __init__(self, name, dtype):
-    object.__setattr__(self, 'name', name)
-    object.__setattr__(self, 'dtype', dtype)
+  `dtype` is the numpy element type it stands for (_BF16 or None possible).
+  """
+  __slots__ = ('name', 'kind', 'dtype')
+
+  def __init__(self, name, kind, dtype=None):
+    self.name, self.kind, self.dtype = name, kind, dtype
 
   def __call__(self, *args):
-    raise _Unsafe(f'call of storage type {self.name} refused')
+    raise _Unsafe(f'call of {self.name} refused')
 
   def __repr__(self):
     return self.name
 
 
-class _DType(_StorageType):
-  """Stand-in for a torch dtype such as `torch.float32`."""
-  __slots__ = ()
+def _is_token(x, kind):
+  return isinstance(x, _Token) and x.kind == kind
 
 
 class _Callable(_StandIn):
@@ -99,8 +102,7 @@ class _Callable(_StandIn):
   __slots__ = ('name', 'fn')
 
   def __init__(self, name, fn):
-    object.__setattr__(self, 'name', name)
-    object.__setattr__(self, 'fn', fn)
+    self.name, self.fn = name, fn
 
   def __call__(self, *args):
     return self.fn(*args)
@@ -114,9 +116,8 @@ class _Storage(_StandIn):
   __slots__ = ('dtype', 'numel', 'key', 'root', 'offset', 'data')
 
   def __init__(self, dtype, numel, key, root=None, offset=0):
-    for name, value in zip(self.__slots__, (dtype, numel, key, root, offset)):
-      object.__setattr__(self, name, value)
-    object.__setattr__(self, 'data', None)
+    self.dtype, self.numel, self.key = dtype, numel, key
+    self.root, self.offset, self.data = root, offset, None
 
   def raw_bytes(self):
     if self.root is None:
@@ -136,15 +137,14 @@ class _Tensor(_StandIn):
                      'not a storage')
     if not (_is_int_tuple(size) and _is_int_tuple(stride)
             and len(size) == len(stride) and _is_int(offset)
-            and offset >= 0 and min(size + stride, default=0) >= 0):
+            and offset >= 0 and min((*size, *stride), default=0) >= 0):
       raise _Corrupt(f'bad tensor geometry size={size!r} stride={stride!r} '
                      f'offset={offset!r}')
     if metadata is not None and not isinstance(metadata, dict):
       raise _Corrupt(f'bad tensor metadata {metadata!r}')
-    values = (storage, offset, tuple(size), tuple(stride),
-              dtype or storage.dtype, metadata or {})
-    for name, value in zip(self.__slots__, values):
-      object.__setattr__(self, name, value)
+    self.storage, self.offset = storage, offset
+    self.size, self.stride = tuple(size), tuple(stride)
+    self.dtype, self.metadata = dtype or storage.dtype, metadata or {}
 
 
 class _StateDict(collections.OrderedDict):
@@ -175,7 +175,7 @@ def _rebuild_tensor_v2(storage, offset, size, stride, requires_grad=False,
 def _rebuild_tensor_v3(storage, offset, size, stride, requires_grad,
                        backward_hooks, dtype, metadata=None):
   del requires_grad, backward_hooks
-  if not isinstance(dtype, _DType):
+  if not _is_token(dtype, 'dtype'):
     raise _Corrupt(f'_rebuild_tensor_v3 with dtype {dtype!r}')
   return _Tensor(storage, offset, size, stride, dtype.dtype, metadata)
 
@@ -193,7 +193,7 @@ def _rebuild_parameter(data, requires_grad, backward_hooks, state=None):
 
 def _rebuild_from_type_v2(func, new_type, args, state):
   del state
-  if not isinstance(func, _Callable) or new_type not in _TENSOR_TYPES:
+  if not (isinstance(func, _Callable) and _is_token(new_type, 'tensor')):
     raise _Unsafe(f'_rebuild_from_type_v2({func!r}, {new_type!r}) refused')
   return func(*args)
 
@@ -212,19 +212,16 @@ def _allowed_globals():
   allowed['torch', 'Size'] = _Callable('torch.Size', tuple)
   for name, dtype in _STORAGE_DTYPES.items():
     for module in ('torch', 'torch.cuda', 'torch.storage'):
-      allowed[module, name] = _StorageType(f'{module}.{name}', dtype)
+      allowed[module, name] = _Token(f'{module}.{name}', 'storage', dtype)
   for name, dtype in _TORCH_DTYPES.items():
-    allowed['torch', name] = _DType(f'torch.{name}', dtype)
+    allowed['torch', name] = _Token(f'torch.{name}', 'dtype', dtype)
   for module, name in [('torch', 'Tensor'), ('torch._tensor', 'Tensor'),
                        ('torch.nn.parameter', 'Parameter')]:
-    allowed[module, name] = _StorageType(f'{module}.{name}', None)
+    allowed[module, name] = _Token(f'{module}.{name}', 'tensor')
   return allowed
 
 
 _ALLOWED = _allowed_globals()
-_TENSOR_TYPES = tuple(_ALLOWED[k] for k in [
-    ('torch', 'Tensor'), ('torch._tensor', 'Tensor'),
-    ('torch.nn.parameter', 'Parameter')])
 
 
 class _SafeUnpickler(pickle.Unpickler):
@@ -236,9 +233,14 @@ class _SafeUnpickler(pickle.Unpickler):
 
   def find_class(self, module, name):
     stand_in = _ALLOWED.get((module, name))
-    if stand_in is None or isinstance(stand_in, _DType) and module != 'torch':
-      raise _Unsafe(f"global '{module}.{name}' is not allowed in a "
-                    'state_dict (refused, nothing was run)')
+    if stand_in is None:
+      # Name the global as Python 3 resolves it (protocol 2 writes py2 names).
+      py3 = _compat_pickle.NAME_MAPPING.get(
+          (module, name), (_compat_pickle.IMPORT_MAPPING.get(module, module),
+                           name))
+      spelled = '' if py3 == (module, name) else f" (spelled '{module}.{name}')"
+      raise _Unsafe(f"global '{py3[0]}.{py3[1]}'{spelled} is not allowed in a"
+                    ' state_dict (refused, nothing was run)')
     return stand_in
 
   def persistent_load(self, pid):
@@ -254,8 +256,7 @@ def _storage_from_pid(pid, storages):
     raise _Unsafe(f'persistent id {pid!r} is not a storage record')
   storage_type, key, location, numel = pid[1:5]
   view = pid[5] if len(pid) == 6 else None
-  if not (isinstance(storage_type, _StorageType)
-          and storage_type.dtype is not None and isinstance(key, str)
+  if not (_is_token(storage_type, 'storage') and isinstance(key, str)
           and isinstance(location, str) and _is_int(numel) and numel >= 0):
     raise _Unsafe(f'malformed storage record {pid!r}')
   if key not in storages:
@@ -317,6 +318,10 @@ def _select_tensors(obj):
   raise _Corrupt("no tensors at top level nor under 'state_dict' / 'model'")
 
 
+def _root_keys(tensors):
+  return {(t.storage.root or t.storage).key for t in tensors.values()}
+
+
 def _read_zip(file):
   """(tensors, big_endian) from a zip archive, storages filled."""
   with zipfile.ZipFile(file) as archive:
@@ -335,8 +340,7 @@ def _read_zip(file):
       byteorder = archive.read(top + 'byteorder').strip()
       if byteorder not in (b'little', b'big'):
         raise _Corrupt(f'unknown byteorder record {byteorder!r}')
-    for key in sorted({t.storage.root.key if t.storage.root else t.storage.key
-                       for t in tensors.values()}):
+    for key in sorted(_root_keys(tensors)):
       storage = storages[key]
       name = f'{top}data/{key}'
       if name not in names:
@@ -346,8 +350,7 @@ def _read_zip(file):
       if size != expected:
         raise _Corrupt(f'storage record {name!r} holds {size} bytes, '
                        f'expected {expected}')
-      object.__setattr__(storage, 'data',
-                         np.frombuffer(archive.read(name), np.uint8))
+      storage.data = np.frombuffer(archive.read(name), np.uint8)
   return tensors, byteorder == b'big'
 
 
@@ -373,6 +376,7 @@ def _read_legacy(file):
           and set(keys) == set(storages)):
     raise _Corrupt('storage key list does not match the storages in the '
                    'pickle')
+  needed = _root_keys(tensors)
   remaining = os.fstat(file.fileno()).st_size - file.tell()
   for key in keys:
     storage = storages[key]
@@ -387,8 +391,10 @@ def _read_legacy(file):
     remaining -= 8 + nbytes
     if remaining < 0:
       raise _Corrupt(f'truncated inside storage {key}')
-    object.__setattr__(storage, 'data',
-                       np.frombuffer(file.read(nbytes), np.uint8))
+    if key in needed:
+      storage.data = np.frombuffer(file.read(nbytes), np.uint8)
+    else:
+      file.seek(nbytes, io.SEEK_CUR)
   return tensors, big_endian
 
 
@@ -427,6 +433,9 @@ def read_state_dict(path, as_float32=False):
       raise UnsafePickleError(f'{path}: {e}') from None
     except _Corrupt as e:
       raise PthError(f'{path}: {e}') from None
+    except zipfile.BadZipFile as e:
+      raise PthError(f'{path}: broken zip archive, truncated or corrupt '
+                     f'({e})') from e
     except Exception as e:  # zipfile, pickle, struct, numpy internals.
       raise PthError(f'{path}: corrupt or truncated file '
                      f'({type(e).__name__}: {e})') from e
@@ -493,12 +502,12 @@ class _PickleWriter:
   def tensor(self, storage_name, key, shape, strides):
     """`_rebuild_tensor_v2(storage, 0, shape, strides, False, {})`."""
     self.glob('torch._utils', '_rebuild_tensor_v2')
-    self.out += b'((' 
+    self.out += b'(('
     self.string('storage')
     self.glob('torch', storage_name)
     self.string(key)
     self.string('cpu')
-    self.integer(int(np.prod(shape)))
+    self.integer(math.prod(shape))
     self.out += b'tQ'  # The persistent id tuple, then BINPERSID.
     self.integer(0)
     self.int_tuple(shape)
@@ -517,25 +526,25 @@ def _contiguous_strides(shape):
 
 
 def _state_dict_records(state_dict):
-  """[(record name, bytes)] of the zip layout for a dict of arrays."""
+  """[(record name, bytes or array)] of the zip layout for {name: array}."""
   writer, storages = _PickleWriter(), []
   writer.empty_ordered_dict()
   items = list(state_dict.items())
-  for start in range(0, len(items), 1000):
+  for start in range(0, len(items), 1000):  # SETITEMS batches, as pickle.
     writer.out += b'('
     for name, value in items[start:start + 1000]:
       if not isinstance(name, str):
-        raise PthError(f'tensor names must be strings, got {name!r}')
+        raise _Corrupt(f'tensor names must be strings, got {name!r}')
       array = np.asarray(value)
       storage_name = _WRITE_STORAGES.get(array.dtype.newbyteorder('='))
       if storage_name is None:
-        raise PthError(f'{name}: dtype {array.dtype} has no torch storage')
-      array = np.ascontiguousarray(array, array.dtype.newbyteorder('<'))
+        raise _Corrupt(f'{name}: dtype {array.dtype} has no torch storage')
+      array = np.asarray(array, array.dtype.newbyteorder('<'), order='C')
       key = str(len(storages))
       writer.string(name)
       writer.tensor(storage_name, key, array.shape,
                     _contiguous_strides(array.shape))
-      storages.append((f'data/{key}', array.tobytes()))
+      storages.append((f'data/{key}', array))
     writer.out += b'u'
   writer.out += b'.'
   return ([('data.pkl', bytes(writer.out)), ('byteorder', b'little')]
@@ -546,7 +555,7 @@ def _aligned_zip_info(name, size, offset):
   """A ZIP_STORED entry whose data starts on a 64-byte boundary."""
   info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
   info.compress_type = zipfile.ZIP_STORED
-  zip64_extra = 20 if size * 1.05 > zipfile.ZIP64_LIMIT else 0
+  zip64_extra = 20 if size * 1.05 > zipfile.ZIP64_LIMIT else 0  # As zipfile.
   data_start = offset + 30 + len(name.encode()) + 4 + zip64_extra
   pad = -data_start % _ALIGNMENT
   info.extra = b'FB' + struct.pack('<H', pad) + b'Z' * pad
@@ -559,19 +568,25 @@ def write_state_dict(path, state_dict):
   Records follow torch's own layout (`archive/data.pkl`, `archive/data/<k>`,
   `byteorder`, `version`), stored uncompressed and 64-byte aligned. The file
   is written to a temporary name next to `path`, then renamed over it.
+
+  Raises:
+    PthError: a name is not a string or an array has no torch dtype.
   """
   path = os.fspath(path)
-  records = _state_dict_records(state_dict)
-  folder = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(dir=folder, prefix='.tmp-',
-                             suffix=os.path.basename(path))
+  try:
+    records = _state_dict_records(state_dict)
+  except _Corrupt as e:
+    raise PthError(f'{path}: {e}') from None
+  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)),
+                             prefix=f'.{os.path.basename(path)}.',
+                             suffix='.tmp')
   try:
     with os.fdopen(fd, 'wb') as file:
       with zipfile.ZipFile(file, 'w', zipfile.ZIP_STORED) as archive:
         for name, data in records:
-          name = 'archive/' + name
-          archive.writestr(_aligned_zip_info(name, len(data), file.tell()),
-                           data)
+          data = data if isinstance(data, bytes) else data.tobytes()
+          info = _aligned_zip_info(f'archive/{name}', len(data), file.tell())
+          archive.writestr(info, data)
       file.flush()
       os.fsync(file.fileno())
     os.replace(tmp, path)
