@@ -20,3 +20,9 @@ def create_model(name: str, **overrides) -> PoolNet:
   if name not in VARIANTS:
     raise ValueError(f"unknown PoolNet variant {name!r}; expected one of {sorted(VARIANTS)}")
   return PoolNet(**{**VARIANTS[name], **overrides})
+
+
+def variant_name(model: PoolNet) -> str:
+  """The variant name of a PoolNet module (inverse of create_model's `name`)."""
+  return next(name for name, spec in VARIANTS.items()
+              if spec == {"backbone": model.backbone, "edge": model.edge})

@@ -1,0 +1,190 @@
+"""The converter: formats, strict mapping, export, command line, backbone files."""
+
+import subprocess
+import sys
+from collections import OrderedDict
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+import poolnet_jax
+import torch_poolnet
+from poolnet_jax.torch_io import backbones, mapping
+from poolnet_jax.torch_io.pth import read_state_dict
+
+REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+FILES = {"resnet50": "resnet", "vgg16": "vgg", "resnet50_edge": "resnet_edge",
+         "vgg16_edge": "vgg_edge"}
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _reference_rows(name):
+  rows = []
+  for line in (REFERENCE / f"state_dict_{FILES[name]}.txt").read_text().splitlines():
+    key, shape, dtype = line.split("\t")
+    rows.append((key, tuple(eval(shape)), dtype))  # pylint: disable=eval-used
+  return rows
+
+
+@pytest.fixture(scope="module")
+def vgg_state_dict():
+  model = torch_poolnet.build("vgg16_edge")
+  torch_poolnet.randomize_(model, seed=5)
+  return model.state_dict()
+
+
+@pytest.mark.parametrize("name", sorted(FILES))
+def test_expected_names_order_and_shapes_equal_the_reference(name):
+  expected = mapping.expected_state_dict(name)
+  assert [(k, shape, dtype) for k, (shape, dtype) in expected.items()] == _reference_rows(name)
+
+
+def _assert_same(a, b):
+  assert list(a) == list(b)
+  for key in a:
+    np.testing.assert_array_equal(np.asarray(a[key]), np.asarray(b[key]), err_msg=key)
+
+
+@pytest.mark.parametrize("legacy", [True, False])
+@pytest.mark.parametrize("prefix", ["", "module."])
+def test_formats_and_dataparallel_prefix_give_the_same_variables(vgg_state_dict, tmp_path,
+                                                                  legacy, prefix):
+  path = tmp_path / "model.pth"
+  state = OrderedDict((prefix + k, v) for k, v in vgg_state_dict.items())
+  torch.save(state, path, _use_new_zipfile_serialization=not legacy)
+  model, variables = poolnet_jax.load_torch_checkpoint(path)
+  assert (model.backbone, model.edge) == ("vgg16", True)
+  kernel = variables["params"]["base"]["vgg16"]["base"]["0"]["kernel"]
+  np.testing.assert_array_equal(
+      kernel, vgg_state_dict["base.vgg16.base.0.weight"].numpy().transpose(2, 3, 1, 0))
+  _assert_same(mapping.to_state_dict(variables),
+               {k: v.numpy() for k, v in vgg_state_dict.items()})
+
+
+def test_round_trip_file_flax_file_is_bit_exact_and_loads_in_torch(tmp_path):
+  model = torch_poolnet.build("resnet50_edge")
+  torch_poolnet.randomize_(model, seed=1)
+  src, dst = tmp_path / "src.pth", tmp_path / "dst.pth"
+  torch.save(model.state_dict(), src, _use_new_zipfile_serialization=False)
+  flax_model, variables = poolnet_jax.load_torch_checkpoint(src)
+  poolnet_jax.save_torch_checkpoint(dst, "resnet50_edge", variables)
+  _assert_same(read_state_dict(dst), read_state_dict(src))
+  loaded = torch.load(dst)
+  _assert_same({k: v.numpy() for k, v in loaded.items()},
+               {k: v.numpy() for k, v in model.state_dict().items()})
+  assert loaded["base.resnet.bn1.num_batches_tracked"].dtype == torch.int64
+  fresh = torch_poolnet.build("resnet50_edge")
+  fresh.load_state_dict(loaded, strict=True)
+  del flax_model
+
+
+def test_half_precision_files_are_cast_to_float32(vgg_state_dict, tmp_path):
+  path = tmp_path / "half.pth"
+  torch.save(OrderedDict((k, v.half()) for k, v in vgg_state_dict.items()), path)
+  _, variables = poolnet_jax.load_torch_checkpoint(path)
+  leaves = jax.tree_util.tree_leaves(variables["params"])
+  assert {leaf.dtype for leaf in leaves} == {np.dtype(np.float32)}
+
+
+def test_wrong_variant_lists_what_differs(vgg_state_dict, tmp_path):
+  path = tmp_path / "vgg_edge.pth"
+  torch.save(vgg_state_dict, path)
+  with pytest.raises(mapping.CheckpointMismatch) as error:
+    poolnet_jax.load_torch_checkpoint(path, name="vgg16")
+  message = str(error.value)
+  assert "vgg_edge.pth" in message and "most resembles vgg16_edge" in message
+  assert "33 unexpected tensors: block.0.block_in1.0.weight" in message
+
+
+def test_damaged_checkpoint_names_nearest_variant_and_problems(vgg_state_dict, tmp_path):
+  state = OrderedDict(vgg_state_dict)
+  del state["score.score.bias"]
+  state["extra.weight"] = torch.zeros(3)
+  state["deep_pool.0.conv_sum.weight"] = torch.zeros(1, 1, 3, 3)
+  path = tmp_path / "damaged.pth"
+  torch.save(state, path)
+  with pytest.raises(mapping.CheckpointMismatch) as error:
+    poolnet_jax.load_torch_checkpoint(path)
+  message = str(error.value)
+  assert "damaged.pth" in message and "most resembles vgg16_edge" in message
+  assert "1 missing tensors: score.score.bias" in message
+  assert "1 unexpected tensors: extra.weight" in message
+  assert "deep_pool.0.conv_sum.weight: file (1, 1, 3, 3), model (512, 512, 3, 3)" in message
+
+
+def test_convert_command_and_load_pretrained(vgg_state_dict, tmp_path):
+  src = tmp_path / "final.pth"
+  torch.save(vgg_state_dict, src, _use_new_zipfile_serialization=False)
+  result = subprocess.run([sys.executable, "-m", "poolnet_jax.convert", str(src),
+                           str(tmp_path / "out")], capture_output=True, text=True, cwd=REPO,
+                          check=False)
+  assert result.returncode == 0, result.stderr
+  assert "vgg16_edge" in result.stdout and "53,631,352 parameters" in result.stdout
+  model, variables = poolnet_jax.load_pretrained(tmp_path / "out")
+  _assert_same(mapping.to_state_dict(variables), {k: v.numpy() for k, v in vgg_state_dict.items()})
+  assert (model.backbone, model.edge) == ("vgg16", True)
+
+
+def test_convert_command_reports_a_bad_file(tmp_path):
+  bad = tmp_path / "bad.pth"
+  bad.write_bytes(b"not a checkpoint at all")
+  result = subprocess.run([sys.executable, "-m", "poolnet_jax.convert", str(bad),
+                           str(tmp_path / "out")], capture_output=True, text=True, cwd=REPO,
+                          check=False)
+  assert result.returncode == 1
+  assert "bad.pth" in result.stderr and "Traceback" not in result.stderr
+
+
+def _resnet_backbone_state():
+  full = torch_poolnet.build("resnet50")
+  torch_poolnet.randomize_(full, seed=3)
+  state = OrderedDict((k[len("base.resnet."):], v) for k, v in full.state_dict().items()
+                      if k.startswith("base.resnet."))
+  state["fc.weight"] = torch.zeros(1000, 2048)
+  state["fc.bias"] = torch.zeros(1000)
+  return state
+
+
+def test_resnet_backbone_file_initialises_the_backbone(tmp_path):
+  state = _resnet_backbone_state()
+  path = tmp_path / "resnet50_caffe.pth"
+  torch.save(state, path, _use_new_zipfile_serialization=False)
+  fragment, ignored = backbones.load_backbone(path, "resnet50")
+  assert ignored == ["fc.weight", "fc.bias"]
+  model = poolnet_jax.create_model("resnet50")
+  variables = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, 128, 128, 3)))
+  variables = jax.tree_util.tree_map(lambda s: np.zeros(s.shape, s.dtype), variables)
+  merged = backbones.merge_backbone(variables, fragment)
+  exported = mapping.to_state_dict(merged)
+  for key, value in state.items():
+    if not key.startswith("fc."):
+      np.testing.assert_array_equal(exported["base.resnet." + key], value.numpy(), err_msg=key)
+  assert not exported["base.ppms_pre.weight"].any()  # the decoder is left alone
+
+
+@pytest.mark.parametrize("layout", ["flat", "torchvision"])
+def test_vgg_backbone_files(vgg_state_dict, tmp_path, layout):
+  prefix = "" if layout == "flat" else "features."
+  state = OrderedDict((prefix + k[len("base.vgg16.base."):], v) for k, v in vgg_state_dict.items()
+                      if k.startswith("base.vgg16.base."))
+  state[prefix + "31.weight"] = torch.zeros(1024, 512, 3, 3)  # fc6 as a conv: not in PoolNet
+  if layout == "torchvision":
+    state["classifier.0.weight"] = torch.zeros(4, 25088)
+  path = tmp_path / "vgg.pth"
+  torch.save(state, path)
+  fragment, ignored = backbones.load_backbone(path, "vgg16")
+  assert prefix + "31.weight" in ignored
+  np.testing.assert_array_equal(
+      fragment["params"]["base"]["vgg16"]["base"]["28"]["kernel"],
+      vgg_state_dict["base.vgg16.base.28.weight"].numpy().transpose(2, 3, 1, 0))
+
+
+def test_backbone_file_of_the_wrong_kind_is_refused(tmp_path):
+  path = tmp_path / "resnet.pth"
+  torch.save(_resnet_backbone_state(), path)
+  with pytest.raises(mapping.CheckpointMismatch, match="resnet.pth is not a vgg16 backbone"):
+    backbones.load_backbone(path, "vgg16")
