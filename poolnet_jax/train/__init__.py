@@ -1,0 +1,1 @@
+"""Training: state and optimizer, losses, the parallel step, checkpoints, the loop."""

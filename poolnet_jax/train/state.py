@@ -1,0 +1,89 @@
+"""Train state and the original's optimizer: Adam with L2 on trainable parameters only."""
+
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+
+class TrainState(struct.PyTreeNode):
+  """Everything a step changes. BatchNorm statistics ride along, never updated."""
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  apply_fn: Any = struct.field(pytree_node=False)
+  tx: Any = struct.field(pytree_node=False)
+
+  @classmethod
+  def create(cls, apply_fn, variables, tx):
+    params = variables["params"]
+    return cls(step=jnp.zeros((), jnp.int32), params=params,
+               batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params),
+               apply_fn=apply_fn, tx=tx)
+
+  @property
+  def variables(self):
+    if self.batch_stats:
+      return {"params": self.params, "batch_stats": self.batch_stats}
+    return {"params": self.params}
+
+  def apply_gradients(self, grads):
+    updates, opt_state = self.tx.update(grads, self.opt_state, self.params)
+    return self.replace(step=self.step + 1, params=optax.apply_updates(self.params, updates),
+                        opt_state=opt_state)
+
+
+def trainable_mask(params):
+  """False for BatchNorm scale and bias (frozen, as in the original), True elsewhere."""
+  flat = flax.traverse_util.flatten_dict(params)
+  batchnorm = {path[:-1] for path in flat if path[-1] == "scale"}
+  return flax.traverse_util.unflatten_dict({path: path[:-1] not in batchnorm for path in flat})
+
+
+def learning_rate_schedule(base_lr, decay_steps=(), factor=0.1):
+  """Step schedule: `base_lr`, multiplied by `factor` at each step in `decay_steps`."""
+  if not decay_steps:
+    return optax.constant_schedule(base_lr)
+  return optax.piecewise_constant_schedule(base_lr, {int(s): factor for s in decay_steps})
+
+
+def create_optimizer(params, learning_rate, weight_decay=5e-4, accumulation_steps=1,
+                     reset_moments_at=()):
+  """`torch.optim.Adam(lr, weight_decay)` on trainable parameters, frozen BN untouched.
+
+  The weight decay is added to the gradient before Adam (L2, not AdamW). With
+  `accumulation_steps` > 1, gradients of that many calls are averaged before one
+  update (the original's iter_size). `reset_moments_at` lists update counts at
+  which Adam's moments restart, as the original rebuilds its optimizer when it
+  lowers the learning rate.
+  """
+  adam = optax.chain(optax.add_decayed_weights(weight_decay), optax.scale_by_adam(eps=1e-8))
+  if reset_moments_at:
+    adam = _with_moment_resets(adam, reset_moments_at)
+  adam = optax.chain(adam, optax.scale_by_learning_rate(learning_rate))
+  tx = optax.multi_transform({True: adam, False: optax.set_to_zero()}, trainable_mask(params))
+  if accumulation_steps > 1:
+    tx = optax.MultiSteps(tx, every_k_schedule=accumulation_steps)
+  return tx
+
+
+def _with_moment_resets(inner, reset_at):
+  """Restarts `inner`'s state (moments and bias correction) at the given update counts."""
+  reset_at = jnp.asarray(sorted(reset_at), jnp.int32)
+
+  def init(params):
+    return (jnp.zeros((), jnp.int32), inner.init(params))
+
+  def update(updates, state, params=None):
+    count, inner_state = state
+    fresh = inner.init(params)
+    restart = jnp.any(count == reset_at)
+    inner_state = jax.tree_util.tree_map(lambda f, s: jnp.where(restart, f, s), fresh, inner_state)
+    updates, inner_state = inner.update(updates, inner_state, params)
+    return updates, (count + 1, inner_state)
+
+  return optax.GradientTransformation(init, update)
