@@ -51,15 +51,18 @@ class PmapStep:
   """`jax.pmap` of the step; the state carries a leading device axis."""
 
   def __init__(self, model, devices=None):
-    self.devices = devices or jax.local_devices()
+    # devices=None: every device of every process, so pmean spans all hosts.
+    self.devices = devices
     self._step = jax.pmap(functools.partial(train_step, model=model), axis_name=AXIS,
-                          devices=self.devices, donate_argnums=(0,))
+                          devices=devices, donate_argnums=(0,))
 
   def replicate(self, state):
-    return jax_utils.replicate(state, self.devices)
+    local = [d for d in self.devices if d.process_index == jax.process_index()] \
+        if self.devices else jax.local_devices()
+    return jax_utils.replicate(state, local)
 
   def unreplicate(self, state):
-    return jax_utils.unreplicate(state)
+    return jax.tree_util.tree_map(lambda x: x[0], state)
 
   def __call__(self, state, batch):
     return self._step(state, batch)

@@ -1,0 +1,34 @@
+"""Data parallelism: 1 device with the global batch == 4 simulated devices with a quarter each."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def run_worker(mode, devices, out):
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+         "PYTHONPATH": os.pathsep.join([os.path.dirname(HERE), HERE]), "POOLNET_JAX_CACHE": ""}
+  subprocess.run([sys.executable, os.path.join(HERE, "parallel_worker.py"), mode, str(devices),
+                  str(out)], check=True, env=env, timeout=600)
+  return dict(np.load(out))
+
+
+@pytest.fixture(scope="module")
+def one_device(tmp_path_factory):
+  return run_worker("pmap", 1, tmp_path_factory.mktemp("one") / "params.npz")
+
+
+@pytest.mark.parametrize("mode", ["pmap", "shard_map"])
+def test_four_devices_equal_one_device_after_three_steps(mode, one_device, tmp_path):
+  multi = run_worker(mode, 4, tmp_path / "params.npz")
+  assert one_device.keys() == multi.keys()
+  for key, value in one_device.items():
+    np.testing.assert_allclose(multi[key], value, rtol=0, atol=1e-5, err_msg=key)
+  trained = [k for k in one_device if not k.startswith("initial/") and k != "loss"]
+  moved = max(np.abs(one_device[k] - one_device[f"initial/{k}"]).max() for k in trained)
+  assert moved > 1e-3  # three Adam steps at lr 1e-3 moved the weights
