@@ -7,7 +7,6 @@ Plain models take {"image", "label"}; edge models {"saliency": {...}, "edge": {.
 import functools
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import jax_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
@@ -109,4 +108,4 @@ def make_step(model, parallel="pmap", devices=None):
 
 def first_device_metrics(metrics):
   """Metrics (identical on every device after pmean) as Python floats."""
-  return {k: float(jnp.asarray(v).reshape(-1)[0]) for k, v in jax.device_get(metrics).items()}
+  return {k: float(np.asarray(v.addressable_data(0)).reshape(-1)[0]) for k, v in metrics.items()}

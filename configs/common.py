@@ -1,0 +1,49 @@
+"""Defaults shared by every config; each config file starts from `base()`."""
+
+import ml_collections
+
+
+def base():
+  """Keys every run has. Configs override what their protocol changes."""
+  c = ml_collections.ConfigDict()
+  c.model = "resnet50"  # resnet50, vgg16, resnet50_edge, vgg16_edge
+  # create_model overrides: width (channel multiplier), stages (ResNet blocks), resnet_style, dtype.
+  c.model_overrides = ml_collections.ConfigDict()
+  c.backbone_checkpoint = ""  # resnet50_caffe.pth / vgg16_20M.pth / torchvision state_dict
+  c.init_checkpoint = ""  # full PoolNet (.pth or converted directory) to fine-tune from
+  c.init = "original"  # random kernels: "original" N(0, 0.01) or "he" (from scratch)
+
+  c.dataset = "duts"  # TFDS name of the saliency training set
+  c.train_split = "train"
+  c.eval_dataset = "duts"
+  c.eval_split = "test"
+  c.eval_max_images = 200  # periodic validation subset; 0 = the whole split
+  c.eval_size = ()  # () = native size (the paper); (H, W) = resize, maps resized back
+  c.edge_dataset = "bsds_pascal_edges"  # joint (edge) models only
+  c.data_dir = ml_collections.config_dict.placeholder(str)  # TFDS data_dir
+  c.manual_dir = ml_collections.config_dict.placeholder(str)  # user's downloads
+  c.data = ml_collections.ConfigDict()
+  c.data.mode = "native"  # native (batch 1 per device, the paper), fixed, buckets
+  c.data.size = (320, 320)  # fixed mode
+  c.data.buckets = ((320, 320), (288, 384), (384, 288))  # buckets mode
+  c.data.flip = True
+  c.data.worker_count = 0
+
+  c.batch_size = 1  # global, over all devices and hosts
+  c.iter_size = 10  # gradient accumulation (calls per update), as the original
+  c.learning_rate = 5e-5
+  c.weight_decay = 5e-4
+  c.num_epochs = 24  # converted to updates from the training set's size
+  c.num_train_steps = -1  # updates; overrides num_epochs when > 0
+  c.epoch_images = 0  # images per epoch; 0 = the training set's size
+  c.lr_decay_epochs = (15,)  # learning rate / 10 after these epochs
+  c.lr_decay_steps = ()  # or after these updates (overrides lr_decay_epochs)
+  c.reset_optimizer_at_decay = True  # the original rebuilds Adam there
+  c.parallel = "pmap"  # or shard_map
+  c.seed = 0
+
+  c.log_every_steps = 50
+  c.eval_every_steps = 1000
+  c.checkpoint_every_steps = 1000
+  c.keep_checkpoints = 3
+  return c

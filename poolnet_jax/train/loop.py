@@ -1,0 +1,150 @@
+"""train_and_evaluate: the training recipe, from config to checkpoints, logs and the best model.
+
+A "step" here is one optimizer update; with the original's `iter_size` one
+update takes `iter_size` calls of the compiled step (gradient accumulation).
+"""
+
+import os
+import signal
+import time
+
+from absl import logging
+import jax
+import numpy as np
+import tqdm
+
+from poolnet_jax import runtime
+from poolnet_jax.data import pipeline
+from poolnet_jax.train import checkpoints as checkpoints_lib
+from poolnet_jax.train import setup
+from poolnet_jax.train import state as state_lib
+from poolnet_jax.train import step as step_lib
+from poolnet_jax.train import validation
+from poolnet_jax.train import writer as writer_lib
+
+
+class NonFiniteLoss(RuntimeError):
+  """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class _Preemption:
+  """Turns SIGTERM into a flag the loop checks between updates."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    logging.warning("SIGTERM: saving a checkpoint and stopping")
+    self.requested = True
+
+  def restore(self):
+    signal.signal(signal.SIGTERM, self._previous)
+
+
+def make_train_iterator(config, model):
+  """The training batches: saliency only, or saliency + edge for the joint models."""
+  kwargs = dict(mode=config.data.mode, batch_size=config.batch_size, size=tuple(config.data.size),
+                buckets=tuple(map(tuple, config.data.buckets)), flip=config.data.flip,
+                seed=config.seed, worker_count=config.data.worker_count)
+  saliency = setup.data_source(config.dataset, config.train_split, config.data_dir,
+                               config.manual_dir)
+  if not model.edge:
+    return pipeline.train_iterator(saliency, label_key="mask", **kwargs), len(saliency)
+  edges = setup.data_source(config.edge_dataset, "train", config.data_dir, config.manual_dir)
+  return pipeline.joint_iterator(saliency, edges, **kwargs), len(saliency)
+
+
+def create_train_state(config, model, num_train_images):
+  """TrainState on the host, with the original's optimizer and schedule."""
+  num_updates, decays = setup.schedule_steps(config, num_train_images)
+  variables = setup.initial_variables(config, model, jax.random.PRNGKey(config.seed))
+  schedule = state_lib.learning_rate_schedule(config.learning_rate, decays)
+  tx = state_lib.create_optimizer(
+      variables["params"], schedule, config.weight_decay, accumulation_steps=config.iter_size,
+      reset_moments_at=decays if config.reset_optimizer_at_decay else ())
+  return state_lib.TrainState.create(model.apply, variables, tx), num_updates, schedule
+
+
+def fingerprint(params):
+  """Sum and sum of squares of all parameters: equal on every replica and host."""
+  leaves = [np.asarray(x, np.float64) for x in jax.tree_util.tree_leaves(jax.device_get(params))]
+  return f"{sum(x.sum() for x in leaves):.10e}/{sum((x * x).sum() for x in leaves):.10e}"
+
+
+def _images_per_update(config, model):
+  return config.batch_size * config.iter_size * (2 if model.edge else 1)
+
+
+def train_and_evaluate(config, workdir):
+  """Trains `config` in `workdir`, resuming from its latest checkpoint if there is one.
+
+  Returns the last validation metrics (a dict, empty if none ran).
+  """
+  runtime.enable_compilation_cache()
+  workdir = os.path.abspath(workdir)
+  model = setup.create_model_from_config(config)
+  train_iter, num_train_images = make_train_iterator(config, model)
+  state, num_updates, schedule = create_train_state(config, model, num_train_images)
+  checkpoints = checkpoints_lib.Checkpoints(os.path.join(workdir, "checkpoints"),
+                                            keep=config.keep_checkpoints)
+  if checkpoints.latest_step() is not None:
+    state, data_state = checkpoints.restore(state)
+    train_iter.set_state(data_state)
+    logging.info("resumed from update %d", int(state.step) // config.iter_size)
+  eval_source = setup.data_source(config.eval_dataset, config.eval_split, config.data_dir,
+                                  config.manual_dir)
+  best = validation.BestModel(os.path.join(workdir, "best"), config.model,
+                              setup.model_overrides(config))
+  writer = writer_lib.MetricWriter(workdir)
+  step_fn = step_lib.make_step(model, config.parallel)
+  update = int(state.step) // config.iter_size
+  state = step_fn.replicate(state)
+  preemption = _Preemption()
+  results = {}
+  try:
+    bar = tqdm.tqdm(total=num_updates, initial=update, desc="train", unit="update",
+                    disable=jax.process_index() != 0, dynamic_ncols=True)
+    window_start, window_updates, loss_sum = time.time(), 0, 0.0
+    while update < num_updates and not preemption.requested:
+      for _ in range(config.iter_size):
+        state, metrics = step_fn(state, next(train_iter))
+      update += 1
+      metrics = step_lib.first_device_metrics(metrics)
+      if not np.isfinite(metrics["loss"]):
+        raise NonFiniteLoss(
+            f"loss is {metrics['loss']} at update {update}; stopping. The last good "
+            f"checkpoint (update {checkpoints.latest_step()}) is kept in {workdir}/checkpoints.")
+      window_updates += 1
+      loss_sum += metrics["loss"]
+      images_per_sec = window_updates * _images_per_update(config, model) / max(
+          time.time() - window_start, 1e-9)
+      bar.update(1)
+      bar.set_postfix(loss=f"{metrics['loss']:.4g}", img_s=f"{images_per_sec:.1f}")
+      last = update == num_updates
+      if update % config.log_every_steps == 0 or last:
+        writer.scalars(update, {**metrics, "loss_mean": loss_sum / window_updates,
+                                "images_per_sec": images_per_sec,
+                                "learning_rate": float(schedule(update - 1))}, prefix="train/")
+        window_start, window_updates, loss_sum = time.time(), 0, 0.0
+      if update % config.eval_every_steps == 0 or last:
+        host_state = step_fn.unreplicate(state)
+        results = validation.validate(
+            model, host_state.variables, eval_source, config.eval_max_images,
+            size=tuple(config.eval_size) or None, writer=writer, step=update)
+        best.update(update, results, host_state.variables)
+      if update % config.checkpoint_every_steps == 0 or last or preemption.requested:
+        checkpoints.save(update, step_fn.unreplicate(state), train_iter.get_state(),
+                         force=True)
+    bar.close()
+    logging.info("process %d: final parameter fingerprint %s", jax.process_index(),
+                 fingerprint(step_fn.unreplicate(state).params))
+  finally:
+    checkpoints.wait()
+    checkpoints.close()
+    writer.close()
+    preemption.restore()
+  if preemption.requested:
+    logging.warning("stopped by SIGTERM at update %d; rerun the same command to resume", update)
+  return results
