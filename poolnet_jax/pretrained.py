@@ -10,6 +10,8 @@ import logging
 import os
 from pathlib import Path
 
+import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from poolnet_jax.models import create_model
@@ -49,6 +51,8 @@ def save_pretrained(directory, name, variables, **overrides):
   directory = Path(directory).absolute()
   directory.mkdir(parents=True, exist_ok=True)
   checkpointer = ocp.StandardCheckpointer()
+  # Host numpy copies: device arrays of a pmap or of several hosts are not saveable as such.
+  variables = jax.tree_util.tree_map(lambda x: np.array(x, copy=True), variables)
   checkpointer.save(directory / VARIABLES_DIR, variables, force=True)
   checkpointer.wait_until_finished()
   meta = {"variant": name, "overrides": overrides}

@@ -1,0 +1,56 @@
+"""Two processes on 127.0.0.1 (jax.distributed, gloo) train like one process with both shards."""
+
+import os
+import re
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from test_train import ROOT, final_params
+
+FINGERPRINT = re.compile(r"process (\d+): final parameter fingerprint (\S+)")
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def _train(workdir, data_dir, *flags):
+  return subprocess.Popen(
+      [sys.executable, "train.py", "--config", "configs/tiny.py", "--workdir", str(workdir),
+       f"--config.data_dir={data_dir}", "--config.num_train_steps=2", "--config.batch_size=2",
+       "--config.eval_every_steps=1000", "--config.checkpoint_every_steps=1000",
+       "--alsologtostderr", *flags],
+      cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT, "POOLNET_JAX_CACHE": ""},
+      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _fingerprints(outputs):
+  return dict(m for out in outputs for m in FINGERPRINT.findall(out))
+
+
+@pytest.mark.slow
+def test_two_processes_equal_one_process(tmp_path):
+  data_dir = tmp_path / "tfds"
+  single = _train(tmp_path / "single", data_dir)
+  single_out = single.communicate(timeout=600)[0]
+  assert single.returncode == 0, single_out[-3000:]
+  address = f"127.0.0.1:{_free_port()}"
+  hosts = [_train(tmp_path / "multi", data_dir, f"--coordinator_address={address}",
+                  "--num_processes=2", f"--process_id={i}") for i in range(2)]
+  outputs = [p.communicate(timeout=600)[0] for p in hosts]
+  for p, out in zip(hosts, outputs):
+    assert p.returncode == 0, out[-3000:]
+  prints = _fingerprints(outputs)
+  assert set(prints) == {"0", "1"} and prints["0"] == prints["1"]  # replicas agree
+  step, multi = final_params(tmp_path / "multi")
+  assert step == 2
+  one = final_params(tmp_path / "single")[1]
+  assert multi.keys() == one.keys()
+  for key in one:
+    np.testing.assert_allclose(multi[key], one[key], rtol=0, atol=1e-5, err_msg=key)
