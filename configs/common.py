@@ -11,7 +11,6 @@ def base():
   c.model_overrides = ml_collections.ConfigDict()
   c.backbone_checkpoint = ""  # resnet50_caffe.pth / vgg16_20M.pth / torchvision state_dict
   c.init_checkpoint = ""  # full PoolNet (.pth or converted directory) to fine-tune from
-  c.init = "original"  # random kernels: "original" N(0, 0.01) or "he" (from scratch)
 
   c.dataset = "duts"  # TFDS name of the saliency training set
   c.train_split = "train"

@@ -14,7 +14,6 @@ def get_config():
   c.model = "resnet50"
   c.model_overrides.width = 0.125
   c.model_overrides.stages = (1, 1, 1, 1)
-  c.init = "he"  # from scratch: He-normal kernels instead of the original's N(0, 0.01)
   c.backbone_checkpoint = ""
 
   c.dataset = "synthetic_salient/small"

@@ -13,7 +13,6 @@ import jax
 import numpy as np
 
 import poolnet_jax
-from poolnet_jax.train import init
 from poolnet_jax.train import state as state_lib
 from poolnet_jax.train import step as step_lib
 
@@ -23,7 +22,6 @@ GLOBAL_BATCH, STEPS, SIZE = 4, 3, 120
 def main(mode, num_devices, out):
   model = poolnet_jax.create_model("resnet50", width=0.125, stages=(1, 1, 1, 1))
   variables = model.init(jax.random.PRNGKey(0), np.zeros((1, SIZE, SIZE, 3), np.float32))
-  variables = {**variables, "params": init.he_normal_kernels(variables["params"])}
   tx = state_lib.create_optimizer(variables["params"], 1e-3)
   state = state_lib.TrainState.create(model.apply, variables, tx)
   initial = flax.traverse_util.flatten_dict(variables["params"], sep="/")

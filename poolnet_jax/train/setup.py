@@ -10,7 +10,6 @@ import tensorflow_datasets as tfds
 from poolnet_jax import pretrained
 from poolnet_jax.models import create_model
 from poolnet_jax.torch_io import backbones
-from poolnet_jax.train import init
 
 LOUD = "\n" + "!" * 78 + "\n"
 
@@ -63,8 +62,6 @@ def initial_variables(config, model, rng):
   size = max(model.min_input_size(), 128)
   variables = jax.jit(model.init)(rng, jnp.zeros((1, size, size, 3), jnp.float32))
   variables = flax.core.unfreeze(variables)
-  if config.init == "he":
-    variables["params"] = init.he_normal_kernels(variables["params"])
   if config.init_checkpoint:
     _, loaded = pretrained.load_pretrained(config.init_checkpoint)
     _check_same_tree(variables, loaded, config.init_checkpoint)
