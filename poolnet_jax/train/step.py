@@ -79,8 +79,10 @@ class ShardMapStep:
       state, metrics = train_step(state, batch, model)
       return state, jax.tree_util.tree_map(lambda m: m[None], metrics)
 
+    # check_vma=False: the step averages gradients itself (pmean), as under pmap;
+    # with it on, JAX would also psum the gradients of the replicated state.
     sharded = jax.shard_map(per_device, mesh=self.mesh, in_specs=(P(), P(AXIS)),
-                            out_specs=(P(), P(AXIS)))
+                            out_specs=(P(), P(AXIS)), check_vma=False)
     self._step = jax.jit(sharded, donate_argnums=(0,))
 
   def replicate(self, state):

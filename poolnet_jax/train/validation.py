@@ -18,8 +18,15 @@ GRID_HEIGHT = 128
 
 
 def predict_saliency(model, variables, rgb, size=None):
-  """uint8 map at the image's own size; run at `size` (H, W) if given, resized back."""
+  """uint8 map at the image's own size; run at `size` (H, W) if given, resized back.
+
+  Images below the network's minimum size are upsampled to it (aspect kept).
+  """
   x = image_lib.preprocess(rgb[None])
+  smallest = model.min_input_size()
+  if size is None and min(rgb.shape[:2]) < smallest:
+    scale = smallest / min(rgb.shape[:2])
+    size = tuple(max(smallest, round(n * scale)) for n in rgb.shape[:2])
   if size is not None:
     x = np.asarray(ops.resize_bilinear(x, tuple(size)))
   saliency = image_lib.saliency_map(_apply(model)(variables, x))
