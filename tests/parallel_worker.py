@@ -1,11 +1,13 @@
-"""Runs 3 training steps of a tiny PoolNet and saves the parameters (for test_parallel.py).
+"""3 training steps of a tiny PoolNet, three ways, parameters saved (for test_parallel.py).
 
-    XLA_FLAGS=--xla_force_host_platform_device_count=4 python parallel_worker.py \
-        MODE DEVICES OUT.npz          # MODE pmap | shard_map, DEVICES 1 or 4
+    XLA_FLAGS=--xla_force_host_platform_device_count=4 python parallel_worker.py OUT_DIR
 
-The global batch (4 images) is the same in every run; with D devices each gets 4 / D.
+Writes OUT_DIR/{pmap1,pmap4,shard_map4}.npz: pmap on 1 device, pmap and
+shard_map on 4. The global batch (4 images) is the same in every run; with D
+devices each gets 4 / D.
 """
 
+import os
 import sys
 
 import flax
@@ -20,9 +22,7 @@ from poolnet_jax.train import step as step_lib
 GLOBAL_BATCH, STEPS, SIZE, LEARNING_RATE = 4, 3, 120, 1e-5
 
 
-def main(mode, num_devices, out):
-  model = poolnet_jax.create_model("resnet50", width=0.125, stages=(1, 1, 1, 1))
-  variables = model.init(jax.random.PRNGKey(0), np.zeros((1, SIZE, SIZE, 3), np.float32))
+def train(model, variables, mode, num_devices, out):
   # Plain SGD: Adam's first steps move each weight by about lr * sign(g), which turns
   # float rounding of near-zero gradients into lr-sized differences.
   tx = optax.sgd(LEARNING_RATE)
@@ -44,5 +44,12 @@ def main(mode, num_devices, out):
            **{f"initial/{k}": np.asarray(v) for k, v in initial.items()})
 
 
+def main(out_dir):
+  model = poolnet_jax.create_model("resnet50", width=0.125, stages=(1, 1, 1, 1))
+  variables = model.init(jax.random.PRNGKey(0), np.zeros((1, SIZE, SIZE, 3), np.float32))
+  for mode, devices in (("pmap", 1), ("pmap", 4), ("shard_map", 4)):
+    train(model, variables, mode, devices, os.path.join(out_dir, f"{mode}{devices}.npz"))
+
+
 if __name__ == "__main__":
-  main(sys.argv[1], int(sys.argv[2]), sys.argv[3])
+  main(sys.argv[1])

@@ -11,22 +11,19 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TOLERANCE = 1e-5
 
 
-def run_worker(mode, devices, out):
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+  out = tmp_path_factory.mktemp("parallel")
   env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
          "PYTHONPATH": os.pathsep.join([os.path.dirname(HERE), HERE]), "POOLNET_JAX_CACHE": ""}
-  subprocess.run([sys.executable, os.path.join(HERE, "parallel_worker.py"), mode, str(devices),
-                  str(out)], check=True, env=env, timeout=600)
-  return dict(np.load(out))
-
-
-@pytest.fixture(scope="module")
-def one_device(tmp_path_factory):
-  return run_worker("pmap", 1, tmp_path_factory.mktemp("one") / "params.npz")
+  subprocess.run([sys.executable, os.path.join(HERE, "parallel_worker.py"), str(out)],
+                 check=True, env=env, timeout=900)
+  return {name: dict(np.load(out / f"{name}.npz")) for name in ("pmap1", "pmap4", "shard_map4")}
 
 
 @pytest.mark.parametrize("mode", ["pmap", "shard_map"])
-def test_four_devices_equal_one_device_after_three_steps(mode, one_device, tmp_path):
-  multi = run_worker(mode, 4, tmp_path / "params.npz")
+def test_four_devices_equal_one_device_after_three_steps(mode, runs):
+  one_device, multi = runs["pmap1"], dict(runs[f"{mode}4"])
   assert one_device.keys() == multi.keys()
   np.testing.assert_allclose(multi.pop("loss"), one_device["loss"], rtol=1e-4)  # a float32 sum
   for key, value in one_device.items():
