@@ -20,6 +20,7 @@ def get_config():
   c.eval_dataset = "synthetic_salient/small"
   c.eval_split = "test"
   c.eval_max_images = 0
+  c.eval_size = (128, 128)  # one compiled shape; maps are resized back to each image
   c.data.mode = "fixed"
   c.data.size = (128, 128)
 
