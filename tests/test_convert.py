@@ -16,7 +16,7 @@ import torch_poolnet
 from poolnet_jax.torch_io import backbones, mapping
 from poolnet_jax.torch_io.pth import read_state_dict
 
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+REFERENCE = Path(__file__).resolve().parent / "reference"  # copies of ../shared/reference
 FILES = {"resnet50": "resnet", "vgg16": "vgg", "resnet50_edge": "resnet_edge",
          "vgg16_edge": "vgg_edge"}
 REPO = Path(__file__).resolve().parents[1]

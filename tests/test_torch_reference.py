@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 import torch_poolnet
 
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+REFERENCE = Path(__file__).resolve().parent / "reference"  # copies of ../shared/reference
 FILES = {"resnet50": "resnet", "vgg16": "vgg", "resnet50_edge": "resnet_edge",
          "vgg16_edge": "vgg_edge"}
 # Trainable-shaped parameter counts of the original (POOLNET.md).

@@ -2,7 +2,7 @@
 
 A test helper, not a test: the float64 reference of the parity tests and the source
 of random original-format checkpoints. `build(name)` returns a module whose
-`state_dict()` names, order and shapes equal /work/shared/reference/state_dict_*.txt.
+`state_dict()` names, order and shapes equal tests/reference/state_dict_*.txt (copies of the contract).
 
   plain models:  model(x) -> saliency logits (N, 1, H, W)
   edge models:   model(x, mode=1) -> saliency logits (N, 1, H, W)
