@@ -131,6 +131,20 @@ def decode_label(data_or_path, name=None):
   return label_array(open_image(data, name), name)
 
 
+def image_size(path):
+  """(H, W) of an image file from its header, without decoding the pixels."""
+  try:
+    with Image.open(os.fspath(path)) as image:
+      width, height = image.size
+  except FileNotFoundError as e:
+    raise DecodeError(f"{path}: cannot read file: {e.strerror or e}") from e
+  except Exception as e:  # PIL raises many types for unreadable headers.
+    raise DecodeError(f"{path}: not a readable image file: {e}") from e
+  if width == 0 or height == 0:
+    raise DecodeError(f"{path}: image has zero size {(width, height)}")
+  return height, width
+
+
 def encode_png(array):
   """uint8 (H, W), (H, W, 1) or (H, W, 3) -> PNG bytes (fast compression)."""
   array = np.asarray(array)

@@ -78,6 +78,10 @@ class FolderSource:
       example[self.label] = label
     return example
 
+  def image_size(self, index):
+    """(H, W) of image `index` from its file header (DecodeError naming the file if bad)."""
+    return decode.image_size(self.pairs[index][1])
+
   def __repr__(self):
     first = os.path.dirname(self.pairs[0][1]) if self.pairs else "-"
     return f"FolderSource({len(self)} {self.label} pairs from {first})"

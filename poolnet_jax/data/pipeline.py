@@ -1,157 +1,330 @@
-"""The training input pipeline on grain: shuffle, decode, flip, resize, batch, shard.
+"""The training input pipeline on grain: shuffle, group by size, decode, flip, resize, batch, shard.
 
     it = train_iterator(tfds.data_source("duts", split="train"), mode="native")
     batch = next(it)  # {"image": [devices, per_device, H, W, 3] float32 (BGR - mean),
                       #  "label": [devices, per_device, H, W, 1] float32 in [0, 1]}
-    state = it.get_state(); it.set_state(state)  # exact resume (JSON-able)
+    state = it.get_state(); it.set_state(state)  # exact resume, JSON-able
 
-Global step `s` reads the examples `s * B ... s * B + B - 1` (B the global
-batch) of one deterministic stream: the source shuffled afresh every epoch,
-each example flipped or not by a generator seeded from the seed and its
-position. Process `p` of `P` takes its contiguous slice of those B, so any
-number of hosts and devices sees the same global batches, and each host
-decodes only its own images (plus the step's first, which sets the size).
+How the global steps are made (B = batch_size over all devices of all processes):
+1. Epoch e visits the N examples in grain's permutation of epoch e
+   (`MapDataset.shuffle(seed).repeat()`: a new one every epoch) and flips each
+   with probability 1/2 by a generator seeded with (seed, e). The last N % B of
+   the permutation sit the epoch out, so an epoch is N // B steps.
+2. Every image of a step is brought to the step's size:
+   - `fixed`: `size`;
+   - `buckets`: the (H, W) of `buckets` nearest the image's aspect ratio;
+   - `native`: the image's own size (scaled up, aspect kept, if a side is
+     below `min_size`): with B = 1 the paper's protocol, nothing resized.
+   With B > 1, `native` and `buckets` group the permutation by that target
+   size (read once from the image headers when the iterator is made): each
+   size gives steps of B in permutation order; what remains of all sizes is
+   sorted by aspect ratio and cut into steps of B, each resized to the size
+   of its middle member (a small aspect change, only for images of rare
+   sizes). The epoch's steps are then shuffled.
+3. Process p of P takes elements p, p + P, ... of the step-major stream
+   (grain slicing `[p::P]`): it decodes only its shard, its part of every
+   step has the step's size, and it batches them as [local devices, per_device].
 
-One step's images must share a size:
-- `fixed`: every image resized to `size`;
-- `buckets`: resized to the bucket (H, W) nearest the step's first image in
-  aspect ratio;
-- `native`: the image's own size (the paper's batch 1); with several images
-  per step they take the size of the step's first image.
-Saliency labels are resized as floats (bilinear); edge labels are resized,
-then set to 1 where > 0.5 and 0 elsewhere, as the original does.
-An example that fails to decode is skipped (logged, counted) and the next
-one of the stream takes its place: a bad file never stops training.
+Resizing is bilinear with aligned corners (numpy, `transforms`). Saliency
+labels are resized as floats; edge labels are resized, then every value > 0.5
+set to 1 (the rest kept, as the original: its balanced loss ignores them).
+An example that fails to load (a DecodeError naming the file, a label whose
+size differs from its image, anything the source raises) is logged once,
+counted and replaced by the same slot of the next step: a bad file never
+stops training; a clear error if nothing loads.
 """
 
 import sys
+import time
 
+from absl import flags
 from absl import logging
 import grain
 import jax
 import numpy as np
-from PIL import Image
 
 from poolnet_jax import image as image_lib
 from poolnet_jax.data import decode
+from poolnet_jax.data import transforms
 
 MODES = ("native", "fixed", "buckets")
-MAX_BAD_IN_A_ROW = 100
+FIRST_FAILURES = 20  # failures before any success after which the data is declared unusable
+MAX_SUBSTITUTES = 1000
 
 
-class _Examples:
-  """The shuffled, flipped, infinite example stream; stream[i] -> (image, label) uint8."""
-
-  def __init__(self, source, label_key, flip, seed, shuffle):
-    self.label_key, self.skipped = label_key, 0
-    self.size = len(source)
-    if self.size == 0:
-      raise ValueError(f"the training source {source!r} is empty")
-    stream = grain.MapDataset.source(source)
-    stream = stream.shuffle(seed=seed) if shuffle else stream
-    stream = stream.repeat(None)
-    if flip:
-      stream = stream.random_map(_random_flip, seed=seed + 1)
-    self.stream = stream
-
-  def __getitem__(self, index):
-    for offset in range(MAX_BAD_IN_A_ROW):
-      try:
-        example = self.stream[index + offset * 7919]  # a different image, same epoch region
-      except decode.DecodeError as error:
-        self.skipped += 1
-        logging.warning("skipping an unreadable training example (%d so far): %s",
-                        self.skipped, error)
-        continue
-      return example["image"], example[self.label_key]
-    raise RuntimeError(f"{MAX_BAD_IN_A_ROW} unreadable training examples in a row; "
-                       "check the dataset (see the warnings above)")
+class MissingLabelError(ValueError):
+  """The source has no label of the requested kind: a configuration error, never skipped."""
 
 
-def _random_flip(example, rng):
-  if rng.random() < 0.5:
-    example = {**example, "image": example["image"][:, ::-1]}
-    for key in ("mask", "edge"):
-      if key in example:
-        example[key] = example[key][:, ::-1]
-  return example
+class _Target:
+  """The size an image of shape (H, W, ...) is trained at, for one mode."""
 
-
-def _resize_image(rgb, size):
-  if rgb.shape[:2] == tuple(size):
-    return rgb
-  return np.asarray(Image.fromarray(rgb).resize(size[::-1], Image.BILINEAR))
-
-
-def _resize_label(label, size, is_edge):
-  label = label[..., 0].astype(np.float32) / 255.0
-  if label.shape != tuple(size):
-    label = np.asarray(Image.fromarray(label, mode="F").resize(size[::-1], Image.BILINEAR))
-  if is_edge:
-    label = (label > 0.5).astype(np.float32)
-  return label[..., None]
-
-
-def _nearest_bucket(shape, buckets):
-  aspect = shape[1] / shape[0]
-  return min(buckets, key=lambda b: abs(np.log(b[1] / b[0]) - np.log(aspect)))
-
-
-class _Batches:
-  """Global step -> this process's part of the global batch, shaped for pmap."""
-
-  def __init__(self, examples, mode, global_batch, local_devices, size, buckets):
+  def __init__(self, mode, size, buckets, min_size):
     if mode not in MODES:
-      raise ValueError(f"data.mode must be one of {MODES}, got {mode!r}")
-    self.examples, self.mode, self.global_batch = examples, mode, global_batch
-    self.local_devices, self.size, self.buckets = local_devices, tuple(size), buckets
+      raise ValueError(f"data mode must be one of {MODES}, got {mode!r}")
+    self.mode, self.size, self.buckets, self.min_size = mode, tuple(size), buckets, min_size
+    if mode == "fixed" and (len(self.size) != 2 or min(self.size) < 1):
+      raise ValueError(f"fixed mode needs size=(H, W), got {size!r}")
+    if mode == "buckets" and (not buckets or any(len(b) != 2 or min(b) < 1 for b in buckets)):
+      raise ValueError(f"buckets mode needs buckets=((H, W), ...), got {buckets!r}")
 
-  def target_size(self, first_shape):
+  def __call__(self, shape):
     if self.mode == "fixed":
       return self.size
     if self.mode == "buckets":
-      return tuple(_nearest_bucket(first_shape, self.buckets))
-    return tuple(first_shape[:2])
+      return transforms.nearest_bucket(shape, self.buckets)
+    return transforms.native_size(shape, self.min_size)
 
-  def __call__(self, step, local_batch, process_index):
-    start = step * self.global_batch
-    first_image, _ = self.examples[start]
-    size = self.target_size(first_image.shape)
-    is_edge = self.examples.label_key == "edge"
-    images, labels = [], []
-    for k in range(local_batch):
-      image, label = self.examples[start + process_index * local_batch + k]
-      images.append(image_lib.preprocess(_resize_image(image, size)))
-      labels.append(_resize_label(label, size, is_edge))
-    shape = (self.local_devices, local_batch // self.local_devices)
-    return {"image": np.stack(images).reshape(shape + images[0].shape),
-            "label": np.stack(labels).reshape(shape + labels[0].shape)}
+
+class _Plan(grain.MapDataset):
+  """The flat, step-major stream: element j = slot j % B of global step j // B.
+
+  Each element is {"index": source index, "flip": bool, "size": (H, W) of its
+  step or None (the image's own target), "element": j}.
+  """
+
+  def __init__(self, order, usable, sizes, target, batch_size, seed, flip, shuffle):
+    super().__init__(order)
+    self.usable, self.target, self.batch_size = usable, target, batch_size
+    self.seed, self.flip, self.shuffle = seed, flip, shuffle
+    self.keys = None if sizes is None else [target(s) for s in sizes]
+    self.aspects = None if sizes is None else [(s[1] / s[0], s[0] * s[1]) for s in sizes]
+    self.steps_per_epoch = len(usable) // batch_size
+    self._epochs = {}
+
+  def __len__(self):
+    return sys.maxsize
+
+  def __getitem__(self, index):
+    if isinstance(index, slice):
+      return self.slice(index)
+    step, slot = divmod(index, self.batch_size)
+    epoch, step = divmod(step, self.steps_per_epoch)
+    steps, flips = self._epoch(epoch)
+    position, size = steps[step][slot]
+    return {"index": int(self.usable[position]), "flip": bool(flips[position]), "size": size,
+            "element": index}
+
+  def _epoch(self, epoch):
+    layout = self._epochs.get(epoch)
+    if layout is None:  # two threads may both compute it: the same result
+      layout = self._layout(epoch)
+      self._epochs = {**{e: v for e, v in self._epochs.items() if e == epoch - 1}, epoch: layout}
+    return layout
+
+  def _layout(self, epoch):
+    """(steps of the epoch as lists of (position, size), flip of every position)."""
+    n, b = len(self.usable), self.batch_size
+    order = np.fromiter((self._parent[epoch * n + i] for i in range(n)), np.int64, n)
+    rng = np.random.default_rng([self.seed, epoch])
+    flips = rng.random(n) < 0.5 if self.flip else np.zeros(n, bool)
+    order = order[:n - n % b]
+    if self.keys is None:
+      return [[(p, None) for p in order[s:s + b]] for s in range(0, len(order), b)], flips
+    groups = {}
+    for position in order:
+      groups.setdefault(self.keys[position], []).append(position)
+    steps, rest = [], []
+    for key, members in groups.items():
+      full = len(members) - len(members) % b
+      steps += [[(p, key) for p in members[s:s + b]] for s in range(0, full, b)]
+      rest += members[full:]
+    rest.sort(key=lambda p: self.aspects[p])  # stable: ties keep the permutation's order
+    for s in range(0, len(rest), b):
+      chunk = rest[s:s + b]
+      key = self.keys[chunk[len(chunk) // 2]]
+      steps.append([(p, key) for p in chunk])
+    if self.shuffle:
+      steps = [steps[i] for i in rng.permutation(len(steps))]
+    return steps, flips
+
+
+class _Loader:
+  """Plan element -> {"image", "label"} float32, a failing example replaced by another."""
+
+  def __init__(self, source, label_key, target, plan):
+    self.source, self.label_key, self.target, self.plan = source, label_key, target, plan
+    self.is_edge = label_key == "edge"
+    self.bad = {}  # source index -> reason
+    self.loaded = False
+
+  def read(self, index):
+    example = self.source[index]
+    name = transforms.example_name(example, index)
+    if self.label_key not in example:
+      raise MissingLabelError(f"{name}: the source gives no {self.label_key!r} label "
+                              f"(its keys: {sorted(example)})")
+    rgb = transforms.as_rgb(example["image"], name)
+    label = transforms.as_label(example[self.label_key], name)
+    if label.shape != rgb.shape[:2]:
+      raise decode.DecodeError(f"{name}: {self.label_key} size {label.shape[1]}x{label.shape[0]} "
+                               f"differs from its image's {rgb.shape[1]}x{rgb.shape[0]}")
+    return rgb, label, name
+
+  def __call__(self, item):
+    for attempt in range(MAX_SUBSTITUTES):
+      candidate = item if not attempt else self.plan[item["element"] + attempt *
+                                                     self.plan.batch_size]
+      if candidate["index"] in self.bad:
+        continue
+      try:
+        rgb, label, _ = self.read(candidate["index"])
+      except MissingLabelError:
+        raise
+      except Exception as error:  # pylint: disable=broad-except  (never stop training)
+        self._failed(candidate["index"], error)
+        continue
+      self.loaded = True
+      size = item["size"] or self.target(rgb.shape)
+      image, label = transforms.prepare(rgb, label, size, candidate["flip"], self.is_edge)
+      return {"image": image, "label": label}
+    raise RuntimeError(f"{MAX_SUBSTITUTES} training examples in a row failed to load; "
+                       f"first reasons: {list(self.bad.values())[:3]}")
+
+  def _failed(self, index, error):
+    reason = str(error) if isinstance(error, decode.DecodeError) else (
+        f"example {index}: {type(error).__name__}: {error}")
+    self.bad[index] = reason
+    logging.warning("training data: skipping %s (%d unusable so far, each replaced by another "
+                    "example)", reason, len(self.bad))
+    if len(self.bad) >= len(self.plan.usable) or (
+        not self.loaded and len(self.bad) >= FIRST_FAILURES):
+      raise RuntimeError(f"no training example loads: {len(self.bad)} tried, all failed "
+                         f"(first: {'; '.join(list(self.bad.values())[:3])})")
+
+
+class _Stack:
+  """grain batch_fn: examples -> {"image", "label"} shaped [devices, per_device, H, W, C]."""
+
+  def __init__(self, num_devices):
+    self.num_devices = num_devices
+
+  def __call__(self, examples):
+    return {key: np.stack([e[key] for e in examples]).reshape(
+        (self.num_devices, -1) + examples[0][key].shape) for key in ("image", "label")}
+
+
+class TrainIterator:
+  """Infinite iterator of this process's batches, resumable from `get_state()`.
+
+  The state is the number of steps taken (plus what the stream depends on,
+  checked on restore), the same on every process and for any worker count:
+  `set_state` restarts grain at that step of the (random-access) stream.
+  `skipped` maps source indices that failed to load to the reason (in this
+  process; with worker_count > 0 the workers log theirs).
+  """
+
+  def __init__(self, batches, loader, info, read_options, worker_count):
+    self._batches, self._loader, self.info = batches, loader, info
+    self._read_options, self._worker_count = read_options, worker_count
+    self._step, self._iterator = 0, None
+
+  @property
+  def steps_per_epoch(self):
+    return self.info["steps_per_epoch"]
+
+  @property
+  def skipped(self):
+    return dict(self._loader.bad)
+
+  def __iter__(self):
+    return self
+
+  def __next__(self):
+    if self._iterator is None:
+      dataset = self._batches[self._step:].to_iter_dataset(self._read_options)
+      if self._worker_count:
+        if not flags.FLAGS.is_parsed():  # grain reads its flags; not parsed under pytest
+          flags.FLAGS.mark_as_parsed()
+        dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(
+            num_workers=self._worker_count))
+      self._iterator = iter(dataset)
+    batch = next(self._iterator)
+    self._step += 1
+    return batch
+
+  def close(self):
+    """Stops grain's prefetch threads or worker processes (restarted by the next `next`)."""
+    if self._iterator is not None and hasattr(self._iterator, "close"):
+      self._iterator.close()
+    self._iterator = None
+
+  def get_state(self):
+    return {"step": self._step, **self.info}
+
+  def set_state(self, state):
+    for key, value in self.info.items():
+      if key in state and state[key] != value:
+        logging.warning("data state saved with %s=%r, now %r: the resumed run sees other "
+                        "data than the saved one would have", key, state[key], value)
+    if not isinstance(state.get("step"), int):
+      raise ValueError(f"not a data state of this pipeline (no integer 'step'): {state!r}")
+    self.close()
+    self._step = state["step"]
+
+
+def _topology(batch_size, num_devices, process_index, process_count):
+  num_devices = num_devices or jax.local_device_count()
+  process_index = jax.process_index() if process_index is None else process_index
+  process_count = jax.process_count() if process_count is None else process_count
+  if not 0 <= process_index < process_count:
+    raise ValueError(f"process_index {process_index} not in [0, {process_count})")
+  if batch_size < 1 or batch_size % (num_devices * process_count):
+    raise ValueError(f"batch_size {batch_size} (global) is not a positive multiple of the "
+                     f"{num_devices} local devices x {process_count} processes")
+  return num_devices, process_index, process_count
+
+
+def _usable_examples(source, need_sizes):
+  """(source indices to train on, their (H, W) or None); unreadable headers left out."""
+  if len(source) == 0:
+    raise ValueError(f"the training source {source!r} is empty")
+  if not need_sizes:
+    return np.arange(len(source)), None
+  start, read = time.time(), transforms.SizeReader(source)
+  usable, sizes, bad = [], [], []
+  for index in range(len(source)):
+    try:
+      sizes.append(read(index))
+      usable.append(index)
+    except Exception as error:  # pylint: disable=broad-except
+      bad.append(str(error))
+      logging.warning("training data: leaving out %s", error)
+  if not usable:
+    raise ValueError(f"no readable image in the training source {source!r} ({bad[:3]})")
+  logging.info("read %d image sizes in %.1f s: %d distinct, %d unreadable left out",
+               len(usable), time.time() - start, len(set(sizes)), len(bad))
+  return np.asarray(usable), sizes
 
 
 def train_iterator(source, *, label_key="mask", mode="native", batch_size=1, num_devices=None,
                    process_index=None, process_count=None, size=(320, 320),
                    buckets=((320, 320), (288, 384), (384, 288)), flip=True, seed=0, shuffle=True,
-                   worker_count=0):
-  """An infinite, checkpointable iterator of this process's training batches.
+                   worker_count=0, min_size=0, read_threads=1, prefetch=2):
+  """An infinite, checkpointable TrainIterator of this process's training batches.
 
   `batch_size` is global (all devices of all processes); `num_devices` the
-  local device count (default jax.local_device_count()).
+  local device count (default jax.local_device_count()); process index and
+  count default to jax's. `min_size`: in native mode, images with a side
+  below it are scaled up (pass the model's `min_input_size()`).
+  `read_threads` / `prefetch`: grain's ReadOptions (batches made ahead).
   """
-  num_devices = num_devices or jax.local_device_count()
-  process_index = jax.process_index() if process_index is None else process_index
-  process_count = jax.process_count() if process_count is None else process_count
-  if batch_size % (num_devices * process_count):
-    raise ValueError(f"batch_size {batch_size} is not a multiple of the {num_devices} local "
-                     f"devices x {process_count} processes")
-  local_batch = batch_size // process_count
-  examples = _Examples(source, label_key, flip, seed, shuffle)
-  batches = _Batches(examples, mode, batch_size, num_devices, size, buckets)
-  dataset = grain.MapDataset.range(sys.maxsize).map(
-      lambda step: batches(step, local_batch, process_index))
-  iterator = dataset.to_iter_dataset(grain.ReadOptions(num_threads=0, prefetch_buffer_size=0))
-  if worker_count:
-    iterator = iterator.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
-  return iter(iterator)
+  num_devices, process_index, process_count = _topology(
+      batch_size, num_devices, process_index, process_count)
+  target = _Target(mode, size, buckets, min_size)
+  usable, sizes = _usable_examples(source, batch_size > 1 and mode != "fixed")
+  if len(usable) < batch_size:
+    raise ValueError(f"batch_size {batch_size} exceeds the {len(usable)} training examples")
+  order = grain.MapDataset.range(len(usable))
+  order = (order.shuffle(seed=seed) if shuffle else order).repeat()
+  plan = _Plan(order, usable, sizes, target, batch_size, seed, flip, shuffle)
+  loader = _Loader(source, label_key, target, plan)
+  batches = plan[process_index::process_count].map(loader).batch(
+      batch_size // process_count, drop_remainder=True, batch_fn=_Stack(num_devices))
+  info = {"mode": mode, "batch_size": batch_size, "seed": seed, "examples": len(usable),
+          "steps_per_epoch": plan.steps_per_epoch, "process_count": process_count}
+  read_options = grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=prefetch)
+  return TrainIterator(batches, loader, info, read_options, worker_count)
 
 
 class JointIterator:
@@ -174,6 +347,50 @@ class JointIterator:
     self.edge.set_state(state["edge"])
 
 
-def joint_iterator(saliency_source, edge_source, *, seed=0, **kwargs):
-  return JointIterator(train_iterator(saliency_source, label_key="mask", seed=seed, **kwargs),
-                       train_iterator(edge_source, label_key="edge", seed=seed + 7, **kwargs))
+def joint_iterator(saliency_source, edge_source, *, seed=0, flip=True, edge_flip=False,
+                   **kwargs):
+  """JointIterator of train_iterator(saliency, "mask") and train_iterator(edges, "edge").
+
+  Edges are not flipped by default: the original flips saliency pairs only
+  (its edge set is already augmented). The edge stream uses seed + 1.
+  """
+  return JointIterator(
+      train_iterator(saliency_source, label_key="mask", seed=seed, flip=flip, **kwargs),
+      train_iterator(edge_source, label_key="edge", seed=seed + 1, flip=edge_flip, **kwargs))
+
+
+def steps_per_epoch(source, batch_size):
+  """Global steps in one epoch: the N % batch_size remainder waits for a later epoch."""
+  return len(source) // batch_size
+
+
+def examples_per_epoch(source, batch_size, process_count=1):
+  """Examples one process reads in one epoch."""
+  return steps_per_epoch(source, batch_size) * batch_size // process_count
+
+
+def eval_examples(source, label_key="mask", size=None, max_images=0):
+  """Yields {"image": (1, H', W', 3) float32 preprocessed, "mask": (H, W) uint8, "name": str}.
+
+  H' x W' is the image's own size, or `size` (bilinear, aligned corners);
+  "mask" is the ground truth (`label_key`) at the original size. Examples that
+  fail to load are logged and skipped; a clear error if all of them fail.
+  """
+  count = min(len(source), max_images) if max_images else len(source)
+  skipped = []
+  loader = _Loader(source, label_key, None, None)
+  for index in range(count):
+    try:
+      rgb, label, name = loader.read(index)
+    except MissingLabelError:
+      raise
+    except Exception as error:  # pylint: disable=broad-except
+      skipped.append(f"example {index}: {error}")
+      logging.warning("evaluation data: skipping %s", skipped[-1])
+      continue
+    image = transforms.resize_bilinear(rgb, size) if size else rgb
+    yield {"image": image_lib.preprocess(image)[None], "mask": label, "name": name}
+  if skipped:
+    logging.warning("evaluation data: %d of %d examples skipped", len(skipped), count)
+    if len(skipped) == count:
+      raise ValueError(f"no evaluation example loads ({skipped[:3]})")

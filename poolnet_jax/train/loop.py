@@ -47,7 +47,8 @@ def make_train_iterator(config, model):
   """The training batches: saliency only, or saliency + edge for the joint models."""
   kwargs = dict(mode=config.data.mode, batch_size=config.batch_size, size=tuple(config.data.size),
                 buckets=tuple(map(tuple, config.data.buckets)), flip=config.data.flip,
-                seed=config.seed, worker_count=config.data.worker_count)
+                seed=config.seed, worker_count=config.data.worker_count,
+                min_size=model.min_input_size())
   saliency = setup.data_source(config.dataset, config.train_split, config.data_dir,
                                config.manual_dir)
   if not model.edge:

@@ -1,0 +1,142 @@
+"""What the training pipeline does to one example, in numpy on the host.
+
+- `as_rgb` / `as_label`: any array a source gives -> uint8 RGB (H, W, 3) /
+  uint8 (H, W) (grey repeated, alpha dropped, deeper than 8 bits scaled as in
+  `decode`; a label keeps its first channel, as the original reads masks).
+- `resize_bilinear`: bilinear with aligned corners (output pixel i samples
+  input coordinate i * (in - 1) / (out - 1)), the semantics of
+  `poolnet_jax.ops.resize_bilinear` and of every resize inside the original
+  network; no antialiasing. Images are resized as float32 RGB, labels as
+  floats in [0, 1].
+- `prepare`: flip, resize, BGR minus mean (`image.preprocess`), label / 255;
+  an edge label then has every value > 0.5 set to 1 and keeps the others, as
+  the original does (its balanced loss weighs values other than 0 and 1 by 0).
+- `image_size`: an example's (H, W) without decoding its pixels when the
+  source allows it (FolderSource, TFDS data sources), for grouping by size.
+"""
+
+import io
+
+import numpy as np
+from PIL import Image
+
+from poolnet_jax import image as image_lib
+from poolnet_jax.data import decode
+
+
+def as_rgb(image, name="<example>"):
+  """uint8 RGB (H, W, 3) from grey, grey + alpha, RGB or RGBA arrays of any depth."""
+  image = decode.to_uint8(np.asarray(image))
+  if image.ndim == 2:
+    image = image[..., None]
+  if image.ndim != 3 or image.shape[-1] not in (1, 2, 3, 4) or 0 in image.shape:
+    raise decode.DecodeError(f"{name}: unsupported image shape {image.shape}")
+  if image.shape[-1] in (2, 4):  # drop alpha
+    image = image[..., :-1]
+  return np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image
+
+
+def as_label(label, name="<example>"):
+  """uint8 (H, W): the first channel of a (H, W), (H, W, 1) or (H, W, C) label."""
+  label = decode.to_uint8(np.asarray(label))
+  if label.ndim == 3:
+    label = label[..., 0]
+  if label.ndim != 2:
+    raise decode.DecodeError(f"{name}: unsupported label shape {label.shape}")
+  return label
+
+
+def _axis(in_size, out_size):
+  """Source indices (lo, hi) and weights of `hi` for aligned-corner interpolation."""
+  scale = (in_size - 1) / (out_size - 1) if out_size > 1 else 0.0
+  position = np.arange(out_size) * scale
+  lo = np.minimum(np.floor(position).astype(np.int64), in_size - 1)
+  hi = np.minimum(lo + 1, in_size - 1)
+  return lo, hi, (position - lo).astype(np.float32)
+
+
+def resize_bilinear(array, size):
+  """(H, W, C) -> (size[0], size[1], C) float32, bilinear with aligned corners."""
+  array = np.asarray(array, np.float32)
+  if array.shape[:2] == tuple(size):
+    return array
+  lo, hi, weight = _axis(array.shape[0], size[0])
+  weight = weight[:, None, None]
+  array = array[lo] * (1 - weight) + array[hi] * weight
+  lo, hi, weight = _axis(array.shape[1], size[1])
+  weight = weight[None, :, None]
+  return array[:, lo] * (1 - weight) + array[:, hi] * weight
+
+
+def native_size(shape, min_size=0):
+  """(H, W) of `shape`, scaled up (aspect kept) if a side is below `min_size`."""
+  height, width = shape[:2]
+  if not min_size or min(height, width) >= min_size:
+    return (int(height), int(width))
+  scale = min_size / min(height, width)
+  return tuple(max(min_size, round(n * scale)) for n in (height, width))
+
+
+def nearest_bucket(shape, buckets):
+  """The (H, W) bucket closest to `shape` in log aspect ratio (ties: the first listed)."""
+  aspect = np.log(shape[1] / shape[0])
+  return tuple(min(buckets, key=lambda b: abs(np.log(b[1] / b[0]) - aspect)))
+
+
+def prepare(rgb, label, size, flip, is_edge):
+  """uint8 RGB (H, W, 3) and uint8 label (H, W) -> the network's float32 input and target.
+
+  Returns (image (h, w, 3) BGR minus mean, label (h, w, 1) in [0, 1]) at
+  `size` = (h, w) (None: the image's own size), flipped left-right if `flip`.
+  """
+  if flip:
+    rgb, label = rgb[:, ::-1], label[:, ::-1]
+  size = tuple(size or rgb.shape[:2])
+  image = image_lib.preprocess(resize_bilinear(rgb, size))
+  target = resize_bilinear(label[..., None].astype(np.float32) / 255.0, size)
+  if is_edge:
+    target = np.where(target > 0.5, np.float32(1.0), target)
+  return image, target
+
+
+def example_name(example, index):
+  name = example.get("name") if hasattr(example, "get") else None
+  if isinstance(name, (bytes, np.bytes_)):
+    name = bytes(name).decode("utf-8", "replace")
+  return str(name) if name is not None and str(name) else f"example {index}"
+
+
+class SizeReader:
+  """(H, W) of example `index` of a source, as cheaply as the source allows.
+
+  FolderSource (`image_size`) and TFDS data sources are read from the image
+  header only; any other source is indexed and its image's shape taken.
+  """
+
+  def __init__(self, source):
+    self.source = source
+    self._features = None
+    if hasattr(source, "image_size"):
+      self._read = source.image_size
+    elif hasattr(source, "dataset_info") and hasattr(source, "data_source"):
+      self._read = self._tfds_size
+    else:
+      self._read = lambda index: np.shape(source[index]["image"])[:2]
+
+  def _tfds_size(self, index):
+    if self._features is None:
+      import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+      self._features = self.source.dataset_info.features
+      self._skip = {"image": tfds.decode.SkipDecoding()}
+    encoded = self._features.deserialize_example_np(self.source.data_source[index],
+                                                    decoders=self._skip)["image"]
+    if isinstance(encoded, np.ndarray):  # stored as a raw array, not encoded bytes
+      return encoded.shape[:2]
+    width, height = Image.open(io.BytesIO(encoded)).size
+    return (height, width)
+
+  def __call__(self, index):
+    size = tuple(int(n) for n in self._read(index))
+    if len(size) != 2 or min(size) < 1:
+      raise decode.DecodeError(f"example {index}: image size {size}")
+    return size
