@@ -27,8 +27,8 @@ def saliency_map(logits):
 
 
 def to_uint8_map(saliency):
-  """Map in [0, 1] -> uint8 as the original writes it (value * 255, truncated)."""
-  return (np.clip(np.asarray(saliency, np.float64), 0.0, 1.0) * 255.0).astype(np.uint8)
+  """Map in [0, 1] -> uint8 as the original writes it: cv2.imwrite rounds 255 * value."""
+  return np.rint(np.clip(np.asarray(saliency, np.float64), 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 def _jnp():

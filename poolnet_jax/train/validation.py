@@ -6,79 +6,40 @@ import os
 from absl import logging
 import jax
 import numpy as np
-import py_sod_metrics
-from PIL import Image
 
+from poolnet_jax import evaluate, plots, pretrained
 from poolnet_jax import image as image_lib
-from poolnet_jax import ops
-from poolnet_jax import pretrained
 
 GRID_IMAGES = 6
-GRID_HEIGHT = 128
-
-
-def predict_saliency(model, variables, rgb, size=None):
-  """uint8 map at the image's own size; run at `size` (H, W) if given, resized back.
-
-  Images below the network's minimum size are upsampled to it (aspect kept).
-  """
-  x = image_lib.preprocess(rgb[None])
-  smallest = model.min_input_size()
-  if size is None and min(rgb.shape[:2]) < smallest:
-    scale = smallest / min(rgb.shape[:2])
-    size = tuple(max(smallest, round(n * scale)) for n in rgb.shape[:2])
-  if size is not None:
-    x = np.asarray(ops.resize_bilinear(x, tuple(size)))
-  saliency = image_lib.saliency_map(_apply(model)(variables, x))
-  saliency = ops.resize_bilinear(saliency, rgb.shape[:2]) if size is not None else saliency
-  return image_lib.to_uint8_map(np.asarray(saliency)[0, ..., 0])
-
-
-_APPLY = {}
-
-
-def _apply(model):
-  if model not in _APPLY:
-    _APPLY[model] = jax.jit(model.apply)
-  return _APPLY[model]
+VALIDATION_KEYS = ("MAE", "maxF", "Sm")  # cheap enough to run during training
 
 
 def validate(model, variables, source, max_images=0, size=None, writer=None, step=0):
-  """MAE, max F and S-measure over (the first `max_images` of) `source`; logs them and a grid."""
-  mae, fmeasure, smeasure = py_sod_metrics.MAE(), py_sod_metrics.Fmeasure(), py_sod_metrics.Smeasure()
-  count = min(len(source), max_images) if max_images else len(source)
-  shown = []
-  for index in range(count):
-    example = source[index]
-    pred, gt = predict_saliency(model, variables, example["image"], size), example["mask"][..., 0]
-    for metric in (mae, fmeasure, smeasure):
-      metric.step(pred, gt)
-    if index < GRID_IMAGES:
-      shown.append((example["image"], pred, gt))
-  results = {"MAE": float(mae.get_results()["mae"]),
-             "maxF": float(fmeasure.get_results()["fm"]["curve"].max()),
-             "Sm": float(smeasure.get_results()["sm"])}
-  logging.info("validation at update %d over %d images: %s", step, count,
+  """MAE, max F and S-measure over (the first `max_images` of) `source`; logs them and a grid.
+
+  The maps are those `python -m poolnet_jax.evaluate` computes (native size
+  unless `size`), so the numbers equal the evaluation command's.
+  """
+  metrics = evaluate.evaluate_model(model, variables, source, size, max_images)
+  everything = metrics.results()
+  results = {key: everything[key] for key in VALIDATION_KEYS}
+  logging.info("validation at update %d over %d images: %s", step, len(metrics),
                ", ".join(f"{k} {v:.4f}" for k, v in results.items()))
   if writer is not None:
     writer.scalars(step, results, prefix="val/")
-    if shown:
-      grid = prediction_grid(shown)
-      writer.image(step, "val/predictions", grid)
-      writer.save_png(step, "predictions", grid)
+    grid = validation_grid(model, variables, source, size)
+    writer.image(step, "val/predictions", grid)
+    writer.save_png(step, "predictions", grid)
   return results
 
 
-def prediction_grid(rows):
-  """(image, prediction, ground truth) triples -> one uint8 RGB picture, a row each."""
-  def fit(picture):
-    picture = Image.fromarray(picture)
-    width = max(1, round(picture.width * GRID_HEIGHT / picture.height))
-    return np.asarray(picture.convert("RGB").resize((width, GRID_HEIGHT), Image.BILINEAR))
-  lines = [np.concatenate([fit(image), fit(pred), fit(gt)], axis=1) for image, pred, gt in rows]
-  width = max(line.shape[1] for line in lines)
-  return np.concatenate([np.pad(line, ((0, 0), (0, width - line.shape[1]), (0, 0)))
-                         for line in lines], axis=0)
+def validation_grid(model, variables, source, size=None, count=GRID_IMAGES):
+  """Prediction grid (image | map | ground truth) of the first `count` examples of `source`."""
+  count = min(count, len(source))
+  images = [np.asarray(source[i]["image"]) for i in range(count)]
+  maps = evaluate.predict_maps(model, variables, source, size, count)
+  preds, gts = zip(*[(image_lib.to_uint8_map(m), gt) for _, m, gt in maps])
+  return plots.prediction_grid(images, preds, gts)
 
 
 class BestModel:

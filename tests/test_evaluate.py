@@ -1,0 +1,237 @@
+"""`poolnet_jax.evaluate`: a model over a TFDS test set, saved maps against ground truth, plots."""
+
+import csv
+import io
+import json
+import os
+
+import cv2
+import jax
+import numpy as np
+from PIL import Image
+import py_sod_metrics
+import pytest
+import tensorflow_datasets as tfds
+
+import poolnet_jax
+from poolnet_jax import evaluate, metrics, ops, plots
+
+TINY = dict(width=0.125, stages=(1, 1, 1, 1))
+
+
+def random_variables(model, seed=0, gain=0.5):
+  """Variables without compiling init, logits of order 1-10 (as in test_predict)."""
+  shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), np.zeros((1, 128, 128, 3), np.float32))
+  rng = np.random.default_rng(seed)
+
+  def draw(path, leaf):
+    name = path[-1].key
+    if name == "kernel":
+      return rng.standard_normal(leaf.shape, np.float32) * np.float32(
+          np.sqrt(gain / np.prod(leaf.shape[:-1])))
+    if name in ("scale", "var"):
+      return np.ones(leaf.shape, np.float32)
+    if name == "num_batches_tracked":
+      return np.zeros(leaf.shape, leaf.dtype)
+    return rng.standard_normal(leaf.shape, np.float32) * np.float32(0.01)
+  return jax.tree_util.tree_map_with_path(draw, shapes)
+
+
+def _pysodmetrics(pairs):
+  """The nine measures straight from pysodmetrics' classes."""
+  fm = py_sod_metrics.FmeasureV2({"fm": py_sod_metrics.FmeasureHandler(True, True, beta=0.3)})
+  mae, sm, em, wfm = (py_sod_metrics.MAE(), py_sod_metrics.Smeasure(), py_sod_metrics.Emeasure(),
+                      py_sod_metrics.WeightedFmeasure())
+  for pred, gt in pairs:
+    for metric in (fm, mae, sm, em, wfm):
+      metric.step(pred, gt)
+  f, e = fm.get_results()["fm"], em.get_results()["em"]
+  return {"maxF": f["dynamic"].max(), "meanF": f["dynamic"].mean(), "adpF": f["adaptive"],
+          "MAE": mae.get_results()["mae"], "Sm": sm.get_results()["sm"],
+          "maxE": e["curve"].max(), "meanE": e["curve"].mean(), "adpE": e["adp"],
+          "wF": wfm.get_results()["wfm"]}
+
+
+def _read(path):
+  return np.asarray(Image.open(path))
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+  import poolnet_jax.data  # pylint: disable=unused-import  (registers the builders)
+  data_dir = tmp_path_factory.mktemp("tfds")
+  tfds.builder("synthetic_salient/tiny", data_dir=data_dir).download_and_prepare()
+  return data_dir
+
+
+def test_model_on_a_tfds_test_set_then_its_saved_maps(tiny_data, tmp_path, capsys):
+  model = poolnet_jax.create_model("resnet50", **TINY)
+  variables = random_variables(model)
+  poolnet_jax.save_pretrained(tmp_path / "model", "resnet50", variables, **TINY)
+  out = tmp_path / "out"
+
+  code = evaluate.main(["evaluate", f"--checkpoint={tmp_path / 'model'}",
+                        "--datasets=synthetic_salient/tiny", f"--data_dir={tiny_data}",
+                        "--size=111,122", "--format=json", f"--out={out}", "--save_maps"])
+
+  assert code == 0
+  rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+  assert len(rows) == 1
+  row = rows[0]
+  assert set(row) == {"dataset", "images", *metrics.KEYS}
+  assert row["dataset"] == "synthetic_salient/tiny" and row["images"] == 8
+  # Each saved map is the model's own map: run at 111x122, resized back (aligned corners).
+  source = tfds.data_source("synthetic_salient/tiny", data_dir=tiny_data, split="test")
+  apply = jax.jit(model.apply)
+  pairs = []
+  for index in range(len(source)):
+    example = source[index]
+    image, gt = example["image"], example["mask"][..., 0]
+    x = ops.resize_bilinear(poolnet_jax.preprocess(image[None]), (111, 122))
+    expected = ops.resize_bilinear(jax.nn.sigmoid(apply(variables, x)), image.shape[:2])
+    saved = _read(out / "maps" / "synthetic_salient_tiny" / f"{example['name'].decode()}.png")
+    assert saved.shape == gt.shape
+    assert np.abs(saved / 255 - np.asarray(expected)[0, ..., 0]).max() <= 1.001 / 255
+    pairs.append((saved, gt))
+  # The numbers are pysodmetrics' own for those maps.
+  expected = _pysodmetrics(pairs)
+  for key in metrics.KEYS:
+    assert row[key] == pytest.approx(expected[key], rel=1e-9, abs=1e-12), key
+  for name in ["results.txt", "results.json", "results.csv", "synthetic_salient_tiny_curves.csv"]:
+    assert (out / name).stat().st_size > 0, name
+  for name in ["synthetic_salient_tiny_pr.png", "synthetic_salient_tiny_fmeasure.png"]:
+    picture = _read(out / name)
+    assert picture.ndim == 3 and picture.shape[0] > 300 and picture.std() > 5, name
+
+  # The same maps as a folder against the masks as a folder: the same numbers; strays reported.
+  gt_dir, map_dir = tmp_path / "gt", out / "maps" / "synthetic_salient_tiny"
+  gt_dir.mkdir()
+  for index in range(len(source)):
+    example = source[index]
+    Image.fromarray(example["mask"][..., 0]).save(gt_dir / f"{example['name'].decode()}.png")
+  Image.fromarray(np.zeros((9, 9), np.uint8)).save(map_dir / "stray.png")
+  Image.fromarray(np.zeros((9, 9), np.uint8)).save(gt_dir / "lonely.png")
+
+  code = evaluate.main(["evaluate", f"--pred_dir={map_dir}", f"--gt_dir={gt_dir}", "--name=tiny",
+                        "--format=csv"])
+
+  captured = capsys.readouterr()
+  assert code == 0
+  assert "stray.png" in captured.err and "lonely.png" in captured.err
+  (again,) = list(csv.DictReader(io.StringIO(captured.out)))
+  assert again["dataset"] == "tiny" and again["images"] == "8"
+  for key in metrics.KEYS:
+    assert float(again[key]) == pytest.approx(row[key], rel=1e-12), key
+
+
+def _folders(tmp_path, count=3, seed=0):
+  """Maps at half the masks' size, as some methods save them."""
+  rng = np.random.default_rng(seed)
+  (tmp_path / "pred").mkdir()
+  (tmp_path / "gt").mkdir()
+  pairs = []
+  for index in range(count):
+    h, w = 2 * rng.integers(20, 40), 2 * rng.integers(20, 40) + 1
+    gt = np.zeros((h, w), np.uint8)
+    gt[h // 4:h // 2 + 5, w // 3:w - 4] = 255
+    blurred = cv2.GaussianBlur(gt, (9, 9), 3)[::2, ::2] // 2
+    pred = blurred + rng.integers(0, 60, blurred.shape, dtype=np.uint8)
+    Image.fromarray(pred).save(tmp_path / "pred" / f"im{index}.png")
+    Image.fromarray(gt).save(tmp_path / "gt" / f"im{index}.png")
+    pairs.append((pred, gt))
+  return pairs
+
+
+def test_saved_maps_are_resized_to_the_ground_truth_like_opencv(tmp_path):
+  pairs = _folders(tmp_path)
+  found, problems = evaluate.evaluate_folders(tmp_path / "pred", tmp_path / "gt")
+  assert not any(problems.values())
+  resized = []
+  for pred, gt in pairs:
+    ours = evaluate.resize_map(pred, gt.shape)
+    opencv = cv2.resize(pred, gt.shape[::-1], interpolation=cv2.INTER_LINEAR)  # fixed point
+    assert np.abs(ours.astype(int) - opencv).max() <= 1
+    reference = cv2.resize(pred.astype(np.float32), gt.shape[::-1], interpolation=cv2.INTER_LINEAR)
+    resized.append((np.rint(reference).astype(np.uint8), gt))
+  expected = _pysodmetrics(resized)
+  for key in metrics.KEYS:
+    assert found.results()[key] == pytest.approx(expected[key], rel=1e-9), key
+
+
+def test_salmetric_protocol_and_unreadable_maps_on_the_command_line(tmp_path, capsys):
+  pairs = _folders(tmp_path, seed=1)
+  reference = metrics.SaliencyMetrics("salmetric")
+  for pred, gt in pairs:
+    reference.update(evaluate.resize_map(pred, gt.shape), gt)
+  argv = ["evaluate", f"--pred_dir={tmp_path / 'pred'}", f"--gt_dir={tmp_path / 'gt'}",
+          "--format=json"]
+  assert evaluate.main(argv + ["--protocol=salmetric"]) == 0
+  salmetric = json.loads(capsys.readouterr().out)
+  assert evaluate.main(argv) == 0
+  default = json.loads(capsys.readouterr().out)
+  for key in metrics.KEYS:
+    assert salmetric[key] == pytest.approx(reference.results()[key], rel=1e-12), key
+  assert salmetric["MAE"] != pytest.approx(default["MAE"], rel=1e-3)  # no min-max normalisation
+  (tmp_path / "pred" / "im0.png").write_bytes(b"\x89PNG broken")
+  assert evaluate.main(argv) == 1
+  captured = capsys.readouterr()
+  assert "im0.png" in captured.err and json.loads(captured.out)["images"] == 2
+
+
+def test_command_line_errors(tmp_path, capsys):
+  assert evaluate.main(["evaluate", "--datasets=ecssd"]) == 2
+  assert "--checkpoint and --datasets" in capsys.readouterr().err
+  assert evaluate.main(["evaluate", "--pred_dir=a", "--gt_dir=b", "--checkpoint=c"]) == 2
+  assert evaluate.main(["evaluate", "--pred_dir=a", "--gt_dir=b", "--size=0"]) == 2
+  assert evaluate.main(["evaluate", f"--pred_dir={tmp_path}", f"--gt_dir={tmp_path}"]) == 1
+  assert "no image files" in capsys.readouterr().err
+  with pytest.raises(ValueError, match="unknown TFDS dataset 'no_such_set'"):
+    evaluate.load_dataset("no_such_set", data_dir=tmp_path)
+  with pytest.raises(ValueError, match="not built .*--manual_dir"):
+    evaluate.load_dataset("ecssd", data_dir=tmp_path)
+
+
+def test_dataset_names_sizes_and_formats():
+  assert evaluate.parse_dataset("ecssd") == ("ecssd", "test")
+  assert evaluate.parse_dataset("duts_te") == ("duts", "test")
+  assert evaluate.parse_dataset("duts:train") == ("duts", "train")
+  assert evaluate.parse_dataset("synthetic_salient/small") == ("synthetic_salient/small", "test")
+  assert evaluate.parse_size("320") == (320, 320) and evaluate.parse_size("288,384") == (288, 384)
+  assert evaluate.parse_size(None) is None
+  rows = [{"dataset": "ecssd", "images": 3, **{k: i / 10 for i, k in enumerate(metrics.KEYS)}}]
+  table = evaluate.format_results(rows, "table").splitlines()
+  assert table[0].split() == ["dataset", "images", *metrics.KEYS]
+  assert table[1].split() == ["ecssd", "3", *[f"{i / 10:.4f}" for i in range(9)]]
+  assert json.loads(evaluate.format_results(rows, "json")) == rows[0]
+  assert evaluate.file_label("synthetic_salient/tiny:test") == "synthetic_salient_tiny_test"
+
+
+def test_prediction_grid_rows_of_image_prediction_and_ground_truth():
+  rng = np.random.default_rng(0)
+  images = [rng.integers(0, 256, (32, 40, 3), dtype=np.uint8),
+            rng.integers(0, 256, (64, 48, 3), dtype=np.uint8)]
+  preds = [rng.uniform(0, 1, (32, 40)), rng.integers(0, 256, (64, 48), dtype=np.uint8)]
+  gts = [rng.integers(0, 2, (32, 40, 1), dtype=np.uint8) * 255,
+         rng.integers(0, 2, (64, 48), dtype=np.uint8) * 255]
+  grid = plots.prediction_grid(images, preds, gts, row_height=32)
+  # Row 1 at its own height: exact panels; row 2 halved to 24 wide; padded to 120 wide.
+  assert grid.shape == (64, 120, 3) and grid.dtype == np.uint8
+  np.testing.assert_array_equal(grid[:32, :40], images[0])
+  np.testing.assert_array_equal(grid[:32, 40:80, 1], np.rint(preds[0] * 255).astype(np.uint8))
+  np.testing.assert_array_equal(grid[:32, 80:120, 0], gts[0][..., 0])
+  half = np.asarray(Image.fromarray(images[1]).resize((24, 32), Image.BILINEAR))
+  np.testing.assert_array_equal(grid[32:, :24], half)
+  assert (grid[32:, 72:] == 0).all()
+  with pytest.raises(ValueError, match="as many"):
+    plots.prediction_grid(images, preds[:1], gts)
+
+
+def test_curve_plots_are_written(tmp_path):
+  t = np.arange(256)
+  curve = {"thresholds": t, "precision": 0.5 + t / 512, "recall": 1 - t / 255,
+           "fmeasure": np.sin(t / 255 * np.pi)}
+  pr = plots.precision_recall_curve({"a": curve, "b": curve}, tmp_path / "pr.png")
+  fm = plots.fmeasure_curve({"a": curve}, tmp_path / "sub" / "f.png")
+  for path in (pr, fm):
+    picture = _read(path)
+    assert picture.shape[0] >= 300 and picture.std() > 5

@@ -1,0 +1,196 @@
+"""`poolnet_jax.predict` end to end on tiny saved models, against the model applied directly."""
+
+import os
+import subprocess
+import sys
+
+import cv2
+import jax
+import numpy as np
+from PIL import Image
+import pytest
+
+import poolnet_jax
+from poolnet_jax import ops, predict
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = dict(width=0.125, stages=(1, 1, 1, 1))
+
+
+def random_variables(model, seed=0, gain=0.5):
+  """Variables without compiling init: He-like kernels scaled so logits are of order 1-10."""
+  shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), np.zeros((1, 128, 128, 3), np.float32))
+  rng = np.random.default_rng(seed)
+
+  def draw(path, leaf):
+    name = path[-1].key
+    if name == "kernel":
+      return rng.standard_normal(leaf.shape, np.float32) * np.float32(
+          np.sqrt(gain / np.prod(leaf.shape[:-1])))
+    if name in ("scale", "var"):
+      return np.ones(leaf.shape, np.float32)
+    if name == "num_batches_tracked":
+      return np.zeros(leaf.shape, leaf.dtype)
+    return rng.standard_normal(leaf.shape, np.float32) * np.float32(0.01)
+  return jax.tree_util.tree_map_with_path(draw, shapes)
+
+
+
+
+def _sigmoid(logits):
+  return 1 / (1 + np.exp(-np.asarray(logits, np.float64)))
+
+
+def _save_png(path, array):
+  path.parent.mkdir(parents=True, exist_ok=True)
+  Image.fromarray(array).save(path)
+
+
+def _read(path):
+  return np.asarray(Image.open(path))
+
+
+def test_resize_follows_opencv_and_pytorch():
+  x = np.random.default_rng(0).uniform(0, 255, (37, 53, 3)).astype(np.float32)
+  for size in [(20, 31), (80, 111), (37, 90)]:
+    expected = cv2.resize(x, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_allclose(predict.resize(x, size, align_corners=False), expected, atol=1e-3)
+  for scale in (0.5, 1.5, 2.0):
+    expected = cv2.resize(x, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+    found = predict.resize(x, expected.shape[:2], align_corners=False, scale=scale)
+    np.testing.assert_allclose(found, expected, atol=1e-3)
+  expected = ops.resize_bilinear(x[None], (80, 29))[0]  # the network's own (jax) resize
+  np.testing.assert_allclose(predict.resize(x[None], (80, 29))[0], expected, atol=1e-3)
+
+
+def test_expand_inputs_folders_globs_and_the_output_folder(tmp_path):
+  for name in ["a.png", "b.jpg", "sub/c.png", "maps/old.png", "notes.txt", ".hidden.png"]:
+    (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / name).write_bytes(b"x")
+  items, unmatched = predict.expand_inputs(
+      [str(tmp_path), str(tmp_path / "*.jpg"), str(tmp_path / "missing*.png")],
+      exclude=tmp_path / "maps")
+  assert {(p.relative_to(tmp_path).as_posix(), s.as_posix()) for p, s in items} == {
+      ("a.png", "a"), ("b.jpg", "b"), ("sub/c.png", "sub/c")}
+  assert len(items) == 3 and unmatched == [str(tmp_path / "missing*.png")]
+
+
+@pytest.fixture(scope="module")
+def tiny_saved(tmp_path_factory):
+  model = poolnet_jax.create_model("resnet50", **TINY)
+  variables = random_variables(model)
+  directory = tmp_path_factory.mktemp("model")
+  poolnet_jax.save_pretrained(directory, "resnet50", variables, **TINY)
+  return model, variables, directory
+
+
+def test_folder_with_odd_sizes_small_grey_and_broken_images(tiny_saved, tmp_path, capsys, caplog):
+  model, variables, directory = tiny_saved
+  rng = np.random.default_rng(0)
+  images = tmp_path / "images"
+  # Two compiled shapes in all: (2, 121, 133) for a, b, d, e; (1, 111, 122) for c and for
+  # small, which is below the minimum (111) and runs upsampled at that size.
+  rgb = {name: rng.integers(0, 256, (*size, 3), dtype=np.uint8) for name, size in
+         {"a": (121, 133), "b": (121, 133), "sub/e": (121, 133), "c": (111, 122),
+          "small": (40, 44)}.items()}
+  for name, array in rgb.items():
+    _save_png(images / f"{name}.png", array)
+  grey = rng.integers(0, 256, (121, 133), dtype=np.uint8)
+  _save_png(images / "d.png", grey)
+  rgb["d"] = np.repeat(grey[..., None], 3, axis=-1)
+  (images / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+  (images / "trunc.png").write_bytes((images / "a.png").read_bytes()[:80])  # header, no pixels
+  output = tmp_path / "maps"
+
+  code = predict.main(["predict", f"--checkpoint={directory}", str(images), f"--output={output}",
+                       "--batch_size=2", "--cutout", "--overlay"])
+
+  captured = capsys.readouterr()
+  assert code == 1  # two inputs failed; the others are written
+  assert "broken.jpg" in captured.err and "trunc.png" in captured.err
+  assert "6 of 8 images written" in captured.out
+  assert any("below the network's minimum" in r.getMessage() for r in caplog.records)
+  written = {name: _read(output / f"{name}.png") for name in rgb}
+  for name, array in rgb.items():
+    assert written[name].shape == array.shape[:2] and written[name].dtype == np.uint8, name
+  assert not (output / "broken.png").exists() and not (output / "trunc.png").exists()
+  # Native sizes: the model applied directly, in the CLI's batch shapes.
+  apply = jax.jit(model.apply)
+  for batch in [("a", "b"), ("d", "sub/e"), ("c",)]:
+    expected = _sigmoid(apply(variables, poolnet_jax.preprocess(np.stack([rgb[n] for n in batch]))))
+    for name, saliency in zip(batch, expected[..., 0]):
+      assert np.abs(written[name] / 255 - saliency).max() <= 1.001 / 255, name
+  assert np.ptp(written["a"]) > 150  # not a saturated or constant map
+  # Below the minimum: 40x44 runs at 111x122 (aligned-corner resizes both ways).
+  x = ops.resize_bilinear(poolnet_jax.preprocess(rgb["small"][None]), (111, 122))
+  expected = ops.resize_bilinear(_sigmoid(apply(variables, x)).astype(np.float32), (40, 44))
+  assert np.abs(written["small"] / 255 - np.asarray(expected)[0, ..., 0]).max() <= 1.001 / 255
+  cutout = _read(output / "c_cutout.png")
+  assert cutout.shape == (111, 122, 4)
+  np.testing.assert_array_equal(cutout[..., :3], rgb["c"])
+  np.testing.assert_array_equal(cutout[..., 3], written["c"])
+  assert _read(output / "sub" / "e_overlay.png").shape == (121, 133, 3)
+
+
+@pytest.mark.slow  # four scales: four compiles of the edge model
+def test_edge_task_is_the_originals_multiscale_test(tmp_path, capsys):
+  model = poolnet_jax.create_model("resnet50_edge", **TINY)
+  variables = random_variables(model, seed=1)
+  poolnet_jax.save_pretrained(tmp_path / "model", "resnet50_edge", variables, **TINY)
+  image = np.random.default_rng(2).integers(0, 256, (224, 230, 3), dtype=np.uint8)
+  _save_png(tmp_path / "in" / "photo.png", image)
+
+  code = predict.main(["predict", f"--checkpoint={tmp_path / 'model'}", "--task=edge",
+                       str(tmp_path / "in" / "photo.png"), f"--output={tmp_path / 'edges'}"])
+  assert code == 0, capsys.readouterr().err
+
+  # The original's protocol with OpenCV: resize the preprocessed image by fx = fy = scale,
+  # average sigmoid(fused) and the first three side outputs, min-max with eps 1e-8,
+  # resize back, average over scales; the file holds 255 * (1 - edge).
+  apply = jax.jit(model.apply, static_argnames=("mode",))
+  x = poolnet_jax.preprocess(image)
+  total = np.zeros(image.shape[:2], np.float64)
+  for scale in (0.5, 1.0, 1.5, 2.0):
+    scaled = cv2.resize(x, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+    fused, sides = apply(variables, scaled[None], mode="edge")
+    edge = sum(_sigmoid(o)[0, ..., 0] for o in (fused, *sides[:3])) / 4
+    edge = (edge - edge.min() + 1e-8) / (edge.max() - edge.min() + 1e-8)
+    total += cv2.resize(edge.astype(np.float32), (230, 224), interpolation=cv2.INTER_LINEAR)
+  expected = 1 - total / 4
+  written = _read(tmp_path / "edges" / "photo.png") / 255
+  assert written.shape == (224, 230)
+  assert np.abs(written - expected).max() <= 1.001 / 255
+  assert written.std() > 0.02
+
+
+@pytest.mark.slow  # a full-size VGG-16 (210 MB .pth) compiles
+def test_original_pth_checkpoint_directly(tmp_path, capsys):
+  model = poolnet_jax.create_model("vgg16")  # .pth files hold full-size variants only
+  variables = random_variables(model)
+  poolnet_jax.save_torch_checkpoint(tmp_path / "final.pth", "vgg16", variables)
+  image = np.random.default_rng(3).integers(0, 256, (113, 120, 3), dtype=np.uint8)
+  _save_png(tmp_path / "photo.png", image)
+
+  code = predict.main(["predict", f"--checkpoint={tmp_path / 'final.pth'}",
+                       str(tmp_path / "photo.png"), f"--output={tmp_path / 'maps'}"])
+  assert code == 0, capsys.readouterr().err
+  expected = _sigmoid(jax.jit(model.apply)(variables, poolnet_jax.preprocess(image[None])))
+  written = _read(tmp_path / "maps" / "photo.png") / 255
+  assert np.abs(written - expected[0, ..., 0]).max() <= 1.001 / 255
+
+
+def test_command_line_errors(tiny_saved, tmp_path, capsys):
+  _, _, directory = tiny_saved
+  assert predict.main(["predict", str(tmp_path)]) == 2
+  assert "--checkpoint is required" in capsys.readouterr().err
+  assert predict.main(["predict", f"--checkpoint={directory}", str(tmp_path / "none*.png")]) == 1
+  assert "no images found" in capsys.readouterr().err
+  # The real entry point: exit code and message of an edge run on a saliency model.
+  _save_png(tmp_path / "x.png", np.zeros((120, 120, 3), np.uint8))
+  result = subprocess.run(
+      [sys.executable, "-m", "poolnet_jax.predict", f"--checkpoint={directory}", "--task=edge",
+       str(tmp_path / "x.png"), f"--output={tmp_path / 'out'}"],
+      cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT}, capture_output=True, text=True,
+      timeout=300)
+  assert result.returncode == 1, result.stderr[-2000:]
+  assert "saliency-only model" in result.stderr
