@@ -4,15 +4,20 @@ Each Flax module here is named like its PyTorch counterpart, so an original
 tensor name maps to a Flax path by splitting it on dots (see torch_io/names.py).
 """
 
-from typing import Any, Sequence
+import os
+from typing import Any, Optional, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from poolnet_jax.models import winograd
+
 Dtype = Any
 BN_EPSILON = 1e-5
 conv_init = nn.initializers.normal(stddev=0.01)  # the original's N(0, 0.01)
+ALGORITHMS = ("fast", "xla")
+DEFAULT_ALGORITHM = "xla"  # "fast" gains 0-8 % on 2 CPU cores and compiles 2.5x slower (BENCHMARKS.md)
 
 
 def channels(c: int, width: float) -> int:
@@ -23,7 +28,14 @@ def channels(c: int, width: float) -> int:
 
 
 class Conv2d(nn.Module):
-  """`nn.Conv2d` in NHWC: HWIO `kernel`, optional `bias`, explicit padding."""
+  """`nn.Conv2d` in NHWC: HWIO `kernel`, optional `bias`, explicit padding.
+
+  `algorithm` picks how it is computed (the parameters are the same either way):
+  "fast" runs 1x1 convolutions as matrix products and stride-1 3x3 ones as
+  Winograd F(2x2, 3x3) (models/winograd.py), "xla" always calls
+  `lax.conv_general_dilated`; None (default) takes `conv_algorithm()`, which
+  reads $POOLNET_JAX_CONV at trace time.
+  """
   features: int
   kernel_size: int = 3
   stride: int = 1
@@ -31,21 +43,42 @@ class Conv2d(nn.Module):
   dilation: int = 1
   use_bias: bool = False
   dtype: Dtype = jnp.float32
+  algorithm: Optional[str] = None
 
   @nn.compact
   def __call__(self, x):
     k = self.kernel_size
     kernel = self.param("kernel", conv_init, (k, k, x.shape[-1], self.features), jnp.float32)
-    y = jax.lax.conv_general_dilated(
-        x.astype(self.dtype), kernel.astype(self.dtype),
-        window_strides=(self.stride, self.stride),
-        padding=[(self.padding, self.padding)] * 2,
-        rhs_dilation=(self.dilation, self.dilation),
-        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    algorithm = self.algorithm or conv_algorithm()
+    y = convolve(x.astype(self.dtype), kernel.astype(self.dtype), self.stride, self.padding,
+                 self.dilation, algorithm)
     if self.use_bias:
       bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
       y = y + bias.astype(self.dtype)
     return y
+
+
+def conv_algorithm() -> str:
+  """The process-wide convolution algorithm: $POOLNET_JAX_CONV, DEFAULT_ALGORITHM if unset."""
+  algorithm = os.environ.get("POOLNET_JAX_CONV", "") or DEFAULT_ALGORITHM
+  if algorithm not in ALGORITHMS:
+    raise ValueError(f"POOLNET_JAX_CONV={algorithm!r}; expected one of {ALGORITHMS}")
+  return algorithm
+
+
+def convolve(x, kernel, stride=1, padding=0, dilation=1, algorithm="fast"):
+  """NHWC x HWIO convolution with symmetric `padding`, computed by `algorithm`."""
+  if algorithm not in ALGORITHMS:
+    raise ValueError(f"unknown convolution algorithm {algorithm!r}; expected one of {ALGORITHMS}")
+  k = kernel.shape[0]
+  if algorithm == "fast" and k == 1 and padding == 0:
+    return jnp.einsum("nhwc,ck->nhwk", x[:, ::stride, ::stride], kernel[0, 0])
+  if (algorithm == "fast" and winograd.supports(k, stride, padding, dilation)
+      and winograd.worthwhile(x.shape, kernel.shape[3], dilation)):
+    return winograd.conv3x3_dilated(x, kernel, dilation)
+  return jax.lax.conv_general_dilated(
+      x, kernel, window_strides=(stride, stride), padding=[(padding, padding)] * 2,
+      rhs_dilation=(dilation, dilation), dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
 class FrozenBatchNorm(nn.Module):
