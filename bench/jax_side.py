@@ -35,8 +35,8 @@ def _train_step(model):
   return jax.jit(step, donate_argnums=(0,))
 
 
-def make_runner(task, directory):
-  """(callable doing one timed unit of `task`, seconds spent compiling it)."""
+def make_runner(task, directory, with_compiled=False):
+  """(callable doing one timed unit of `task`, seconds spent compiling it[, executable])."""
   model, variables = load_model(task.model, directory)
   images, labels = common.inputs(task)
   images = jax.device_put(images)
@@ -45,7 +45,8 @@ def make_runner(task, directory):
     start = time.perf_counter()
     compiled = jax.jit(model.apply).lower(variables, images).compile()
     seconds = time.perf_counter() - start
-    return (lambda: compiled(variables, images).block_until_ready()), seconds
+    run = lambda: compiled(variables, images).block_until_ready()
+    return (run, seconds, compiled) if with_compiled else (run, seconds)
 
   tx = state_lib.create_optimizer(variables["params"], common.LEARNING_RATE,
                                   common.WEIGHT_DECAY)
@@ -58,7 +59,7 @@ def make_runner(task, directory):
   def train():
     holder[0], metrics = compiled(holder[0], batch)
     jax.block_until_ready(metrics)
-  return train, seconds
+  return (train, seconds, compiled) if with_compiled else (train, seconds)
 
 
 def compile_train_step(task, directory):
