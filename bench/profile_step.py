@@ -1,6 +1,7 @@
 """Where a JAX train step spends its time, by XLA operation kind.
 
-    python -m bench.profile_step [--model resnet50] [--kind train|infer] [--size 300,400]
+    python -m bench.profile_step [--model resnet50] [--kind train|infer] [--batch 1]
+        [--size 300,400]
 
 Traces a few steps with `jax.profiler` (a Perfetto JSON trace, no extra
 packages) and sums the duration of XLA's CPU operations by kind (fusion kinds,
@@ -64,11 +65,12 @@ def main():
   parser.add_argument("--model", default="resnet50")
   parser.add_argument("--kind", default="train", choices=["train", "infer"])
   parser.add_argument("--size", default="300,400")
+  parser.add_argument("--batch", type=int, default=1)
   parser.add_argument("--steps", type=int, default=3)
   parser.add_argument("--threads", type=int, default=2)
   args = parser.parse_args()
   common.pin_cpus(args.threads)
-  task = common.Task(args.kind, args.model, 1, *map(int, args.size.split(",")))
+  task = common.Task(args.kind, args.model, args.batch, *map(int, args.size.split(",")))
   with tempfile.TemporaryDirectory() as directory:
     torch_side.build_model(task.model, directory)  # the weights file both sides read
     run, _, compiled = jax_side.make_runner(task, directory, with_compiled=True)

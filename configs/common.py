@@ -11,6 +11,7 @@ def base():
   c.model_overrides = ml_collections.ConfigDict()
   c.backbone_checkpoint = ""  # resnet50_caffe.pth / vgg16_20M.pth / torchvision state_dict
   c.init_checkpoint = ""  # full PoolNet (.pth or converted directory) to fine-tune from
+  c.init = ""  # from scratch only: "" = the original's N(0, 0.01), "skipinit" (train/init.py)
 
   c.dataset = "duts"  # TFDS name of the saliency training set
   c.train_split = "train"
@@ -37,7 +38,11 @@ def base():
   c.epoch_images = 0  # images per epoch; 0 = the training set's size
   c.lr_decay_epochs = (15,)  # learning rate / 10 after these epochs
   c.lr_decay_steps = ()  # or after these updates (overrides lr_decay_epochs)
+  c.lr_schedule = "step"  # step (the paper's) or cosine (to lr_end_factor * learning_rate)
+  c.lr_end_factor = 0.0  # cosine only
+  c.warmup_steps = 0  # linear warmup from 0, either schedule
   c.reset_optimizer_at_decay = True  # the original rebuilds Adam there
+  c.clip_grad_norm = 0.0  # > 0: clip the global gradient norm (off in the paper)
   c.parallel = "pmap"  # or shard_map
   c.seed = 0
 

@@ -2,7 +2,11 @@
 
 `python train.py` builds `synthetic_salient/small` (3,000 training scenes at
 128-160 px, about 20 s) on first use, then trains a ResNet-50 PoolNet at 1/8
-width with one block per stage at 128x128 for a few minutes on a 2-core CPU.
+width with one block per stage at 112x112, 5,000 updates of 8 images, in
+about 7 minutes on a 2-core CPU (test split: max F 0.906, MAE 0.033). No
+ImageNet weights: `init` "skipinit" (train/init.py) replaces the original's
+N(0, 0.01) convolutions, under which activations vanish through the frozen,
+identity BatchNorm (600 updates: max F 0.75 instead of 0.62).
 The paper configs (resnet50.py, ...) keep the full-size model.
 """
 
@@ -15,22 +19,23 @@ def get_config():
   c.model_overrides.width = 0.125
   c.model_overrides.stages = (1, 1, 1, 1)
   c.backbone_checkpoint = ""
+  c.init = "skipinit"  # "" = the original's N(0, 0.01); only used without checkpoints
 
   c.dataset = "synthetic_salient/small"
   c.eval_dataset = "synthetic_salient/small"
   c.eval_split = "test"
   c.eval_max_images = 0
-  c.eval_size = (128, 128)  # one compiled shape; maps are resized back to each image
+  c.eval_size = (112, 112)  # one compiled shape; maps are resized back to each image
   c.data.mode = "fixed"
-  c.data.size = (128, 128)
+  c.data.size = (112, 112)  # the smallest a ResNet-50 PoolNet accepts is 111
 
   c.batch_size = 8
   c.iter_size = 1
-  c.learning_rate = 1e-3
-  c.num_train_steps = 2400
+  c.learning_rate = 1e-3  # 1.5e-3 trains worse, 2e-3 collapses (even with warmup)
+  c.num_train_steps = 5000
   c.lr_decay_epochs = ()
-  c.lr_decay_steps = (1800,)
+  c.lr_decay_steps = (3750,)
   c.log_every_steps = 50
-  c.eval_every_steps = 800
-  c.checkpoint_every_steps = 400
+  c.eval_every_steps = 1250
+  c.checkpoint_every_steps = 1250
   return c

@@ -61,10 +61,7 @@ def create_train_state(config, model, num_train_images):
   """TrainState on the host, with the original's optimizer and schedule."""
   num_updates, decays = setup.schedule_steps(config, num_train_images)
   variables = setup.initial_variables(config, model, jax.random.PRNGKey(config.seed))
-  schedule = state_lib.learning_rate_schedule(config.learning_rate, decays)
-  tx = state_lib.create_optimizer(
-      variables["params"], schedule, config.weight_decay, accumulation_steps=config.iter_size,
-      reset_moments_at=decays if config.reset_optimizer_at_decay else ())
+  tx, schedule = setup.optimizer(config, variables["params"], num_updates, decays)
   return state_lib.TrainState.create(model.apply, variables, tx), num_updates, schedule
 
 

@@ -10,6 +10,8 @@ import tensorflow_datasets as tfds
 from poolnet_jax import pretrained
 from poolnet_jax.models import create_model
 from poolnet_jax.torch_io import backbones
+from poolnet_jax.train import init as init_lib
+from poolnet_jax.train import state as state_lib
 
 LOUD = "\n" + "!" * 78 + "\n"
 
@@ -57,8 +59,46 @@ def schedule_steps(config, num_train_images):
   return total, tuple(d for d in decays if d > 0)
 
 
+SCHEDULES = ("step", "cosine")
+
+
+def learning_rate(config, num_updates, decays):
+  """The learning-rate schedule of a config.
+
+  `lr_schedule` "step" (default, the paper's: /10 at `decays`) or "cosine"
+  (to `lr_end_factor` * learning_rate at `num_updates`), both after
+  `warmup_steps` (default 0) of linear warmup.
+  """
+  kind, warmup = config.get("lr_schedule", "step"), config.get("warmup_steps", 0)
+  if kind == "step":
+    return state_lib.learning_rate_schedule(config.learning_rate, decays, warmup_steps=warmup)
+  if kind == "cosine":
+    return state_lib.cosine_schedule(config.learning_rate, num_updates, warmup,
+                                     config.get("lr_end_factor", 0.0))
+  raise ValueError(f"unknown lr_schedule {kind!r}; expected one of {SCHEDULES}")
+
+
+def optimizer(config, params, num_updates, decays):
+  """(optax optimizer, learning-rate schedule) of a config.
+
+  Adam moments restart at `decays` only under the step schedule with
+  `reset_optimizer_at_decay`; `clip_grad_norm` > 0 (default 0, off) clips.
+  """
+  schedule = learning_rate(config, num_updates, decays)
+  resets = decays if (config.reset_optimizer_at_decay and
+                      config.get("lr_schedule", "step") == "step") else ()
+  tx = state_lib.create_optimizer(params, schedule, config.weight_decay,
+                                  accumulation_steps=config.iter_size, reset_moments_at=resets,
+                                  clip_norm=config.get("clip_grad_norm", 0.0))
+  return tx, schedule
+
+
 def initial_variables(config, model, rng):
-  """Random variables, then the backbone file or a full PoolNet checkpoint on top."""
+  """Random variables, then the backbone file or a full PoolNet checkpoint on top.
+
+  Without either file, `config.init` ("" = the model's own, "skipinit") picks the
+  from-scratch initialisation (train/init.py).
+  """
   size = max(model.min_input_size(), 128)
   variables = jax.jit(model.init)(rng, jnp.zeros((1, size, size, 3), jnp.float32))
   variables = flax.core.unfreeze(variables)
@@ -75,7 +115,10 @@ def initial_variables(config, model, rng):
   logging.warning("%sTraining PoolNet %s from RANDOM weights: no backbone_checkpoint and no "
                   "init_checkpoint in the config. The paper starts from ImageNet backbones "
                   "(--config.backbone_checkpoint=resnet50_caffe.pth).%s", LOUD, config.model, LOUD)
-  return variables
+  init = config.get("init", "")
+  if init:
+    logging.info("from-scratch initialisation: %s", init)
+  return init_lib.apply_init(init, variables, jax.random.fold_in(rng, 1))
 
 
 def _check_same_tree(expected, loaded, source):

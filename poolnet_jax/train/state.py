@@ -44,24 +44,50 @@ def trainable_mask(params):
   return flax.traverse_util.unflatten_dict({path: path[:-1] not in batchnorm for path in flat})
 
 
-def learning_rate_schedule(base_lr, decay_steps=(), factor=0.1):
-  """Step schedule: `base_lr`, multiplied by `factor` at each step in `decay_steps`."""
+def learning_rate_schedule(base_lr, decay_steps=(), factor=0.1, warmup_steps=0):
+  """Step schedule: `base_lr`, multiplied by `factor` at each step in `decay_steps`.
+
+  With `warmup_steps` > 0 the rate first rises linearly from 0 to `base_lr`
+  (`decay_steps` still count from update 0).
+  """
   if not decay_steps:
-    return optax.constant_schedule(base_lr)
-  return optax.piecewise_constant_schedule(base_lr, {int(s): factor for s in decay_steps})
+    schedule = optax.constant_schedule(base_lr)
+  else:
+    schedule = optax.piecewise_constant_schedule(
+        base_lr, {max(int(s) - max(warmup_steps, 0), 0): factor for s in decay_steps})
+  return _with_warmup(schedule, base_lr, warmup_steps)
+
+
+def cosine_schedule(peak_lr, total_steps, warmup_steps=0, end_factor=0.0):
+  """Linear warmup from 0 to `peak_lr`, then cosine decay to `end_factor * peak_lr`
+  at `total_steps` (warmup included)."""
+  cosine = optax.cosine_decay_schedule(peak_lr, max(total_steps - warmup_steps, 1), end_factor)
+  return _with_warmup(cosine, peak_lr, warmup_steps)
+
+
+def _with_warmup(schedule, peak_lr, warmup_steps):
+  """`schedule` (counted from the warmup's end) after a linear ramp 0 -> `peak_lr`."""
+  if warmup_steps <= 0:
+    return schedule
+  ramp = optax.linear_schedule(0.0, peak_lr, warmup_steps)
+  return optax.join_schedules([ramp, schedule], [warmup_steps])
 
 
 def create_optimizer(params, learning_rate, weight_decay=5e-4, accumulation_steps=1,
-                     reset_moments_at=()):
+                     reset_moments_at=(), clip_norm=0.0):
   """`torch.optim.Adam(lr, weight_decay)` on trainable parameters, frozen BN untouched.
 
   The weight decay is added to the gradient before Adam (L2, not AdamW). With
   `accumulation_steps` > 1, gradients of that many calls are averaged before one
   update (the original's iter_size). `reset_moments_at` lists update counts at
   which Adam's moments restart, as the original rebuilds its optimizer when it
-  lowers the learning rate.
+  lowers the learning rate. With `clip_norm` > 0 the (accumulated) gradient of
+  the trainable parameters is first scaled down to a global norm of at most
+  `clip_norm`.
   """
   adam = optax.chain(optax.add_decayed_weights(weight_decay), optax.scale_by_adam(eps=1e-8))
+  if clip_norm > 0:
+    adam = optax.chain(optax.clip_by_global_norm(clip_norm), adam)
   if reset_moments_at:
     adam = _with_moment_resets(adam, reset_moments_at)
   adam = optax.chain(adam, optax.scale_by_learning_rate(learning_rate))

@@ -1,0 +1,153 @@
+"""The demo's from-scratch recipe: schedules, gradient clipping and the skipinit initialisation."""
+
+import functools
+import math
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from poolnet_jax.models import create_model
+from poolnet_jax.train import init as init_lib
+from poolnet_jax.train import setup
+from poolnet_jax.train import state as state_lib
+from poolnet_jax.torch_io import backbones
+
+
+def config(**changes):
+  c = ml_collections.ConfigDict(dict(
+      learning_rate=1e-3, weight_decay=0.0, iter_size=1, reset_optimizer_at_decay=True,
+      backbone_checkpoint="", init_checkpoint="", model="resnet50"))
+  for key, value in changes.items():
+    c[key] = value
+  return c
+
+
+def test_warmup_cosine_schedule_follows_the_formula():
+  peak, warmup, total, end = 2e-3, 10, 110, 0.05
+  schedule = state_lib.cosine_schedule(peak, total, warmup, end)
+  for step in (0, 3, 10):  # linear warmup from 0
+    np.testing.assert_allclose(schedule(step), peak * step / warmup, rtol=1e-6)
+  for step in (10, 35, 60, 100, 110, 150):  # cosine to end * peak, then flat
+    t = min(step - warmup, total - warmup) / (total - warmup)
+    want = peak * (end + (1 - end) * 0.5 * (1 + math.cos(math.pi * t)))
+    np.testing.assert_allclose(schedule(step), want, rtol=1e-5)
+
+
+def test_step_schedule_warmup_keeps_absolute_decay_steps():
+  schedule = state_lib.learning_rate_schedule(1e-3, (50,), warmup_steps=20)
+  np.testing.assert_allclose([schedule(s) for s in (0, 5, 20, 49, 50, 90)],
+                             [0, 2.5e-4, 1e-3, 1e-3, 1e-4, 1e-4], rtol=1e-6)
+
+
+def test_default_config_keeps_the_paper_step_schedule_and_resets():
+  c = config()
+  schedule = setup.learning_rate(c, 100, (60,))
+  np.testing.assert_allclose([schedule(0), schedule(59), schedule(60)], [1e-3, 1e-3, 1e-4],
+                             rtol=1e-6)
+  params = {"w": jnp.ones(3)}
+  tx, _ = setup.optimizer(c, params, 100, (60,))
+  reference = state_lib.create_optimizer(params, schedule, 0.0, reset_moments_at=(60,))
+  assert jax.tree_util.tree_structure(tx.init(params)) == jax.tree_util.tree_structure(
+      reference.init(params))
+  with pytest.raises(ValueError, match="lr_schedule"):
+    setup.learning_rate(config(lr_schedule="linear"), 100, ())
+
+
+def adam_moments(state):
+  """(mu, nu) of the single Adam in an optimizer state of 1-D parameters."""
+  found = [x for x in jax.tree_util.tree_leaves(state) if np.ndim(x) == 1]
+  return found[:len(found) // 2], found[len(found) // 2:]
+
+
+@pytest.mark.parametrize("scale, want_a, want_b", [
+    (1.0, [0.6, 0.0], [0.8]),  # norm 5 > 1: scaled by 1/5
+    (0.1, [0.3, 0.0], [0.4]),  # norm 0.5 <= 1: untouched
+])
+def test_clipping_scales_the_gradient_to_the_given_norm(scale, want_a, want_b):
+  params = {"a": jnp.zeros(2), "b": jnp.zeros(1)}
+  grads = {"a": jnp.array([3.0, 0.0]) * scale, "b": jnp.array([4.0]) * scale}
+  tx = state_lib.create_optimizer(params, 1.0, weight_decay=0.0, clip_norm=1.0)
+  _, state = tx.update(grads, tx.init(params), params)
+  (mu_a, mu_b), (nu_a, nu_b) = adam_moments(state)
+  # Adam's first step: mu = 0.1 g, nu = 0.001 g^2 of the clipped gradient g.
+  np.testing.assert_allclose(mu_a, 0.1 * np.array(want_a), rtol=1e-5)
+  np.testing.assert_allclose(mu_b, 0.1 * np.array(want_b), rtol=1e-5)
+  np.testing.assert_allclose(nu_b, 0.001 * np.array(want_b) ** 2, rtol=1e-5)
+
+
+def test_clipping_reads_the_config_key():
+  params = {"a": jnp.zeros(2)}
+  tx, _ = setup.optimizer(config(clip_grad_norm=0.5, reset_optimizer_at_decay=False), params,
+                          10, ())
+  grads = {"a": jnp.array([30.0, 40.0])}  # norm 50, clipped to 0.5
+  _, state = tx.update(grads, tx.init(params), params)
+  (mu,), _ = adam_moments(state)
+  np.testing.assert_allclose(mu, 0.1 * np.array([0.3, 0.4]), rtol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def tiny_model_variables():
+  model = create_model("resnet50", width=0.125, stages=(1, 1, 1, 1))
+  variables = flax.core.unfreeze(
+      jax.jit(model.init)(jax.random.PRNGKey(0), jnp.zeros((1, 112, 112, 3))))
+  return model, variables
+
+
+def test_skipinit_zeroes_residual_ends_and_score_and_uses_he_std(tiny_model_variables):
+  _, variables = tiny_model_variables
+  params = init_lib.skipinit(variables["params"], jax.random.PRNGKey(1))
+  flat = flax.traverse_util.flatten_dict(params, sep="/")
+  conv3 = [k for k in flat if k.endswith("conv3/kernel")]
+  assert len(conv3) == 4 and all(not np.any(flat[k]) for k in conv3)
+  assert not np.any(flat["score/score/kernel"])
+  first = flat["base/resnet/conv1/kernel"]  # 7x7x3 -> 8
+  np.testing.assert_allclose(first.std(), math.sqrt(2 / 147) / init_lib.INPUT_SCALE, rtol=0.15)
+  big = flat["base/resnet/layer4/0/conv2/kernel"]  # 3x3, He gain sqrt(2)
+  np.testing.assert_allclose(big.std(), math.sqrt(2 / np.prod(big.shape[:-1])), rtol=0.05)
+  fam = flat["deep_pool/0/conv_sum/kernel"]  # linear conv: gain 1
+  np.testing.assert_allclose(fam.std(), math.sqrt(1 / np.prod(fam.shape[:-1])), rtol=0.05)
+  # Frozen BatchNorm and biases keep their values.
+  np.testing.assert_array_equal(flat["base/resnet/bn1/scale"], 1.0)
+  np.testing.assert_array_equal(flat["score/score/bias"], 0.0)
+
+
+def test_skipinit_keeps_activations_near_unit_scale(tiny_model_variables):
+  model, variables = tiny_model_variables
+  variables = init_lib.apply_init("skipinit", variables, jax.random.PRNGKey(1))
+  images = 60.0 * jax.random.normal(jax.random.PRNGKey(2), (2, 112, 112, 3))
+  apply = jax.jit(functools.partial(model.apply, capture_intermediates=True,
+                                    mutable=["intermediates"]))
+  _, state = apply(variables, images)
+  flat = flax.traverse_util.flatten_dict(state["intermediates"], sep="/")
+  last_fam = flat["deep_pool/4/conv_sum/__call__"][0]
+  assert 0.2 < float(jnp.std(last_fam)) < 5.0
+
+
+def test_init_applies_only_without_checkpoints(tiny_model_variables, monkeypatch):
+  model, _ = tiny_model_variables
+  rng = jax.random.PRNGKey(0)
+  overrides = dict(width=0.125, stages=(1, 1, 1, 1))
+  scratch = setup.initial_variables(config(init="skipinit", model_overrides=overrides), model,
+                                    rng)
+  assert not np.any(scratch["params"]["score"]["score"]["kernel"])
+  # With a backbone file, the backbone is merged into the model's own N(0, 0.01)
+  # variables and nothing is redrawn.
+  backbone, merged = {"conv1": {"kernel": np.full((7, 7, 3, 8), 0.5, np.float32)}}, []
+  monkeypatch.setattr(backbones, "load_backbone", lambda *args, **kwargs: backbone)
+  monkeypatch.setattr(backbones, "merge_backbone", lambda v, b: merged.append((v, b)) or v)
+  loaded = setup.initial_variables(config(init="skipinit", backbone_checkpoint="fake.pth",
+                                          model_overrides=overrides), model, rng)
+  assert merged[0][1] is backbone and merged[0][0] is loaded
+  flat = flax.traverse_util.flatten_dict(loaded["params"], sep="/")
+  assert np.any(flat["score/score/kernel"])
+  for name in ("base/resnet/layer1/0/conv3/kernel", "deep_pool/0/conv_sum/kernel"):
+    np.testing.assert_allclose(np.std(flat[name]), 0.01, rtol=0.3, err_msg=name)
+
+
+def test_unknown_init_is_an_error():
+  with pytest.raises(ValueError, match="unknown init"):
+    init_lib.apply_init("fixup", {"params": {}}, jax.random.PRNGKey(0))
