@@ -75,15 +75,16 @@ def prediction_grid(images, preds, gts, row_height=128):
 
   `images` uint8 RGB (H, W, 3); `preds` float maps in [0, 1] or uint8 maps;
   `gts` uint8 masks, (H, W) or (H, W, 1). Each panel is scaled to
-  `row_height` (aspect kept); shorter rows are padded with black on the right.
+  `row_height` (aspect kept) and placed at the left of a column as wide as the
+  widest panel, so the three columns line up; the rest is black.
   """
   if not len(images) == len(preds) == len(gts):
     raise ValueError(f"prediction_grid needs as many images, predictions and ground truths, "
                      f"got {len(images)}, {len(preds)} and {len(gts)}")
   if not len(images):
     raise ValueError("prediction_grid needs at least one example")
-  rows = [np.concatenate([_panel(p, row_height) for p in triple], axis=1)
-          for triple in zip(images, preds, gts)]
-  width = max(row.shape[1] for row in rows)
-  return np.concatenate([np.pad(row, ((0, 0), (0, width - row.shape[1]), (0, 0)))
-                         for row in rows], axis=0)
+  panels = [[_panel(p, row_height) for p in triple] for triple in zip(images, preds, gts)]
+  width = max(panel.shape[1] for row in panels for panel in row)
+  return np.concatenate([
+      np.concatenate([np.pad(p, ((0, 0), (0, width - p.shape[1]), (0, 0))) for p in row], axis=1)
+      for row in panels], axis=0)

@@ -214,14 +214,18 @@ def test_prediction_grid_rows_of_image_prediction_and_ground_truth():
   gts = [rng.integers(0, 2, (32, 40, 1), dtype=np.uint8) * 255,
          rng.integers(0, 2, (64, 48), dtype=np.uint8) * 255]
   grid = plots.prediction_grid(images, preds, gts, row_height=32)
-  # Row 1 at its own height: exact panels; row 2 halved to 24 wide; padded to 120 wide.
+  # Row 1 at its own height: exact panels in 40-wide columns; row 2 halved to 24 wide,
+  # each panel at the left of its column.
   assert grid.shape == (64, 120, 3) and grid.dtype == np.uint8
   np.testing.assert_array_equal(grid[:32, :40], images[0])
   np.testing.assert_array_equal(grid[:32, 40:80, 1], np.rint(preds[0] * 255).astype(np.uint8))
   np.testing.assert_array_equal(grid[:32, 80:120, 0], gts[0][..., 0])
   half = np.asarray(Image.fromarray(images[1]).resize((24, 32), Image.BILINEAR))
   np.testing.assert_array_equal(grid[32:, :24], half)
-  assert (grid[32:, 72:] == 0).all()
+  half_gt = np.asarray(Image.fromarray(gts[1]).resize((24, 32), Image.BILINEAR))
+  np.testing.assert_array_equal(grid[32:, 80:104, 2], half_gt)
+  for start in (24, 64, 104):
+    assert (grid[32:, start:start + 16] == 0).all()
   with pytest.raises(ValueError, match="as many"):
     plots.prediction_grid(images, preds[:1], gts)
 
