@@ -1,8 +1,7 @@
 """Process-wide JAX settings shared by the command-line tools."""
 
-import os
-
 import logging
+import os
 
 import jax
 from jax._src import xla_bridge

@@ -7,22 +7,21 @@ from absl import logging
 import jax
 import numpy as np
 
-from poolnet_jax import evaluate, plots, pretrained
+from poolnet_jax import evaluate, metrics as metrics_lib, plots, pretrained
 from poolnet_jax import image as image_lib
 
 GRID_IMAGES = 6
-VALIDATION_KEYS = ("MAE", "maxF", "Sm")  # cheap enough to run during training
 
 
 def validate(model, variables, source, max_images=0, size=None, writer=None, step=0):
-  """MAE, max F and S-measure over (the first `max_images` of) `source`; logs them and a grid.
+  """The field's measures (metrics.KEYS) over `source`, logged with a prediction grid.
 
-  The maps are those `python -m poolnet_jax.evaluate` computes (native size
+  `max_images` > 0 takes only the first ones. The maps are those `python -m poolnet_jax.evaluate` computes (native size
   unless `size`), so the numbers equal the evaluation command's.
   """
   metrics = evaluate.evaluate_model(model, variables, source, size, max_images)
   everything = metrics.results()
-  results = {key: everything[key] for key in VALIDATION_KEYS}
+  results = {key: everything[key] for key in metrics_lib.KEYS}
   logging.info("validation at update %d over %d images: %s", step, len(metrics),
                ", ".join(f"{k} {v:.4f}" for k, v in results.items()))
   if writer is not None:
