@@ -36,16 +36,17 @@ def _fingerprints(outputs):
 
 @pytest.mark.slow
 def test_two_processes_equal_one_process(tmp_path):
-  data_dir = tmp_path / "tfds"
-  single = _train(tmp_path / "single", data_dir)
-  single_out = single.communicate(timeout=600)[0]
-  assert single.returncode == 0, single_out[-3000:]
+  data_dir = tmp_path / "tfds"  # not built yet: the two processes must not build it twice
   address = f"127.0.0.1:{_free_port()}"
   hosts = [_train(tmp_path / "multi", data_dir, f"--coordinator_address={address}",
                   "--num_processes=2", f"--process_id={i}") for i in range(2)]
   outputs = [p.communicate(timeout=600)[0] for p in hosts]
   for p, out in zip(hosts, outputs):
     assert p.returncode == 0, out[-3000:]
+  assert sum(out.count("building TFDS dataset synthetic_salient/tiny") for out in outputs) == 1
+  single = _train(tmp_path / "single", data_dir)
+  single_out = single.communicate(timeout=600)[0]
+  assert single.returncode == 0, single_out[-3000:]
   prints = _fingerprints(outputs)
   assert set(prints) == {"0", "1"} and prints["0"] == prints["1"]  # replicas agree
   step, multi = final_params(tmp_path / "multi")
