@@ -16,7 +16,8 @@ import orbax.checkpoint as ocp
 
 from poolnet_jax.models import create_model
 from poolnet_jax.torch_io import mapping
-from poolnet_jax.torch_io.pth import read_state_dict, write_state_dict
+from poolnet_jax.torch_io.pth import read_state_dict
+from poolnet_jax.torch_io.pth_writer import write_state_dict
 
 META_FILE = "poolnet.json"
 VARIABLES_DIR = "variables"
