@@ -8,7 +8,7 @@ import pytest
 import poolnet_jax
 from poolnet_jax.models.resnet import ResNet
 from poolnet_jax.models.vgg import VGG16
-from test_evaluate import random_variables
+from random_weights import random_variables
 
 VARIANTS = ("resnet50", "vgg16", "resnet50_edge", "vgg16_edge")
 # Trainable-shaped parameter counts of the original (POOLNET.md).
