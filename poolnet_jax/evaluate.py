@@ -34,7 +34,7 @@ from pathlib import Path
 import re
 import sys
 
-from absl import flags, logging
+from absl import flags
 import numpy as np
 from PIL import Image
 import tqdm
@@ -89,19 +89,17 @@ def parse_dataset(spec):
 def load_dataset(spec, data_dir=None, manual_dir=None):
   """The random-access TFDS source of a dataset spec, building it first if need be."""
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
-  import poolnet_jax.data  # pylint: disable=import-outside-toplevel,unused-import  (registers)
+  import poolnet_jax.data as data_lib  # pylint: disable=import-outside-toplevel  (registers)
   name, split = parse_dataset(spec)
   try:
     builder = tfds.builder(name, data_dir=data_dir)
   except Exception as error:  # tfds raises several types for unknown names and configs
     raise ValueError(f"{spec}: unknown TFDS dataset {name!r}: {error}") from error
-  if not builder.is_prepared():
-    if name.split("/")[0] not in BUILT_ON_THE_SPOT and not manual_dir:
-      raise ValueError(f"{spec}: {name} is not built in {builder.data_dir}; pass --manual_dir "
-                       f"with its downloads to build it (or the right --data_dir)")
-    logging.info("building TFDS dataset %s in %s", name, builder.data_dir)
-    config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
-    builder.download_and_prepare(download_config=config)
+  if (not builder.is_prepared() and name.split("/")[0] not in BUILT_ON_THE_SPOT
+      and not manual_dir):
+    raise ValueError(f"{spec}: {name} is not built in {builder.data_dir}; pass --manual_dir "
+                     f"with its downloads to build it (or the right --data_dir)")
+  data_lib.prepare(builder, manual_dir)
   if split not in builder.info.splits:
     raise ValueError(f"{spec}: {name} has no split {split!r} (it has "
                      f"{', '.join(sorted(builder.info.splits))})")

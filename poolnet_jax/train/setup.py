@@ -39,22 +39,14 @@ def data_source(name, split, data_dir=None, manual_dir=None):
   (a shared `data_dir` is then built once); a process that still finds no
   dataset afterwards (a host-local `data_dir`) builds its own copy.
   """
-  import poolnet_jax.data  # pylint: disable=import-outside-toplevel,unused-import  (registers)
+  import poolnet_jax.data as data_lib  # pylint: disable=import-outside-toplevel  (registers)
   if jax.process_index() == 0:
-    _build_if_needed(name, data_dir, manual_dir)
+    data_lib.prepare(tfds.builder(name, data_dir=data_dir), manual_dir)
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices(f"poolnet_jax: dataset {name} built")
     if jax.process_index() != 0:
-      _build_if_needed(name, data_dir, manual_dir)
+      data_lib.prepare(tfds.builder(name, data_dir=data_dir), manual_dir)
   return tfds.builder(name, data_dir=data_dir).as_data_source(split=split)
-
-
-def _build_if_needed(name, data_dir, manual_dir):
-  builder = tfds.builder(name, data_dir=data_dir)
-  if not builder.is_prepared():
-    logging.info("building TFDS dataset %s in %s", name, builder.data_dir)
-    config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
-    builder.download_and_prepare(download_config=config)
 
 
 def updates_per_epoch(config, num_train_images):
