@@ -16,29 +16,28 @@ GRID_IMAGES = 6
 def validate(model, variables, source, max_images=0, size=None, writer=None, step=0):
   """The field's measures (metrics.KEYS) over `source`, logged with a prediction grid.
 
-  `max_images` > 0 takes only the first ones. The maps are those `python -m poolnet_jax.evaluate` computes (native size
-  unless `size`), so the numbers equal the evaluation command's.
+  `max_images` > 0 takes only the first ones. The maps are those
+  `python -m poolnet_jax.evaluate` computes (native size unless `size`), so the
+  numbers equal the evaluation command's; the grid shows the first GRID_IMAGES.
   """
-  metrics = evaluate.evaluate_model(model, variables, source, size, max_images)
+  metrics = metrics_lib.SaliencyMetrics()
+  shown = []
+  for index, (name, saliency, gt) in enumerate(
+      evaluate.predict_maps(model, variables, source, size, max_images)):
+    levels = image_lib.to_uint8_map(saliency)
+    metrics.update(levels, gt, name)
+    if index < GRID_IMAGES:
+      shown.append((np.asarray(source[index]["image"]), levels, gt))
   everything = metrics.results()
   results = {key: everything[key] for key in metrics_lib.KEYS}
   logging.info("validation at update %d over %d images: %s", step, len(metrics),
                ", ".join(f"{k} {v:.4f}" for k, v in results.items()))
   if writer is not None:
+    grid = plots.prediction_grid(*zip(*shown))
     writer.scalars(step, results, prefix="val/")
-    grid = validation_grid(model, variables, source, size)
     writer.image(step, "val/predictions", grid)
     writer.save_png(step, "predictions", grid)
   return results
-
-
-def validation_grid(model, variables, source, size=None, count=GRID_IMAGES):
-  """Prediction grid (image | map | ground truth) of the first `count` examples of `source`."""
-  count = min(count, len(source))
-  images = [np.asarray(source[i]["image"]) for i in range(count)]
-  maps = evaluate.predict_maps(model, variables, source, size, count)
-  preds, gts = zip(*[(image_lib.to_uint8_map(m), gt) for _, m, gt in maps])
-  return plots.prediction_grid(images, preds, gts)
 
 
 class BestModel:
