@@ -35,8 +35,6 @@ def parse_args(argv):
                       help="timed train steps per framework (default: --repeats; 5 with --quick)")
   parser.add_argument("--models", default="resnet50,vgg16", help="inference models")
   parser.add_argument("--json", default="", help="also write the results to this JSON file")
-  parser.add_argument("--no-defaults", action="store_true",
-                      help="run JAX without the project's default XLA flags")
   return parser.parse_args(argv)
 
 
@@ -52,20 +50,19 @@ def plan(args):
 def main(argv=None):
   args = parse_args(sys.argv[1:] if argv is None else argv)
   train_repeats = args.train_repeats or (5 if args.quick else args.repeats)
-  env = {"BENCH_DEFAULTS": "0" if args.no_defaults else "1"}
   start = time.time()
   results = {"load_before": report.loadavg(), "rows": [], "threads": args.threads}
   infer, train = plan(args)
   with tempfile.TemporaryDirectory(prefix="poolnet-bench-") as directory:
     cache = os.path.join(directory, "xla-cache")
     for task in infer:
-      results["rows"].append(Pair(args.threads, directory, cache, env).time(task, args.repeats))
+      results["rows"].append(Pair(args.threads, directory, cache).time(task, args.repeats))
       report.progress(results["rows"][-1])
     for task in train:
-      results["rows"].append(Pair(args.threads, directory, cache, env).time(task, train_repeats))
+      results["rows"].append(Pair(args.threads, directory, cache).time(task, train_repeats))
       report.progress(results["rows"][-1])
     # The first train step compiled cold into an empty cache; a new process reads it back.
-    with Worker("jax", args.threads, directory, cache, env) as jax_worker:
+    with Worker("jax", args.threads, directory, cache) as jax_worker:
       results["cached_compile_s"] = jax_worker.ask({"compile": vars(train[0])})["compile_s"]
       results["versions"] = {"jax": jax_worker.info}
       if not args.quick:

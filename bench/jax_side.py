@@ -1,5 +1,6 @@
 """The poolnet-jax side: the project's model, loss and optimizer, jitted as train.py does."""
 
+import os
 import time
 
 import jax
@@ -83,12 +84,11 @@ def evaluation_compiles(model_name, directory, sizes):
   return compile_count() - before, time.perf_counter() - start
 
 
-def setup(threads, cache_dir, defaults=True):
-  """Project defaults (XLA flags, conv algorithm) unless `defaults` is False; persistent cache."""
+def setup(threads, cache_dir):
+  """The persistent compilation cache in `cache_dir`; versions and settings for the report."""
   del threads  # XLA's pool has one thread per CPU of the process: the worker pins them
-  applied = runtime.apply_xla_defaults() if defaults else []
   runtime.enable_compilation_cache(cache_dir)
   import jaxlib  # pylint: disable=g-import-not-at-top
   return {"jax": jax.__version__, "jaxlib": jaxlib.__version__,
-          "devices": [str(d) for d in jax.devices()], "xla_flags_applied": applied,
+          "devices": [str(d) for d in jax.devices()], "xla_flags": os.environ.get("XLA_FLAGS", ""),
           "conv": layers.conv_algorithm()}

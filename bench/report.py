@@ -48,7 +48,7 @@ def table(results):
 
 def print_results(results):
   info = results["versions"]["jax"]
-  print(f"jax {info['jax']}, conv={info['conv']}, XLA flags added {info['xla_flags_applied']}, "
+  print(f"jax {info['jax']}, conv={info['conv']}, XLA_FLAGS {info['xla_flags'] or '(none)'}, "
         f"{results['threads']} threads; load {results['load_before']:.1f} -> "
         f"{results['load_after']:.1f}; wall {results['wall_s']:.0f} s")
   print(table(results))

@@ -30,7 +30,7 @@ def serve(framework, threads, directory, cache_dir):
   cpus = common.pin_cpus(threads)
   if framework == "jax":
     from bench import jax_side as side  # pylint: disable=g-import-not-at-top
-    info = side.setup(threads, cache_dir, defaults=os.environ.get("BENCH_DEFAULTS", "1") == "1")
+    info = side.setup(threads, cache_dir)
   else:
     from bench import torch_side as side  # pylint: disable=g-import-not-at-top
     info = side.setup(threads)

@@ -1,13 +1,10 @@
 """Winograd F(2x2, 3x3) and the Conv2d fast path against `lax.conv_general_dilated`."""
 
-import os
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from poolnet_jax import runtime
 from poolnet_jax.models import layers, winograd
 
 
@@ -102,15 +99,3 @@ def test_conv_algorithm_from_environment(monkeypatch):
   monkeypatch.setenv("POOLNET_JAX_CONV", "winograd-please")
   with pytest.raises(ValueError, match="POOLNET_JAX_CONV"):
     layers.conv_algorithm()
-
-
-def test_xla_defaults_are_appended_once_and_can_be_switched_off(monkeypatch):
-  monkeypatch.setattr(runtime.xla_bridge, "backends_are_initialized", lambda: False)
-  monkeypatch.setenv("XLA_FLAGS", "--xla_a=1")
-  assert runtime.apply_xla_defaults(("--xla_a=2", "--xla_b=3")) == ["--xla_b=3"]
-  assert runtime.apply_xla_defaults(("--xla_a=2", "--xla_b=3")) == []
-  assert os.environ["XLA_FLAGS"] == "--xla_a=1 --xla_b=3"
-  monkeypatch.setenv("XLA_FLAGS", "")
-  monkeypatch.setenv("POOLNET_JAX_XLA_DEFAULTS", "0")
-  assert runtime.apply_xla_defaults(("--xla_b=3",)) == []
-  assert os.environ["XLA_FLAGS"] == ""
