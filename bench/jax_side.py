@@ -87,6 +87,7 @@ def evaluation_compiles(model_name, directory, sizes):
 def setup(threads, cache_dir):
   """The persistent compilation cache in `cache_dir`; versions and settings for the report."""
   del threads  # XLA's pool has one thread per CPU of the process: the worker pins them
+  runtime.apply_xla_defaults()
   runtime.enable_compilation_cache(cache_dir)
   import jaxlib  # pylint: disable=g-import-not-at-top
   return {"jax": jax.__version__, "jaxlib": jaxlib.__version__,

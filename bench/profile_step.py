@@ -9,7 +9,9 @@ copies, ...); convolutions (YNNPACK fusions) are split by role, read from the
 compiled HLO: forward, gradient of the input, gradient of the kernel (an output
 shaped like a kernel). Durations add up over XLA's threads, which run
 independent operations at the same time. BENCHMARKS.md's profile evidence
-comes from here.
+comes from here. With the project's XLA flags (runtime.apply_xla_defaults) the
+large matrix products and convolutions run asynchronously and the trace holds
+only their launch; POOLNET_JAX_XLA_DEFAULTS=0 (YNNPACK fusions) times them all.
 """
 
 import argparse
@@ -23,8 +25,11 @@ import tempfile
 import jax
 
 from bench import common, jax_side, torch_side
+from poolnet_jax import runtime
 
 KIND = re.compile(r"^([a-z_-]+?)(?:[._]\d+)*$")
+CONVOLUTION = re.compile(r"%((?:ynn_fusion|conv_general_dilated|convolution)\.\d+) = "
+                         r"f32\[([\d,]*)\][^\n]*")
 
 
 def events(trace_dir):
@@ -36,9 +41,9 @@ def events(trace_dir):
 
 
 def conv_roles(hlo_text):
-  """{ynn fusion name: "conv forward" | "conv input grad" | "conv kernel grad"} from HLO text."""
+  """{convolution name: "conv forward" | "conv input grad" | "conv kernel grad"} from HLO text."""
   roles = {}
-  for match in re.finditer(r"%(ynn_fusion\.\d+) = f32\[([\d,]*)\][^\n]*", hlo_text):
+  for match in re.finditer(CONVOLUTION, hlo_text):
     dims = [int(d) for d in match.group(2).split(",") if d]
     if len(dims) == 4 and dims[1] == dims[2] and dims[1] in (1, 3) and dims[0] > 3:
       roles[match.group(1)] = "conv kernel grad"
@@ -70,6 +75,7 @@ def main():
   parser.add_argument("--threads", type=int, default=2)
   args = parser.parse_args()
   common.pin_cpus(args.threads)
+  runtime.apply_xla_defaults()
   task = common.Task(args.kind, args.model, args.batch, *map(int, args.size.split(",")))
   with tempfile.TemporaryDirectory() as directory:
     torch_side.build_model(task.model, directory)  # the weights file both sides read

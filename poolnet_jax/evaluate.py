@@ -321,6 +321,7 @@ def main(argv):
   except flags.Error as error:
     print(f"error: {error}", file=sys.stderr)
     return 2
+  runtime.apply_xla_defaults()
   runtime.enable_compilation_cache()
   evaluated = {}
   try:

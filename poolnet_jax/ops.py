@@ -17,21 +17,27 @@ import numpy as np
 
 
 @functools.lru_cache(maxsize=None)
-def interpolation_matrix(in_size: int, out_size: int) -> np.ndarray:
-  """(out_size, in_size) matrix of linear interpolation with aligned corners.
+def interpolation_taps(in_size: int, out_size: int):
+  """(lo, hi, frac) numpy arrays of linear interpolation with aligned corners.
 
   Output i samples source coordinate i * (in - 1) / (out - 1), or 0 when
-  out_size == 1, linearly between its floor and floor + 1.
+  out_size == 1: (1 - frac[i]) * x[lo[i]] + frac[i] * x[hi[i]].
   """
-  matrix = np.zeros((out_size, in_size), np.float64)
   scale = (in_size - 1) / (out_size - 1) if out_size > 1 else 0.0
-  for i in range(out_size):
-    src = i * scale
-    lo = min(int(math.floor(src)), in_size - 1)
-    hi = min(lo + 1, in_size - 1)
-    frac = src - lo
-    matrix[i, lo] += 1.0 - frac
-    matrix[i, hi] += frac
+  src = np.arange(out_size) * scale
+  lo = np.minimum(np.floor(src).astype(np.int32), in_size - 1)
+  hi = np.minimum(lo + 1, in_size - 1)
+  return lo, hi, src - lo
+
+
+@functools.lru_cache(maxsize=None)
+def interpolation_matrix(in_size: int, out_size: int) -> np.ndarray:
+  """(out_size, in_size) matrix of `interpolation_taps`."""
+  lo, hi, frac = interpolation_taps(in_size, out_size)
+  matrix = np.zeros((out_size, in_size), np.float64)
+  rows = np.arange(out_size)
+  np.add.at(matrix, (rows, lo), 1.0 - frac)
+  np.add.at(matrix, (rows, hi), frac)
   return matrix
 
 
@@ -46,23 +52,72 @@ def adaptive_pool_matrix(in_size: int, bins: int) -> np.ndarray:
   return matrix
 
 
+def _apply_along(x, matrix: np.ndarray, axis: int):
+  """`matrix` (out, in) applied along `axis` (1 or 2) of an NHWC array.
+
+  Wide maps go through a matrix product batched over the axes before `axis`,
+  so its result is already NHWC (a plain product puts the new axis first and
+  XLA:CPU then transposes the whole map); narrow ones, where the broadcast
+  matrix would outweigh the map, through a plain product.
+  """
+  lead = int(np.prod(x.shape[:axis]))
+  rest = x.shape[axis + 1:]
+  x3 = x.reshape(lead, x.shape[axis], -1)
+  matrix = jnp.asarray(matrix, x.dtype)
+  precision = jax.lax.Precision.HIGHEST
+  if x3.shape[-1] >= matrix.shape[0]:
+    y = jnp.einsum("boi,bix->box", jnp.broadcast_to(matrix, (lead,) + matrix.shape), x3,
+                   precision=precision)
+  else:
+    y = jnp.einsum("oi,bix->box", matrix, x3, precision=precision)
+  return y.reshape(x.shape[:axis] + (matrix.shape[0],) + rest)
+
+
 def _apply_separable(x, rows: np.ndarray, cols: np.ndarray):
   """Applies `rows` along H and `cols` along W of an NHWC array."""
-  rows = jnp.asarray(rows, x.dtype)
-  cols = jnp.asarray(cols, x.dtype)
-  precision = jax.lax.Precision.HIGHEST
-  x = jnp.einsum("oh,nhwc->nowc", rows, x, precision=precision)
-  return jnp.einsum("pw,nowc->nopc", cols, x, precision=precision)
+  return _apply_along(_apply_along(x, rows, 1), cols, 2)
+
+
+def _lerp_along(x, taps, axis: int):
+  """Linear interpolation along `axis` with (lo, hi, frac) `taps`: two gathers, no products."""
+  lo, hi, frac = taps
+  shape = [1] * x.ndim
+  shape[axis] = len(lo)
+  frac = jnp.asarray(frac.reshape(shape), x.dtype)
+  take = lambda index: jnp.take(x, index, axis=axis, mode="clip")
+  return take(lo) * (1 - frac) + take(hi) * frac
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _resize(x, size):
+  for axis, out in ((1, size[0]), (2, size[1])):
+    x = _lerp_along(x, interpolation_taps(x.shape[axis], out), axis)
+  return x
+
+
+def _resize_forward(x, size):
+  return _resize(x, size), x.shape[1:3]
+
+
+def _resize_backward(size, in_size, dy):
+  """The transposed interpolation as matrix products (autodiff of the gathers would scatter)."""
+  rows, cols = (interpolation_matrix(i, o).T for i, o in zip(in_size, size))
+  return (_apply_separable(dy, rows, cols),)
+
+
+_resize.defvjp(_resize_forward, _resize_backward)
 
 
 def resize_bilinear(x, size):
-  """Bilinear resize to `size` = (H, W) with PyTorch's align_corners=True."""
-  out_h, out_w = size
-  in_h, in_w = x.shape[1], x.shape[2]
-  if (in_h, in_w) == (out_h, out_w):
+  """Bilinear resize to `size` = (H, W) with PyTorch's align_corners=True.
+
+  Forward by gathering each output's two neighbours along H then W (memory-bound,
+  no multiplications by zero); the gradient by the transposed interpolation matrices.
+  """
+  size = tuple(int(s) for s in size)
+  if tuple(x.shape[1:3]) == size:
     return x
-  return _apply_separable(
-      x, interpolation_matrix(in_h, out_h), interpolation_matrix(in_w, out_w))
+  return _resize(x, size)
 
 
 def adaptive_avg_pool(x, bins: int):

@@ -311,6 +311,7 @@ def main(argv):
   if not items:
     print(f"error: no images found in {' '.join(inputs) or '(no inputs given)'}", file=sys.stderr)
     return 1
+  runtime.apply_xla_defaults()
   runtime.enable_compilation_cache()
   model, variables = pretrained.load_pretrained(FLAGS.checkpoint)
   if FLAGS.task == "edge" and not model.edge:

@@ -5,6 +5,28 @@ import os
 import jax
 
 DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "poolnet_jax", "xla")
+# XLA flags the command-line tools add to $XLA_FLAGS (measured, BENCHMARKS.md).
+DEFAULT_XLA_FLAGS = {
+    # No YNNPACK fusions on CPU: XLA's own convolutions and matrix products are faster
+    # for PoolNet, above all their kernel gradients (1.2x at batch 1, 4x at batch 8).
+    "--xla_cpu_experimental_ynn_fusion_type": "",
+}
+
+
+def apply_xla_defaults(environ=os.environ):
+  """Adds DEFAULT_XLA_FLAGS to $XLA_FLAGS; returns the new value.
+
+  A flag already in $XLA_FLAGS keeps the user's value, and
+  POOLNET_JAX_XLA_DEFAULTS=0 adds none. XLA reads $XLA_FLAGS once, when JAX
+  starts its first backend: call this before any JAX computation.
+  """
+  flags = environ.get("XLA_FLAGS", "")
+  if environ.get("POOLNET_JAX_XLA_DEFAULTS", "1") != "0":
+    present = {flag.split("=")[0] for flag in flags.split()}
+    added = [f"{name}={value}" for name, value in DEFAULT_XLA_FLAGS.items() if name not in present]
+    flags = " ".join([flags] + added).strip()
+    environ["XLA_FLAGS"] = flags
+  return flags
 
 
 def enable_compilation_cache(directory=None):

@@ -17,7 +17,9 @@ Dtype = Any
 BN_EPSILON = 1e-5
 conv_init = nn.initializers.normal(stddev=0.01)  # the original's N(0, 0.01)
 ALGORITHMS = ("fast", "xla")
-DEFAULT_ALGORITHM = "xla"  # "fast" gains 0-8 % on 2 CPU cores and compiles 2.5x slower (BENCHMARKS.md)
+# Per backend: Winograd on CPU (inference 1.2-1.4x, training 1.1-1.3x, compiles 3x slower;
+# BENCHMARKS.md); accelerators' convolution libraries pick their own algorithms.
+DEFAULT_ALGORITHM = {"cpu": "fast"}
 
 
 def channels(c: int, width: float) -> int:
@@ -59,8 +61,10 @@ class Conv2d(nn.Module):
 
 
 def conv_algorithm() -> str:
-  """The process-wide convolution algorithm: $POOLNET_JAX_CONV, DEFAULT_ALGORITHM if unset."""
-  algorithm = os.environ.get("POOLNET_JAX_CONV", "") or DEFAULT_ALGORITHM
+  """The process-wide convolution algorithm: $POOLNET_JAX_CONV, else the backend's default
+  ("fast" on CPU, "xla" on accelerators)."""
+  algorithm = (os.environ.get("POOLNET_JAX_CONV", "")
+               or DEFAULT_ALGORITHM.get(jax.default_backend(), "xla"))
   if algorithm not in ALGORITHMS:
     raise ValueError(f"POOLNET_JAX_CONV={algorithm!r}; expected one of {ALGORITHMS}")
   return algorithm

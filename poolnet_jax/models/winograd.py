@@ -11,6 +11,8 @@ dilation^2 interleaved sub-images, each a plain padded 3x3 convolution.
 Everything is jnp, so gradients come from autodiff and are Winograd too.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,8 +21,8 @@ import numpy as np
 B_T = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float32)
 G = np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]], np.float32)
 A_T = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float32)
-# Winograd-domain input per band: about L2-sized, measured best on a Zen 3 (512 KiB L2).
-CHUNK_BYTES = 2 << 20
+# Winograd-domain input per band in inference, measured best on a 2-core Zen 5 (BENCHMARKS.md).
+CHUNK_BYTES = 8 << 20
 # Below these, XLA's direct convolution is faster (2-core Zen 3, see BENCHMARKS.md).
 MIN_TILES = 400
 MIN_CHANNELS = 16
@@ -97,15 +99,36 @@ def _tile_rows_per_chunk(n, tiles, channels, kernel_bytes):
   return max(1, min(tiles[0], max(CHUNK_BYTES, kernel_bytes) // row_bytes))
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def conv3x3(x, kernel, precision=None):
   """Stride-1 3x3 convolution with padding 1, NHWC input and HWIO kernel.
 
-  The map is cut into bands of tile rows (a `lax.map`), so each band's
-  Winograd-domain input, 4x the band's size, is used while it is still in cache.
+  Without gradients the map is cut into bands of tile rows (a `lax.map`), so
+  each band's Winograd-domain input, 4x the band's size, is used while it is
+  still in cache. Under differentiation it is one band: the backward pass of a
+  band loop adds each band's input gradient into a zeroed copy of the whole map,
+  which costs more than the cache saves (BENCHMARKS.md).
   """
+  return _conv3x3(x, kernel, precision, banded=True)
+
+
+def _conv3x3_forward(x, kernel, precision):
+  return jax.vjp(lambda x, kernel: _conv3x3(x, kernel, precision, banded=False), x, kernel)
+
+
+def _conv3x3_backward(precision, vjp, dy):
+  del precision
+  return vjp(dy)
+
+
+conv3x3.defvjp(_conv3x3_forward, _conv3x3_backward)
+
+
+def _conv3x3(x, kernel, precision, banded):
+  """`conv3x3`, in bands of about CHUNK_BYTES if `banded`, else in one piece."""
   n, h, w, c = x.shape
   th, tw = -(-h // 2), -(-w // 2)
-  rows = _tile_rows_per_chunk(n, (th, tw), c, 16 * kernel.size // 9 * 4)
+  rows = _tile_rows_per_chunk(n, (th, tw), c, 16 * kernel.size // 9 * 4) if banded else th
   chunks = -(-th // rows)
   # Rows past the map (padding and the last band's overhang) are zeros, as the original pads.
   x = jnp.pad(x, ((0, 0), (1, 1 + 2 * chunks * rows - h), (1, 1 + 2 * tw - w), (0, 0)))
