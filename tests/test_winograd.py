@@ -76,6 +76,8 @@ def test_gradients_match_direct_convolution():
     (1, 1, 0, 1, (7, 9), False),     # matrix product
     (1, 2, 0, 1, (7, 9), False),     # strided matrix product
     (7, 2, 3, 1, (11, 13), False),   # XLA's convolution
+    (3, 1, 1, 1, (2, 3), False),     # map smaller than the kernel: shifted copies
+    (3, 1, 2, 2, (1, 5), False),     # the same, dilated
 ])
 def test_conv2d_fast_equals_xla(k, stride, padding, dilation, size, uses_winograd):
   module = layers.Conv2d(16, k, stride, padding, dilation, use_bias=True)
