@@ -58,8 +58,9 @@ def test_float32_error_is_that_of_a_direct_convolution():
   assert ours < 2 * direct
 
 
-def test_gradients_match_direct_convolution():
-  x, kernel, cot = _random((1, 9, 12, 4), 6), _random((3, 3, 4, 5), 7), _random((1, 9, 12, 5), 8)
+@pytest.mark.parametrize("n,h,w", [(1, 9, 12), (2, 7, 11)])
+def test_gradients_match_direct_convolution(n, h, w):
+  x, kernel, cot = _random((n, h, w, 4), 6), _random((3, 3, 4, 5), 7), _random((n, h, w, 5), 8)
   with jax.enable_x64(True):
     def loss(conv):
       return lambda x, k: jnp.sum(conv(x, k) * cot)

@@ -8,7 +8,7 @@ transforms use only 0, +-1 and +-1/2, so float32 results stay at the direct
 convolution's rounding level. Dilated kernels (padding == dilation) are split into
 dilation^2 interleaved sub-images, each a plain padded 3x3 convolution.
 
-Everything is jnp, so gradients come from autodiff and are Winograd too.
+Everything is jnp; the gradients are Winograd convolutions too (`_gradients`).
 """
 
 import functools
@@ -105,23 +105,40 @@ def conv3x3(x, kernel, precision=None):
 
   Without gradients the map is cut into bands of tile rows (a `lax.map`), so
   each band's Winograd-domain input, 4x the band's size, is used while it is
-  still in cache. Under differentiation it is one band: the backward pass of a
-  band loop adds each band's input gradient into a zeroed copy of the whole map,
-  which costs more than the cache saves (BENCHMARKS.md).
+  still in cache; under differentiation bands cost more than they save
+  (BENCHMARKS.md). The gradients are computed by `_gradients`, not by autodiff.
   """
   return _conv3x3(x, kernel, precision, banded=True)
 
 
 def _conv3x3_forward(x, kernel, precision):
-  return jax.vjp(lambda x, kernel: _conv3x3(x, kernel, precision, banded=False), x, kernel)
+  return _conv3x3(x, kernel, precision, banded=False), (x, kernel)
 
 
-def _conv3x3_backward(precision, vjp, dy):
-  del precision
-  return vjp(dy)
+def _gradients(precision, residuals, dy):
+  """Input gradient: `dy` convolved with the kernel turned by 180 degrees, its channels
+  swapped (Winograd again). Kernel gradient in the Winograd domain, dU = V^T dM, from
+  the input's V (recomputed: nothing 4x the map's size is kept) and dy's dM.
+
+  Autodiff would instead add the 16 shifted tiles' gradients back into the map, which
+  costs more than a second Winograd convolution.
+  """
+  x, kernel = residuals
+  dx = _conv3x3(dy, jnp.flip(kernel, (0, 1)).swapaxes(2, 3), precision, banded=False)
+  n, h, w, _ = x.shape
+  tiles = th, tw = -(-h // 2), -(-w // 2)
+  v = transform_input(jnp.pad(x, ((0, 0), (1, 1 + 2 * th - h), (1, 1 + 2 * tw - w), (0, 0))),
+                      tiles)
+  dy = jnp.pad(dy, ((0, 0), (0, 2 * th - h), (0, 2 * tw - w), (0, 0)))
+  m = [jax.ShapeDtypeStruct((8, n * th * tw, dy.shape[-1]), dy.dtype)] * 2
+  dm, = jax.linear_transpose(lambda m: transform_output(m, n, tiles), m)(dy)
+  du = jnp.concatenate([jnp.einsum("tpc,tpk->tck", a, b, precision=precision)
+                        for a, b in zip(v, dm)])
+  dk, = jax.linear_transpose(transform_kernel, jax.ShapeDtypeStruct(kernel.shape, kernel.dtype))(du)
+  return dx, dk
 
 
-conv3x3.defvjp(_conv3x3_forward, _conv3x3_backward)
+conv3x3.defvjp(_conv3x3_forward, _gradients)
 
 
 def _conv3x3(x, kernel, precision, banded):
