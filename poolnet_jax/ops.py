@@ -3,13 +3,13 @@
 The original network relies on `F.interpolate(..., align_corners=True)`,
 `AdaptiveAvgPool2d`, `AvgPool2d(k, stride=k)` and `MaxPool2d(..., ceil_mode=True)`,
 which JAX has no exact equivalent of. Resizing and adaptive pooling are linear
-maps along each spatial axis, so they are built as small matrices with numpy at
-trace time and applied with matrix products: exact, differentiable and fast on
-accelerators. All functions take and return (N, H, W, C) arrays.
+maps along each spatial axis, built with numpy at trace time: resizing gathers
+each output's two neighbours (its gradient applies the transposed
+interpolation matrices), adaptive pooling applies averaging matrices. All
+functions take and return (N, H, W, C) arrays.
 """
 
 import functools
-import math
 
 import jax
 import jax.numpy as jnp
@@ -88,19 +88,21 @@ def _lerp_along(x, taps, axis: int):
   return take(lo) * (1 - frac) + take(hi) * frac
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
-def _resize(x, size):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def _resize(x, size, in_size):
+  del in_size  # x's own (H, W); the backward pass needs it
   for axis, out in ((1, size[0]), (2, size[1])):
     x = _lerp_along(x, interpolation_taps(x.shape[axis], out), axis)
   return x
 
 
-def _resize_forward(x, size):
-  return _resize(x, size), x.shape[1:3]
+def _resize_forward(x, size, in_size):
+  return _resize(x, size, in_size), None
 
 
-def _resize_backward(size, in_size, dy):
+def _resize_backward(size, in_size, residuals, dy):
   """The transposed interpolation as matrix products (autodiff of the gathers would scatter)."""
+  del residuals
   rows, cols = (interpolation_matrix(i, o).T for i, o in zip(in_size, size))
   return (_apply_separable(dy, rows, cols),)
 
@@ -117,7 +119,7 @@ def resize_bilinear(x, size):
   size = tuple(int(s) for s in size)
   if tuple(x.shape[1:3]) == size:
     return x
-  return _resize(x, size)
+  return _resize(x, size, tuple(x.shape[1:3]))
 
 
 def adaptive_avg_pool(x, bins: int):

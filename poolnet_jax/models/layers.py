@@ -17,7 +17,7 @@ Dtype = Any
 BN_EPSILON = 1e-5
 conv_init = nn.initializers.normal(stddev=0.01)  # the original's N(0, 0.01)
 ALGORITHMS = ("fast", "xla")
-# Per backend: Winograd on CPU (inference 1.2-1.4x, training 1.1-1.3x, compiles 3x slower;
+# Per backend: Winograd on CPU (inference 1.2-1.4x, training 1.1-1.4x, compiles 3x slower;
 # BENCHMARKS.md); accelerators' convolution libraries pick their own algorithms.
 DEFAULT_ALGORITHM = {"cpu": "fast"}
 

@@ -23,7 +23,7 @@ G = np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]], np.float32)
 A_T = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float32)
 # Winograd-domain input per band in inference, measured best on a 2-core Zen 5 (BENCHMARKS.md).
 CHUNK_BYTES = 8 << 20
-# Below these, XLA's direct convolution is faster (2-core Zen 3, see BENCHMARKS.md).
+# Below these, XLA's direct convolution is faster (2-core Zen 3 and Zen 5, BENCHMARKS.md).
 MIN_TILES = 400
 MIN_CHANNELS = 16
 
