@@ -81,10 +81,10 @@ def test_gradients_match_direct_convolution(n, h, w):
     (3, 1, 2, 2, (1, 5), False),     # the same, dilated
 ])
 def test_conv2d_fast_equals_xla(k, stride, padding, dilation, size, uses_winograd):
-  module = layers.Conv2d(16, k, stride, padding, dilation, use_bias=True)
-  x = jnp.asarray(_random((1, *size, 16), 9, np.float32))
+  module = layers.Conv2d(64, k, stride, padding, dilation, use_bias=True)
+  x = jnp.asarray(_random((1, *size, 64), 9, np.float32))
   assert uses_winograd == (winograd.supports(k, stride, padding, dilation)
-                           and winograd.worthwhile(x.shape, 16, dilation))
+                           and winograd.worthwhile(x.shape, 64, dilation))
   variables = module.init(jax.random.PRNGKey(0), x)
   fast = module.clone(algorithm="fast").apply(variables, x)
   xla = module.clone(algorithm="xla").apply(variables, x)

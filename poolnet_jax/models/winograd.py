@@ -25,7 +25,7 @@ A_T = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float32)
 CHUNK_BYTES = 8 << 20
 # Below these, XLA's direct convolution is faster (2-core Zen 3 and Zen 5, BENCHMARKS.md).
 MIN_TILES = 400
-MIN_CHANNELS = 16
+MIN_CHANNELS = 64  # narrower ones lose: the transforms are memory-bound (the 1/8-width demo: 0.7x)
 
 
 def supports(kernel_size, stride, padding, dilation):
