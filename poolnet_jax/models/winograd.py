@@ -127,8 +127,7 @@ def _gradients(precision, residuals, dy):
   dx = _conv3x3(dy, jnp.flip(kernel, (0, 1)).swapaxes(2, 3), precision, banded=False)
   n, h, w, _ = x.shape
   tiles = th, tw = -(-h // 2), -(-w // 2)
-  v = transform_input(jnp.pad(x, ((0, 0), (1, 1 + 2 * th - h), (1, 1 + 2 * tw - w), (0, 0))),
-                      tiles)
+  v = transform_input(_pad_to_tiles(x, th, tw), tiles)
   dy = jnp.pad(dy, ((0, 0), (0, 2 * th - h), (0, 2 * tw - w), (0, 0)))
   m = [jax.ShapeDtypeStruct((8, n * th * tw, dy.shape[-1]), dy.dtype)] * 2
   dm, = jax.linear_transpose(lambda m: transform_output(m, n, tiles), m)(dy)
@@ -141,14 +140,20 @@ def _gradients(precision, residuals, dy):
 conv3x3.defvjp(_conv3x3_forward, _gradients)
 
 
+def _pad_to_tiles(x, tile_rows, tile_cols):
+  """The convolution's one-pixel zero border, then zeros up to whole 2x2 tiles (and the
+  last band's overhang): (N, 2 * tile_rows + 2, 2 * tile_cols + 2, C)."""
+  h, w = x.shape[1:3]
+  return jnp.pad(x, ((0, 0), (1, 1 + 2 * tile_rows - h), (1, 1 + 2 * tile_cols - w), (0, 0)))
+
+
 def _conv3x3(x, kernel, precision, banded):
   """`conv3x3`, in bands of about CHUNK_BYTES if `banded`, else in one piece."""
   n, h, w, c = x.shape
   th, tw = -(-h // 2), -(-w // 2)
   rows = _tile_rows_per_chunk(n, (th, tw), c, 16 * kernel.size // 9 * 4) if banded else th
   chunks = -(-th // rows)
-  # Rows past the map (padding and the last band's overhang) are zeros, as the original pads.
-  x = jnp.pad(x, ((0, 0), (1, 1 + 2 * chunks * rows - h), (1, 1 + 2 * tw - w), (0, 0)))
+  x = _pad_to_tiles(x, chunks * rows, tw)
   u = transform_kernel(kernel.astype(x.dtype))
 
   def band(i):
