@@ -42,10 +42,11 @@ def _two_hosts(workdir, data_dir):
   return hosts, [p.communicate(timeout=600)[0] for p in hosts]
 
 
-def _last_lines(output, count=40):
-  """The end of a process's output without Python's list of loaded extension modules."""
+def _output_tail(output, chars=8000):
+  """The last `chars` of a process's output, without Python's list of loaded extension
+  modules (an aborting interpreter prints it last, and it hides the error)."""
   return "\n".join(line for line in output.splitlines()
-                   if not line.startswith("Extension modules:"))[-count * 200:]
+                   if not line.startswith("Extension modules:"))[-chars:]
 
 
 def _fingerprints(outputs):
@@ -59,18 +60,18 @@ def test_two_processes_equal_one_process(tmp_path):
   attempts = [outputs]
   if any(p.returncode < 0 for p in hosts):  # killed by a signal: seen once in ~5 runs (an abort)
     warnings.warn(f"a process died by a signal; running the pair once more:\n"
-                  f"{_last_lines(outputs[0])}\n{_last_lines(outputs[1])}")
+                  f"{_output_tail(outputs[0])}\n{_output_tail(outputs[1])}")
     shutil.rmtree(tmp_path / "multi", ignore_errors=True)
     hosts, outputs = _two_hosts(tmp_path / "multi", data_dir)
     attempts.append(outputs)
   for p, out in zip(hosts, outputs):
-    assert p.returncode == 0, _last_lines(out)
+    assert p.returncode == 0, _output_tail(out)
   builds = [sum(out.count("building TFDS dataset synthetic_salient/tiny") for out in attempt)
             for attempt in attempts]
   assert max(builds) == 1 and sum(builds) >= 1, builds  # never twice in one run
   single = _train(tmp_path / "single", data_dir)
   single_out = single.communicate(timeout=600)[0]
-  assert single.returncode == 0, _last_lines(single_out)
+  assert single.returncode == 0, _output_tail(single_out)
   prints = _fingerprints(outputs)
   assert set(prints) == {"0", "1"} and prints["0"] == prints["1"]  # replicas agree
   step, multi = final_params(tmp_path / "multi")
