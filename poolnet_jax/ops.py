@@ -149,11 +149,69 @@ def pool_output_size(size: int, kernel: int, stride: int, pad: int, ceil_mode: b
 
 
 def max_pool(x, kernel: int = 3, stride: int = 2, pad: int = 1, ceil_mode: bool = False):
-  """Max pooling as `nn.MaxPool2d(kernel, stride, pad, ceil_mode=...)`."""
-  pads = [(0, 0)]
-  for size in x.shape[1:3]:
-    out = pool_output_size(size, kernel, stride, pad, ceil_mode)
-    pads.append((pad, max((out - 1) * stride + kernel - size - pad, 0)))
-  pads.append((0, 0))
-  return jax.lax.reduce_window(
-      x, -jnp.inf, jax.lax.max, (1, kernel, kernel, 1), (1, stride, stride, 1), pads)
+  """Max pooling as `nn.MaxPool2d(kernel, stride, pad, ceil_mode=...)`.
+
+  The gradient goes to the first maximum of each window in row-major order, as
+  PyTorch's does (`_max_pool_gradient`).
+  """
+  return _max_pool(x, _pool_geometry(x.shape, kernel, stride, pad, ceil_mode))
+
+
+def _pool_geometry(shape, kernel, stride, pad, ceil_mode):
+  """(kernel, stride, ((top, bottom), (left, right)) padding, (out_h, out_w)) of a max pool."""
+  pads, out = [], []
+  for size in shape[1:3]:
+    out.append(pool_output_size(size, kernel, stride, pad, ceil_mode))
+    pads.append((pad, max((out[-1] - 1) * stride + kernel - size - pad, 0)))
+  return kernel, stride, tuple(pads), tuple(out)
+
+
+def _windows(padded, geometry):
+  """The kernel * kernel strided views of `padded`, one per window position, row-major."""
+  kernel, stride, _, (out_h, out_w) = geometry
+  n, c = padded.shape[0], padded.shape[-1]
+  return [jax.lax.slice(padded, (0, i, j, 0),
+                        (n, i + (out_h - 1) * stride + 1, j + (out_w - 1) * stride + 1, c),
+                        (1, stride, stride, 1))
+          for i in range(kernel) for j in range(kernel)]
+
+
+def _pad_for_pool(x, geometry):
+  (top, bottom), (left, right) = geometry[2]
+  return jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=-jnp.inf)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _max_pool(x, geometry):
+  return functools.reduce(jnp.maximum, _windows(_pad_for_pool(x, geometry), geometry))
+
+
+def _max_pool_forward(x, geometry):
+  y = _max_pool(x, geometry)
+  return y, (x, y)
+
+
+def _max_pool_gradient(geometry, residuals, dy):
+  """Each window's gradient to its first maximum in row-major order (PyTorch's rule).
+
+  XLA's own reduce_window gradient computes the positions with a variadic
+  reduce_window over index maps, several times slower on CPU.
+  """
+  x, y = residuals
+  kernel, stride, ((top, _), (left, _)), _ = geometry
+  padded = _pad_for_pool(x, geometry)
+  taken = jnp.zeros(y.shape, bool)
+  dx = jnp.zeros(padded.shape, dy.dtype)
+  for index, window in enumerate(_windows(padded, geometry)):
+    hit = (window == y) & ~taken
+    taken = taken | hit
+    i, j = divmod(index, kernel)
+    placement = [(0, 0, 0)] + [
+        (start, size - start - (out - 1) * stride - 1, stride - 1)
+        for start, size, out in ((i, padded.shape[1], y.shape[1]), (j, padded.shape[2], y.shape[2]))
+    ] + [(0, 0, 0)]
+    dx = dx + jax.lax.pad(jnp.where(hit, dy, 0), jnp.zeros((), dy.dtype), placement)
+  return (dx[:, top:top + x.shape[1], left:left + x.shape[2]],)
+
+
+_max_pool.defvjp(_max_pool_forward, _max_pool_gradient)

@@ -11,7 +11,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from poolnet_jax.models import winograd
+from poolnet_jax import ops
+from poolnet_jax.models import resize_conv, winograd
 
 Dtype = Any
 BN_EPSILON = 1e-5
@@ -33,8 +34,9 @@ class Conv2d(nn.Module):
   """`nn.Conv2d` in NHWC: HWIO `kernel`, optional `bias`, explicit padding.
 
   `algorithm` picks how it is computed (the parameters are the same either way):
-  "fast" runs 1x1 convolutions as matrix products and stride-1 3x3 ones as
-  Winograd F(2x2, 3x3) (models/winograd.py), "xla" always calls
+  "fast" runs 1x1 convolutions as matrix products, stride-1 3x3 ones as
+  Winograd F(2x2, 3x3) (models/winograd.py) and those of an upsampled map
+  without the upsampled map where that is cheaper (models/resize_conv.py), "xla" always calls
   `lax.conv_general_dilated`; None (default) takes `conv_algorithm()`, which
   reads $POOLNET_JAX_CONV at trace time.
   """
@@ -48,16 +50,28 @@ class Conv2d(nn.Module):
   algorithm: Optional[str] = None
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, resize_to=None):
+    """Convolves `x`, or with `resize_to` = (H, W) `ops.resize_bilinear(x, resize_to)`."""
     k = self.kernel_size
     kernel = self.param("kernel", conv_init, (k, k, x.shape[-1], self.features), jnp.float32)
     algorithm = self.algorithm or conv_algorithm()
-    y = convolve(x.astype(self.dtype), kernel.astype(self.dtype), self.stride, self.padding,
-                 self.dilation, algorithm)
+    x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
+    if resize_to is not None and self._fuse_resize(x.shape, tuple(resize_to), algorithm):
+      y = resize_conv.resize_conv3x3(x, kernel, tuple(resize_to))
+    else:
+      if resize_to is not None:
+        x = ops.resize_bilinear(x, resize_to)
+      y = convolve(x, kernel, self.stride, self.padding, self.dilation, algorithm)
     if self.use_bias:
       bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
       y = y + bias.astype(self.dtype)
     return y
+
+  def _fuse_resize(self, shape, size, algorithm):
+    """Whether to convolve the resized map without making it (models/resize_conv.py)."""
+    return (algorithm == "fast" and size != tuple(shape[1:3])
+            and (self.kernel_size, self.stride, self.padding, self.dilation) == (3, 1, 1, 1)
+            and resize_conv.worthwhile(shape, size, self.features))
 
 
 def conv_algorithm() -> str:
@@ -121,16 +135,16 @@ class FrozenBatchNorm(nn.Module):
 
 
 class ConvReLU(nn.Module):
-  """`nn.Sequential(conv, ReLU)`: the conv is child '0'."""
+  """`nn.Sequential(conv, ReLU)`: the conv is child '0'; `resize_to` as Conv2d's."""
   features: int
   kernel_size: int = 3
   dtype: Dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, resize_to=None):
     conv = Conv2d(self.features, self.kernel_size, padding=self.kernel_size // 2,
                   dtype=self.dtype, name="0")
-    return nn.relu(conv(x))
+    return nn.relu(conv(x, resize_to))
 
 
 class ConvList(nn.Module):

@@ -71,7 +71,7 @@ class GuidingFlows(nn.Module):
 
   @nn.compact
   def __call__(self, guidance, sizes):
-    return [ConvReLU(c, 3, self.dtype, name=str(i))(ops.resize_bilinear(guidance, size))
+    return [ConvReLU(c, 3, self.dtype, name=str(i))(guidance, resize_to=size)
             for i, (c, size) in enumerate(zip(self.features, sizes))]
 
 
@@ -120,9 +120,8 @@ class FeatureAggregation(nn.Module):
     for y in pooled:
       r = r + ops.resize_bilinear(y, _size(x))
     r = nn.relu(r)
-    if self.need_x2:
-      r = ops.resize_bilinear(r, _size(x2))
-    r = Conv2d(self.k_out, 3, padding=1, dtype=self.dtype, name="conv_sum")(r)
+    r = Conv2d(self.k_out, 3, padding=1, dtype=self.dtype, name="conv_sum")(
+        r, resize_to=_size(x2) if self.need_x2 else None)
     if self.need_fuse:
       r = Conv2d(self.k_out, 3, padding=1, dtype=self.dtype, name="conv_sum_c")(r + x2 + x3)
     return r
