@@ -87,3 +87,11 @@ def test_pool_output_size_matches_torch(size):
   for ceil_mode in (True, False):
     expected = F.max_pool2d(torch.zeros(1, 1, size, size), 3, 2, 1, ceil_mode=ceil_mode).shape[-1]
     assert ops.pool_output_size(size, 3, 2, 1, ceil_mode) == expected
+
+
+def test_max_pool_gradient_goes_to_the_first_maximum_like_torch():
+  # Small integers after a ReLU: most windows hold several equal maxima (zeros and others).
+  x = np.maximum(np.round(_random((2, 17, 23, 3), 11)), 0).astype(np.float32)
+  for ceil_mode in (True, False):
+    _check(lambda v: ops.max_pool(v, 3, 2, 1, ceil_mode),
+           lambda t: F.max_pool2d(t, 3, 2, 1, ceil_mode=ceil_mode), x)
