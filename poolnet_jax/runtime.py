@@ -5,8 +5,8 @@ import os
 import jax
 
 DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "poolnet_jax", "xla")
-# XLA flags that predict, evaluate, the benchmark and the tests add to $XLA_FLAGS (measured,
-# BENCHMARKS.md); train.py does not for now (README: the demo recipe tipped over with them).
+# XLA flags that train.py, predict, evaluate, the benchmark and the tests add to $XLA_FLAGS
+# (measured, BENCHMARKS.md).
 DEFAULT_XLA_FLAGS = {
     # No YNNPACK fusions on CPU: XLA's own convolutions and matrix products are faster
     # for PoolNet, above all their kernel gradients (1.2x at batch 1, 4x at batch 8).
