@@ -35,10 +35,10 @@ class Conv2d(nn.Module):
 
   `algorithm` picks how it is computed (the parameters are the same either way):
   "fast" runs 1x1 convolutions as matrix products, stride-1 3x3 ones as
-  Winograd F(2x2, 3x3) (models/winograd.py) and those of an upsampled map
-  without the upsampled map where that is cheaper (models/resize_conv.py), "xla" always calls
-  `lax.conv_general_dilated`; None (default) takes `conv_algorithm()`, which
-  reads $POOLNET_JAX_CONV at trace time.
+  Winograd F(2x2, 3x3) (models/winograd.py), and those of an upsampled map
+  (`resize_to`) without making it where that is cheaper (models/resize_conv.py);
+  "xla" always calls `lax.conv_general_dilated`; None (default) takes
+  `conv_algorithm()`, which reads $POOLNET_JAX_CONV at trace time.
   """
   features: int
   kernel_size: int = 3
