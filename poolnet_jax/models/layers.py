@@ -56,11 +56,12 @@ class Conv2d(nn.Module):
     kernel = self.param("kernel", conv_init, (k, k, x.shape[-1], self.features), jnp.float32)
     algorithm = self.algorithm or conv_algorithm()
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
-    if resize_to is not None and self._fuse_resize(x.shape, tuple(resize_to), algorithm):
-      y = resize_conv.resize_conv3x3(x, kernel, tuple(resize_to))
+    size = None if resize_to is None else tuple(resize_to)
+    if size is not None and self._fuse_resize(x.shape, size, algorithm):
+      y = resize_conv.resize_conv3x3(x, kernel, size)
     else:
-      if resize_to is not None:
-        x = ops.resize_bilinear(x, resize_to)
+      if size is not None:
+        x = ops.resize_bilinear(x, size)
       y = convolve(x, kernel, self.stride, self.padding, self.dilation, algorithm)
     if self.use_bias:
       bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)

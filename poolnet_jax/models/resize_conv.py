@@ -46,10 +46,10 @@ def worthwhile(input_shape, size, channels_out):
   return fused <= winograd
 
 
-def resize_conv3x3(x, kernel, size, precision=None):
+def resize_conv3x3(x, kernel, size):
   """conv3x3(resize_bilinear(x, size)) with padding 1: NHWC `x`, HWIO `kernel`."""
   rows, cols = (jnp.asarray(shifted_interpolation(i, o), x.dtype)
                 for i, o in zip(x.shape[1:3], size))
-  taps = jnp.einsum("nhwc,ijck->nhwijk", x, kernel, precision=precision)
-  along_w = jnp.einsum("jqw,nhwijk->nhqik", cols, taps, precision=precision)
-  return jnp.einsum("iph,nhqik->npqk", rows, along_w, precision=precision)
+  taps = jnp.einsum("nhwc,ijck->nhwijk", x, kernel)
+  along_w = jnp.einsum("jqw,nhwijk->nhqik", cols, taps)
+  return jnp.einsum("iph,nhqik->npqk", rows, along_w)
