@@ -28,12 +28,16 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   runtime.apply_xla_defaults()
+  runtime.enable_compilation_cache()
+  if not FLAGS.config.conv and runtime.conv_from_environment():
+    FLAGS.config.conv = runtime.conv_from_environment()
   if FLAGS.coordinator_address or FLAGS.distributed:
     jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU hosts; GPU/TPU unaffected
     jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   logging.info("process %d of %d, %d local devices", jax.process_index(), jax.process_count(),
                jax.local_device_count())
-  loop.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  with jax.default_matmul_precision(FLAGS.config.matmul_precision):
+    loop.train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
 
 if __name__ == "__main__":

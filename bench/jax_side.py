@@ -25,7 +25,8 @@ def compile_count():
 
 
 def load_model(model, directory):
-  return poolnet_jax.load_torch_checkpoint(common.weights_path(directory, model))
+  model, variables = poolnet_jax.load_torch_checkpoint(common.weights_path(directory, model))
+  return model.clone(conv=layers.conv_impl(runtime.conv_from_environment())), variables
 
 
 def _train_step(model):
@@ -92,4 +93,4 @@ def setup(threads, cache_dir):
   import jaxlib  # pylint: disable=g-import-not-at-top
   return {"jax": jax.__version__, "jaxlib": jaxlib.__version__,
           "devices": [str(d) for d in jax.devices()], "xla_flags": os.environ.get("XLA_FLAGS", ""),
-          "conv": layers.conv_algorithm()}
+          "conv": str(layers.conv_impl(runtime.conv_from_environment()))}

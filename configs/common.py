@@ -27,7 +27,10 @@ def base():
   c.data.size = (320, 320)  # fixed mode
   c.data.buckets = ((320, 320), (288, 384), (384, 288))  # buckets mode
   c.data.flip = True
-  c.data.worker_count = 0
+  c.data.worker_count = 0  # grain worker processes (0: decode in this process's threads)
+  c.data.read_threads = 1  # grain ReadOptions.num_threads
+  c.data.prefetch = 2  # batches grain makes ahead (ReadOptions.prefetch_buffer_size)
+  c.data.prefetch_to_device = 2  # batches on the devices ahead of the step
 
   c.batch_size = 1  # global, over all devices and hosts
   c.iter_size = 10  # gradient accumulation (calls per update), as the original
@@ -43,7 +46,13 @@ def base():
   c.warmup_steps = 0  # linear warmup from 0, either schedule
   c.reset_optimizer_at_decay = True  # the original rebuilds Adam there
   c.clip_grad_norm = 0.0  # > 0: clip the global gradient norm (off in the paper)
-  c.parallel = "pmap"  # or shard_map
+  c.parallel = "pmap"  # pmap, shard_map or jit (jax.jit with NamedSharding)
+  c.remat = False  # recompute ResNet bottlenecks, VGG blocks and FAMs in the backward pass
+  c.conv = ""  # "" = the backend's default ("fast" on CPU: Winograd + resize_conv), fast, xla
+  c.resize_conv = ml_collections.config_dict.placeholder(bool)  # None: as `conv`
+  # Matmul/convolution precision: "default" lets GPUs use TF32 and TPUs bf16 passes for
+  # float32; "highest" is true float32 (the converter's parity). jax.default_matmul_precision.
+  c.matmul_precision = "default"
   c.seed = 0
 
   c.log_every_steps = 50

@@ -30,6 +30,12 @@ def apply_xla_defaults(environ=os.environ):
   return flags
 
 
+def conv_from_environment(environ=os.environ):
+  """create_model's `conv` named by $POOLNET_JAX_CONV ("fast" or "xla"), or None (the
+  backend's default). For entry points: modules never read the environment."""
+  return environ.get("POOLNET_JAX_CONV", "") or None
+
+
 def enable_compilation_cache(directory=None):
   """Turns on JAX's persistent compilation cache, so a second run does not recompile.
 

@@ -1,4 +1,4 @@
-"""models/resize_conv.py and Conv2d(resize_to=...) against torch: interpolate, then conv2d."""
+"""kernels/resize_conv.py and Conv2d(resize_to=...) against torch: interpolate, then conv2d."""
 
 import jax
 import jax.numpy as jnp
@@ -7,7 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from poolnet_jax.models import layers, resize_conv
+from poolnet_jax.kernels import resize_conv
+from poolnet_jax.models import layers
 
 
 def _random(shape, seed):
@@ -59,11 +60,23 @@ def test_flops_of_the_largest_guiding_flow():
                                               ((1, 40, 52, 32), (80, 104), False)])
 def test_conv2d_resize_to_equals_resize_then_xla_convolution(shape, size, fused):
   x = jnp.asarray(_random(shape, 3))
-  conv = layers.Conv2d(16, 3, padding=1, algorithm="fast")
+  conv = layers.Conv2d(16, 3, padding=1, impl=layers.ConvImpl(winograd=True, resize_conv=True))
   variables = conv.init(jax.random.key(0), x, size)
-  xla = layers.Conv2d(16, 3, padding=1, algorithm="xla")
+  xla = layers.Conv2d(16, 3, padding=1, impl=layers.XLA)
   expected = np.asarray(xla.apply(variables, x, size))
   _assert_close(conv.apply(variables, x, size), expected)
   jaxpr = str(jax.make_jaxpr(lambda v: conv.apply(variables, v, size))(x))
   assert ("conv_general_dilated" not in jaxpr and "gather" not in jaxpr) == fused
   assert "conv_general_dilated" in str(jax.make_jaxpr(lambda v: xla.apply(variables, v, size))(x))
+
+
+@pytest.mark.parametrize("impl,fused", [(layers.ConvImpl(winograd=False, resize_conv=True), True),
+                                        (layers.ConvImpl(winograd=True, resize_conv=False), False)])
+def test_resize_conv_has_its_own_switch(impl, fused):
+  x, size = jnp.asarray(_random((1, 10, 13, 64), 4)), (80, 104)
+  conv = layers.Conv2d(16, 3, padding=1, impl=impl)
+  variables = conv.init(jax.random.key(0), x, size)
+  expected = np.asarray(layers.Conv2d(16, 3, padding=1).apply(variables, x, size))
+  _assert_close(conv.apply(variables, x, size), expected)
+  jaxpr = str(jax.make_jaxpr(lambda v: conv.apply(variables, v, size))(x))
+  assert ("gather" not in jaxpr) == fused  # the resize's gathers are gone only when fused

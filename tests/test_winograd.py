@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from poolnet_jax.models import layers, winograd
+from poolnet_jax.kernels import winograd
+from poolnet_jax.models import layers
 
 
 def _direct(x, kernel, stride=1, padding=1, dilation=1):
@@ -86,21 +87,35 @@ def test_conv2d_fast_equals_xla(k, stride, padding, dilation, size, uses_winogra
   assert uses_winograd == (winograd.supports(k, stride, padding, dilation)
                            and winograd.worthwhile(x.shape, 64, dilation))
   variables = module.init(jax.random.PRNGKey(0), x)
-  fast = module.clone(algorithm="fast").apply(variables, x)
-  xla = module.clone(algorithm="xla").apply(variables, x)
+  fast = module.clone(impl=layers.ConvImpl(winograd=True)).apply(variables, x)
+  xla = module.clone(impl=layers.XLA).apply(variables, x)
   assert fast.shape == xla.shape
   assert _rel(fast, np.asarray(xla, np.float64)) < 1e-6
 
 
-def test_conv_algorithm_from_environment(monkeypatch):
-  monkeypatch.setenv("POOLNET_JAX_CONV", "xla")
-  assert layers.conv_algorithm() == "xla"
-  monkeypatch.setenv("POOLNET_JAX_CONV", "fast")
-  assert layers.conv_algorithm() == "fast"
-  monkeypatch.delenv("POOLNET_JAX_CONV")
-  assert layers.conv_algorithm() == "fast"  # the tests run on CPU
-  monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
-  assert layers.conv_algorithm() == "xla"
-  monkeypatch.setenv("POOLNET_JAX_CONV", "winograd-please")
-  with pytest.raises(ValueError, match="POOLNET_JAX_CONV"):
-    layers.conv_algorithm()
+def test_conv_impl_choices():
+  assert layers.conv_impl("xla") == layers.XLA
+  assert layers.conv_impl("fast") == layers.ConvImpl(winograd=True, resize_conv=True)
+  assert layers.conv_impl(None) == layers.ConvImpl(True, True)  # the tests run on CPU
+  assert layers.conv_impl(None, backend="gpu") == layers.XLA
+  assert layers.conv_impl("xla", resize=True) == layers.ConvImpl(False, True)
+  with pytest.raises(ValueError, match="winograd-please"):
+    layers.conv_impl("winograd-please")
+
+
+def test_models_with_different_impls_run_their_own_in_one_process():
+  """The implementation is a model field, part of every jit cache key: no stale programs."""
+  import poolnet_jax  # pylint: disable=import-outside-toplevel
+  kwargs = dict(width=0.5, stages=(1, 1, 1, 1))
+  fast = poolnet_jax.create_model("resnet50", conv="fast", **kwargs)
+  xla = poolnet_jax.create_model("resnet50", conv="xla", **kwargs)
+  x = jnp.asarray(_random((1, 128, 160, 3), 3, np.float32)) * 50
+  variables = jax.jit(xla.init)(jax.random.PRNGKey(0), x)
+  apply = jax.jit(lambda model, v, x: model.apply(v, x), static_argnums=0)
+  ops = {name: str(jax.make_jaxpr(apply, static_argnums=0)(model, variables, x))
+         for name, model in (("fast", fast), ("xla", xla))}
+  # Winograd's transforms are dot_generals with the 4x4 B^T; XLA's path is all convolutions.
+  assert ops["xla"].count("conv_general_dilated") > ops["fast"].count("conv_general_dilated")
+  results = [np.asarray(apply(m, variables, x), np.float64) for m in (fast, xla, fast)]
+  assert _rel(results[0], results[1]) < 1e-5
+  np.testing.assert_array_equal(results[0], results[2])

@@ -1,8 +1,8 @@
 """The training input pipeline on grain: shuffle, group by size, decode, flip, resize, batch, shard.
 
     it = train_iterator(tfds.data_source("duts", split="train"), mode="native")
-    batch = next(it)  # {"image": [devices, per_device, H, W, 3] float32 (BGR - mean),
-                      #  "label": [devices, per_device, H, W, 1] float32 in [0, 1]}
+    batch = next(it)  # {"image": [local batch, H, W, 3] uint8 RGB,
+                      #  "label": [local batch, H, W, 1] uint8 0..255}
     state = it.get_state(); it.set_state(state)  # exact resume, JSON-able
 
 How the global steps are made (B = batch_size over all devices of all processes):
@@ -23,11 +23,13 @@ How the global steps are made (B = batch_size over all devices of all processes)
    sizes). The epoch's steps are then shuffled.
 3. Process p of P takes elements p, p + P, ... of the step-major stream
    (grain slicing `[p::P]`): it decodes only its shard, its part of every
-   step has the step's size, and it batches them as [local devices, per_device].
+   step has the step's size, and it batches them as [local batch, ...] (the
+   trainer splits that over the local devices, train/step.py).
 
-Resizing is bilinear with aligned corners (numpy, `transforms`). Saliency
-labels are resized as floats; edge labels are resized, then every value > 0.5
-set to 1 (the rest kept, as the original: its balanced loss ignores them).
+Resizing is bilinear with aligned corners (numpy, `transforms`), rounded back
+to uint8; edge labels are resized, then every value > 127.5 set to 255 (the
+rest kept, as the original: its balanced loss ignores them). Batches stay uint8:
+BGR-minus-mean and label / 255 run on the device, inside the training step.
 An example that fails to load (a DecodeError naming the file, a label whose
 size differs from its image, anything the source raises) is logged once,
 counted and replaced by the same slot of the next step: a bad file never
@@ -140,7 +142,7 @@ class _Plan(grain.MapDataset):
 
 
 class _Loader:
-  """Plan element -> {"image", "label"} float32, a failing example replaced by another."""
+  """Plan element -> {"image", "label"} uint8, a failing example replaced by another."""
 
   def __init__(self, source, label_key, target, plan):
     self.source, self.label_key, self.target, self.plan = source, label_key, target, plan
@@ -193,15 +195,9 @@ class _Loader:
                          f"(first: {'; '.join(list(self.bad.values())[:3])})")
 
 
-class _Stack:
-  """grain batch_fn: examples -> {"image", "label"} shaped [devices, per_device, H, W, C]."""
-
-  def __init__(self, num_devices):
-    self.num_devices = num_devices
-
-  def __call__(self, examples):
-    return {key: np.stack([e[key] for e in examples]).reshape(
-        (self.num_devices, -1) + examples[0][key].shape) for key in ("image", "label")}
+def _stack(examples):
+  """grain batch_fn: examples -> {"image", "label"} uint8 [local batch, H, W, C]."""
+  return {key: np.stack([e[key] for e in examples]) for key in ("image", "label")}
 
 
 class TrainIterator:
@@ -320,7 +316,7 @@ def train_iterator(source, *, label_key="mask", mode="native", batch_size=1, num
   plan = _Plan(order, usable, sizes, target, batch_size, seed, flip, shuffle)
   loader = _Loader(source, label_key, target, plan)
   batches = plan[process_index::process_count].map(loader).batch(
-      batch_size // process_count, drop_remainder=True, batch_fn=_Stack(num_devices))
+      batch_size // process_count, drop_remainder=True, batch_fn=_stack)
   info = {"mode": mode, "batch_size": batch_size, "seed": seed, "examples": len(usable),
           "steps_per_epoch": plan.steps_per_epoch, "process_count": process_count}
   read_options = grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=prefetch)

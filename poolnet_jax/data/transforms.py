@@ -8,9 +8,9 @@
   `poolnet_jax.ops.resize_bilinear` and of every resize inside the original
   network; no antialiasing. Images are resized as float32 RGB, labels as
   floats in [0, 1].
-- `prepare`: flip, resize, BGR minus mean (`image.preprocess`), label / 255;
-  an edge label then has every value > 0.5 set to 1 and keeps the others, as
-  the original does (its balanced loss weighs values other than 0 and 1 by 0).
+- `prepare`: flip, resize, back to uint8; an edge label then has every value
+  > 127.5 set to 255 and keeps the others, as the original does (its balanced
+  loss weighs values other than 0 and 1 by 0). Preprocessing runs on the device.
 - `image_size`: an example's (H, W) without decoding its pixels when the
   source allows it (FolderSource, TFDS data sources), for grouping by size.
 """
@@ -84,19 +84,30 @@ def nearest_bucket(shape, buckets):
 
 
 def prepare(rgb, label, size, flip, is_edge):
-  """uint8 RGB (H, W, 3) and uint8 label (H, W) -> the network's float32 input and target.
+  """uint8 RGB (H, W, 3) and uint8 label (H, W) -> the uint8 image and label trained on.
 
-  Returns (image (h, w, 3) BGR minus mean, label (h, w, 1) in [0, 1]) at
-  `size` = (h, w) (None: the image's own size), flipped left-right if `flip`.
+  Returns (image (h, w, 3) RGB, label (h, w, 1) in 0..255) at `size` = (h, w)
+  (None: the image's own size, then nothing is resized), flipped left-right if
+  `flip`. Resizing is bilinear in float32, rounded back to 8 bits (as OpenCV's
+  resize of an 8-bit image); an edge label then has every value above 127.5 set
+  to 255. The device does the rest (BGR minus mean, label / 255: train/step.py),
+  so a batch crosses to it at a quarter of float32's bytes.
   """
   if flip:
     rgb, label = rgb[:, ::-1], label[:, ::-1]
+  label = label[..., None]
   size = tuple(size or rgb.shape[:2])
-  image = image_lib.preprocess(resize_bilinear(rgb, size))
-  target = resize_bilinear(label[..., None].astype(np.float32) / 255.0, size)
+  if size != rgb.shape[:2]:
+    rgb, label = resize_bilinear(rgb, size), resize_bilinear(label, size)
   if is_edge:
-    target = np.where(target > 0.5, np.float32(1.0), target)
-  return image, target
+    label = np.where(label > 127.5, label.dtype.type(255), label)
+  return _to_uint8(rgb), _to_uint8(label)
+
+
+def _to_uint8(array):
+  if array.dtype == np.uint8:
+    return array
+  return np.clip(np.rint(array), 0, 255).astype(np.uint8)
 
 
 def example_name(example, index):

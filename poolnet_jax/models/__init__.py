@@ -1,6 +1,11 @@
 """The four PoolNet variants."""
 
+import jax.numpy as jnp
+
+from poolnet_jax.models.layers import ConvImpl, conv_impl
 from poolnet_jax.models.poolnet import PoolNet
+
+DTYPES = ("float32", "bfloat16", "float16")
 
 VARIANTS = {
     "resnet50": dict(backbone="resnet50", edge=False),
@@ -10,16 +15,34 @@ VARIANTS = {
 }
 
 
-def create_model(name: str, **overrides) -> PoolNet:
+def create_model(name: str, *, conv=None, resize_conv=None, **overrides) -> PoolNet:
   """PoolNet variant `name` (resnet50, vgg16, resnet50_edge, vgg16_edge).
 
-  Overrides: `dtype` (compute dtype, e.g. jnp.bfloat16; parameters stay float32),
-  `width` (channel multiplier), `stages` (ResNet blocks per stage) and
-  `resnet_style` ("caffe", the authors' backbone, or "torchvision").
+  Overrides: `dtype` (compute dtype, a name or jnp dtype, e.g. "bfloat16";
+  parameters stay float32), `width` (channel multiplier), `stages` (ResNet blocks
+  per stage), `resnet_style` ("caffe", the authors' backbone, or "torchvision")
+  and `remat` (recompute blocks in the backward pass). `conv` ("fast", "xla", a
+  layers.ConvImpl, or None: the default backend's choice) and `resize_conv`
+  (None: as `conv`) say how convolutions are computed; the parameters and the
+  results (to float rounding) are the same either way.
   """
   if name not in VARIANTS:
     raise ValueError(f"unknown PoolNet variant {name!r}; expected one of {sorted(VARIANTS)}")
-  return PoolNet(**{**VARIANTS[name], **overrides})
+  if "dtype" in overrides:
+    overrides["dtype"] = compute_dtype(overrides["dtype"])
+  if "stages" in overrides:
+    overrides["stages"] = tuple(overrides["stages"])
+  impl = conv if isinstance(conv, ConvImpl) else conv_impl(conv)
+  impl = impl if resize_conv is None else ConvImpl(impl.winograd, bool(resize_conv))
+  return PoolNet(**{**VARIANTS[name], **overrides}, conv=impl)
+
+
+def compute_dtype(dtype):
+  """jnp dtype of a name ("bfloat16") or dtype, refusing anything but DTYPES."""
+  name = jnp.dtype(dtype).name if not isinstance(dtype, str) else dtype
+  if name not in DTYPES:
+    raise ValueError(f"unknown compute dtype {dtype!r}; expected one of {DTYPES}")
+  return jnp.dtype(name)
 
 
 def variant_name(model: PoolNet) -> str:

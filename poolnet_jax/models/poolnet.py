@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from poolnet_jax import ops
-from poolnet_jax.models.layers import Conv2d, ConvList, ConvReLU, channels
+from poolnet_jax.models.layers import XLA, Conv2d, ConvImpl, ConvList, ConvReLU, channels
 from poolnet_jax.models.resnet import ResNet
 from poolnet_jax.models.vgg import VGG16
 
@@ -45,11 +45,12 @@ class PoolBranch(nn.Module):
   features: int
   bins: int
   dtype: Any = jnp.float32
+  impl: ConvImpl = XLA
 
   @nn.compact
   def __call__(self, x):
     y = ops.adaptive_avg_pool(x, self.bins)
-    y = nn.relu(Conv2d(self.features, 1, dtype=self.dtype, name="1")(y))
+    y = nn.relu(Conv2d(self.features, 1, dtype=self.dtype, impl=self.impl, name="1")(y))
     return ops.resize_bilinear(y, _size(x))
 
 
@@ -57,10 +58,11 @@ class PyramidPooling(nn.Module):
   """`ppms`: one PoolBranch per bin size, named '0', '1', '2'."""
   features: int
   dtype: Any = jnp.float32
+  impl: ConvImpl = XLA
 
   @nn.compact
   def __call__(self, x):
-    return [PoolBranch(self.features, bins, self.dtype, name=str(i))(x)
+    return [PoolBranch(self.features, bins, self.dtype, self.impl, name=str(i))(x)
             for i, bins in enumerate(PYRAMID_BINS)]
 
 
@@ -68,10 +70,11 @@ class GuidingFlows(nn.Module):
   """`infos`: the guidance map resized to each feature, then 3x3 conv + ReLU."""
   features: Sequence[int]
   dtype: Any = jnp.float32
+  impl: ConvImpl = XLA
 
   @nn.compact
   def __call__(self, guidance, sizes):
-    return [ConvReLU(c, 3, self.dtype, name=str(i))(guidance, resize_to=size)
+    return [ConvReLU(c, 3, self.dtype, self.impl, name=str(i))(guidance, resize_to=size)
             for i, (c, size) in enumerate(zip(self.features, sizes))]
 
 
@@ -86,22 +89,26 @@ class Base(nn.Module):
   width: float = 1.0
   resnet_style: str = "caffe"
   dtype: Any = jnp.float32
+  impl: ConvImpl = XLA
+  remat: bool = False
 
   @nn.compact
   def __call__(self, x):
-    w, d = self.width, self.dtype
+    w, d, impl = self.width, self.dtype, self.impl
     ggm = channels(GGM_CHANNELS, w)
     if self.backbone == "resnet50":
-      features = ResNet(self.stages, w, self.resnet_style, d, name="resnet")(x)
-      top = Conv2d(ggm, 1, dtype=d, name="ppms_pre")(features[-1])
+      features = ResNet(self.stages, w, self.resnet_style, d, impl, self.remat,
+                        name="resnet")(x)
+      top = Conv2d(ggm, 1, dtype=d, impl=impl, name="ppms_pre")(features[-1])
     else:
-      features = VGG16(w, d, name="vgg16")(x)
+      features = VGG16(w, d, impl, self.remat, name="vgg16")(x)
       top = features[-1]
-    pooled = PyramidPooling(ggm, d, name="ppms")(top)
-    guidance = ConvReLU(ggm, 3, d, name="ppm_cat")(jnp.concatenate([top] + pooled, axis=-1))
+    pooled = PyramidPooling(ggm, d, impl, name="ppms")(top)
+    guidance = ConvReLU(ggm, 3, d, impl, name="ppm_cat")(
+        jnp.concatenate([top] + pooled, axis=-1))
     flow_widths = [channels(c, w) for c in DECODER[self.backbone]["infos"]]
     sizes = [_size(f) for f in features[len(flow_widths) - 1::-1]]
-    return features, GuidingFlows(flow_widths, d, name="infos")(guidance, sizes)
+    return features, GuidingFlows(flow_widths, d, impl, name="infos")(guidance, sizes)
 
 
 class FeatureAggregation(nn.Module):
@@ -111,30 +118,39 @@ class FeatureAggregation(nn.Module):
   need_x2: bool
   need_fuse: bool
   dtype: Any = jnp.float32
+  impl: ConvImpl = XLA
 
   @nn.compact
   def __call__(self, x, x2=None, x3=None):
-    branches = ConvList([self.k] * len(FAM_POOLS), 3, dtype=self.dtype, name="convs")
+    branches = ConvList([self.k] * len(FAM_POOLS), 3, dtype=self.dtype, impl=self.impl,
+                        name="convs")
     pooled = branches([ops.avg_pool(x, p) for p in FAM_POOLS])
     r = x
     for y in pooled:
       r = r + ops.resize_bilinear(y, _size(x))
     r = nn.relu(r)
-    r = Conv2d(self.k_out, 3, padding=1, dtype=self.dtype, name="conv_sum")(
+    r = Conv2d(self.k_out, 3, padding=1, dtype=self.dtype, impl=self.impl, name="conv_sum")(
         r, resize_to=_size(x2) if self.need_x2 else None)
     if self.need_fuse:
-      r = Conv2d(self.k_out, 3, padding=1, dtype=self.dtype, name="conv_sum_c")(r + x2 + x3)
+      r = Conv2d(self.k_out, 3, padding=1, dtype=self.dtype, impl=self.impl,
+                 name="conv_sum_c")(r + x2 + x3)
     return r
 
 
 class Decoder(nn.Module):
-  """`deep_pool`: the FAMs, coarsest first. Returns every intermediate merge."""
+  """`deep_pool`: the FAMs, coarsest first. Returns every intermediate merge.
+
+  With `remat` each FAM keeps only its inputs for the backward pass.
+  """
   rows: Sequence[Sequence[Any]]
   dtype: Any = jnp.float32
+  impl: ConvImpl = XLA
+  remat: bool = False
 
   @nn.compact
   def __call__(self, features, flows, last: bool = True):
-    fams = [FeatureAggregation(*row, dtype=self.dtype, name=str(i))
+    fam = nn.remat(FeatureAggregation) if self.remat else FeatureAggregation
+    fams = [fam(*row, dtype=self.dtype, impl=self.impl, name=str(i))
             for i, row in enumerate(self.rows)]
     merges = [fams[0](features[0], features[1], flows[0])]
     for k in range(1, len(fams) - 1):
@@ -145,60 +161,70 @@ class Decoder(nn.Module):
 
 
 class Score(nn.Module):
-  """`score`: conv to one channel (1x1, or 3x3 in the joint model), resized to the input."""
+  """`score`: conv to one channel (1x1, or 3x3 in the joint model), resized to the input
+  in float32 (the logits are float32 whatever the compute dtype)."""
   kernel_size: int = 1
   dtype: Any = jnp.float32
+  impl: ConvImpl = XLA
 
   @nn.compact
   def __call__(self, x, size):
     conv = Conv2d(1, self.kernel_size, padding=self.kernel_size // 2, use_bias=True,
-                  dtype=self.dtype, name="score")
-    return ops.resize_bilinear(conv(x), size)
+                  dtype=self.dtype, impl=self.impl, name="score")
+    return ops.resize_bilinear(conv(x).astype(jnp.float32), size)
 
 
 class BlockLayer(nn.Module):
   """`block.i` of the edge branch: two bottleneck residuals, then 1x1 to 16 channels."""
   dtype: Any = jnp.float32
+  impl: ConvImpl = XLA
 
   @nn.compact
   def __call__(self, x):
-    c, d = x.shape[-1], self.dtype
+    c, d, impl = x.shape[-1], self.dtype, self.impl
     for j in (1, 2):
-      inner = ConvList([c // 4], 1, dtype=d, name=f"block_in{j}")([x])[0]
-      mid = _Mid(c, d, name=f"block_mid{j}")(inner)
+      inner = ConvList([c // 4], 1, dtype=d, impl=impl, name=f"block_in{j}")([x])[0]
+      mid = _Mid(c, d, impl, name=f"block_mid{j}")(inner)
       x = nn.relu(x + mid)
-    return ConvList([EDGE_CHANNELS], 1, dtype=d, name="block_out")([x])[0]
+    return ConvList([EDGE_CHANNELS], 1, dtype=d, impl=impl, name="block_out")([x])[0]
 
 
 class _Mid(nn.Module):
   """`block_midJ`: child '0' holds a 3x3 conv ('0') and a 1x1 conv ('1')."""
   features: int
   dtype: Any = jnp.float32
+  impl: ConvImpl = XLA
 
   @nn.compact
   def __call__(self, x):
-    return _Mid3x1(self.features, self.dtype, name="0")(x)
+    return _Mid3x1(self.features, self.dtype, self.impl, name="0")(x)
 
 
 class _Mid3x1(nn.Module):
   features: int
   dtype: Any = jnp.float32
+  impl: ConvImpl = XLA
 
   @nn.compact
   def __call__(self, x):
-    x = Conv2d(x.shape[-1], 3, padding=1, dtype=self.dtype, name="0")(x)
-    return Conv2d(self.features, 1, dtype=self.dtype, name="1")(x)
+    x = Conv2d(x.shape[-1], 3, padding=1, dtype=self.dtype, impl=self.impl, name="0")(x)
+    return Conv2d(self.features, 1, dtype=self.dtype, impl=self.impl, name="1")(x)
 
 
 class EdgeFuse(nn.Module):
-  """`fuse`: per side output a biased 1x1 conv, resized; then a biased 1x1 over them."""
+  """`fuse`: per side output a biased 1x1 conv, resized; then a biased 1x1 over them.
+
+  The side logits are resized and fused in float32 whatever the compute dtype.
+  """
   dtype: Any = jnp.float32
+  impl: ConvImpl = XLA
 
   @nn.compact
   def __call__(self, edges, size):
-    sides = ConvList([1] * len(edges), 1, use_bias=True, dtype=self.dtype, name="trans")(edges)
-    sides = [ops.resize_bilinear(s, size) for s in sides]
-    fused = Conv2d(1, 1, use_bias=True, dtype=self.dtype, name="fuse")(
+    sides = ConvList([1] * len(edges), 1, use_bias=True, dtype=self.dtype, impl=self.impl,
+                     name="trans")(edges)
+    sides = [ops.resize_bilinear(s.astype(jnp.float32), size) for s in sides]
+    fused = Conv2d(1, 1, use_bias=True, dtype=jnp.float32, impl=self.impl, name="fuse")(
         jnp.concatenate(sides, axis=-1))
     return fused, sides
 
@@ -207,21 +233,24 @@ class EdgeInfo(nn.Module):
   """`edgeinfo.trans`: four 3x3 conv + ReLU (children '0', '2', '4', '6')."""
   width: float = 1.0
   dtype: Any = jnp.float32
+  impl: ConvImpl = XLA
 
   @nn.compact
   def __call__(self, x):
-    return _EdgeInfoTrans(self.width, self.dtype, name="trans")(x)
+    return _EdgeInfoTrans(self.width, self.dtype, self.impl, name="trans")(x)
 
 
 class _EdgeInfoTrans(nn.Module):
   width: float = 1.0
   dtype: Any = jnp.float32
+  impl: ConvImpl = XLA
 
   @nn.compact
   def __call__(self, x):
     c = channels(EDGE_INFO_CHANNELS, self.width)
     for index, features in zip((0, 2, 4, 6), (x.shape[-1], c, c, c)):
-      x = nn.relu(Conv2d(features, 3, padding=1, dtype=self.dtype, name=str(index))(x))
+      x = nn.relu(Conv2d(features, 3, padding=1, dtype=self.dtype, impl=self.impl,
+                         name=str(index))(x))
     return x
 
 
@@ -231,6 +260,12 @@ class PoolNet(nn.Module):
   `__call__(images, mode="saliency")` takes preprocessed (N, H, W, 3) images and
   returns saliency logits (N, H, W, 1) in float32. Edge models also accept
   `mode="edge"`, returning (fused logits, [side-output logits]).
+
+  `dtype` is the compute dtype of the convolutions and the decoder (parameters,
+  the frozen BatchNorm's affine map and the final logits stay float32); `conv`
+  how the convolutions are computed (layers.ConvImpl); `remat` recomputes the
+  ResNet bottlenecks, VGG blocks and FAMs in the backward pass instead of
+  keeping their activations.
   """
   backbone: str = "resnet50"
   edge: bool = False
@@ -238,6 +273,8 @@ class PoolNet(nn.Module):
   width: float = 1.0
   resnet_style: str = "caffe"
   dtype: Any = jnp.float32
+  conv: ConvImpl = XLA
+  remat: bool = False
 
   def min_input_size(self) -> int:
     """Smallest height/width the network accepts: the coarsest map must fit an 8x8 pool."""
@@ -262,32 +299,31 @@ class PoolNet(nn.Module):
     if min(size) < smallest:
       raise ValueError(f"input {size[0]}x{size[1]} is too small for PoolNet-{self.backbone}: "
                        f"the smallest accepted height and width is {smallest}")
-    w, d = self.width, self.dtype
+    w, d, impl = self.width, self.dtype, self.conv
     spec = DECODER[self.backbone]
-    features, flows = Base(self.backbone, self.stages, w, self.resnet_style, d, name="base")(
-        images.astype(d))
+    features, flows = Base(self.backbone, self.stages, w, self.resnet_style, d, impl,
+                           self.remat, name="base")(images.astype(d))
     if spec["convert"]:
-      features = _Convert([channels(c, w) for c in spec["convert"]], d, name="convert")(features)
+      features = _Convert([channels(c, w) for c in spec["convert"]], d, impl,
+                          name="convert")(features)
     rows = [(channels(k, w), channels(k_out, w), x2, fuse) for k, k_out, x2, fuse in spec["fam"]]
-    decoder = Decoder(rows, d, name="deep_pool")
+    decoder = Decoder(rows, d, impl, self.remat, name="deep_pool")
     if not self.edge:
       merge = decoder(features[::-1], flows)[-1]
-      return Score(1, d, name="score")(merge, size).astype(jnp.float32)
-    blocks = _Blocks(d, name="block")
+      return Score(1, d, impl, name="score")(merge, size)
+    blocks = _Blocks(d, impl, name="block")
     outputs = None
     if mode == "edge" or self.is_initializing():
       edges = blocks(decoder(features[::-1], flows, last=False))
-      fused, sides = EdgeFuse(d, name="fuse")(edges, size)
-      outputs = (fused.astype(jnp.float32), [s.astype(jnp.float32) for s in sides])
+      outputs = EdgeFuse(d, impl, name="fuse")(edges, size)
     if mode == "saliency":
       merges = decoder(features[::-1], flows)
       merge = merges[-1]
       # The saliency loss does not train the edge branch (the original detaches it).
       edges = [jax.lax.stop_gradient(e) for e in blocks(merges[:-1])]
       edges = jnp.concatenate([ops.resize_bilinear(e, _size(merge)) for e in edges], axis=-1)
-      info = EdgeInfo(w, d, name="edgeinfo")(edges)
-      outputs = Score(3, d, name="score")(jnp.concatenate([merge, info], axis=-1), size)
-      outputs = outputs.astype(jnp.float32)
+      info = EdgeInfo(w, d, impl, name="edgeinfo")(edges)
+      outputs = Score(3, d, impl, name="score")(jnp.concatenate([merge, info], axis=-1), size)
     return outputs
 
 
@@ -295,16 +331,19 @@ class _Convert(nn.Module):
   """`convert.convert0`: per feature a 1x1 conv + ReLU (children '0'..'4', each conv '0')."""
   features: Sequence[int]
   dtype: Any = jnp.float32
+  impl: ConvImpl = XLA
 
   @nn.compact
   def __call__(self, features):
-    return ConvList(self.features, 1, relu=True, dtype=self.dtype, name="convert0")(features)
+    return ConvList(self.features, 1, relu=True, dtype=self.dtype, impl=self.impl,
+                    name="convert0")(features)
 
 
 class _Blocks(nn.Module):
   """`block`: one BlockLayer per intermediate merge, coarsest first."""
   dtype: Any = jnp.float32
+  impl: ConvImpl = XLA
 
   @nn.compact
   def __call__(self, merges):
-    return [BlockLayer(self.dtype, name=str(i))(m) for i, m in enumerate(merges)]
+    return [BlockLayer(self.dtype, self.impl, name=str(i))(m) for i, m in enumerate(merges)]

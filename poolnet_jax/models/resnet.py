@@ -6,7 +6,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from poolnet_jax import ops
-from poolnet_jax.models.layers import Conv2d, FrozenBatchNorm, channels
+from poolnet_jax.models.layers import XLA, Conv2d, ConvImpl, FrozenBatchNorm, channels
 
 STAGE_WIDTHS = (64, 128, 256, 512)
 STAGE_STRIDES = (1, 2, 2, 1)
@@ -27,20 +27,21 @@ class Bottleneck(nn.Module):
   downsample: bool = False
   style: str = "caffe"
   dtype: Any = jnp.float32
+  impl: ConvImpl = XLA
 
   @nn.compact
   def __call__(self, x):
-    d = self.dtype
+    d, impl = self.dtype, self.impl
     s1, s3 = (self.stride, 1) if self.style == "caffe" else (1, self.stride)
-    y = Conv2d(self.planes, 1, stride=s1, dtype=d, name="conv1")(x)
+    y = Conv2d(self.planes, 1, stride=s1, dtype=d, impl=impl, name="conv1")(x)
     y = nn.relu(FrozenBatchNorm(d, name="bn1")(y))
     y = Conv2d(self.planes, 3, stride=s3, padding=self.dilation, dilation=self.dilation,
-               dtype=d, name="conv2")(y)
+               dtype=d, impl=impl, name="conv2")(y)
     y = nn.relu(FrozenBatchNorm(d, name="bn2")(y))
-    y = Conv2d(self.planes * EXPANSION, 1, dtype=d, name="conv3")(y)
+    y = Conv2d(self.planes * EXPANSION, 1, dtype=d, impl=impl, name="conv3")(y)
     y = FrozenBatchNorm(d, name="bn3")(y)
     if self.downsample:
-      x = Downsample(self.planes * EXPANSION, self.stride, d, name="downsample")(x)
+      x = Downsample(self.planes * EXPANSION, self.stride, d, impl, name="downsample")(x)
     return nn.relu(y + x.astype(y.dtype))
 
 
@@ -49,27 +50,36 @@ class Downsample(nn.Module):
   features: int
   stride: int
   dtype: Any = jnp.float32
+  impl: ConvImpl = XLA
 
   @nn.compact
   def __call__(self, x):
-    x = Conv2d(self.features, 1, stride=self.stride, dtype=self.dtype, name="0")(x)
+    x = Conv2d(self.features, 1, stride=self.stride, dtype=self.dtype, impl=self.impl,
+               name="0")(x)
     return FrozenBatchNorm(self.dtype, name="1")(x)
 
 
 class Stage(nn.Module):
-  """A `layerN` of bottlenecks named '0', '1', ...; the first one projects."""
+  """A `layerN` of bottlenecks named '0', '1', ...; the first one projects.
+
+  With `remat` each bottleneck keeps only its input for the backward pass and
+  recomputes the rest (`nn.remat`; the parameter names are unchanged).
+  """
   planes: int
   blocks: int
   stride: int
   dilation: int
   style: str
   dtype: Any = jnp.float32
+  impl: ConvImpl = XLA
+  remat: bool = False
 
   @nn.compact
   def __call__(self, x):
+    block = nn.remat(Bottleneck) if self.remat else Bottleneck
     for i in range(self.blocks):
-      x = Bottleneck(self.planes, self.stride if i == 0 else 1, self.dilation,
-                     downsample=i == 0, style=self.style, dtype=self.dtype, name=str(i))(x)
+      x = block(self.planes, self.stride if i == 0 else 1, self.dilation, downsample=i == 0,
+                style=self.style, dtype=self.dtype, impl=self.impl, name=str(i))(x)
     return x
 
 
@@ -79,18 +89,22 @@ class ResNet(nn.Module):
   width: float = 1.0
   style: str = "caffe"
   dtype: Any = jnp.float32
+  impl: ConvImpl = XLA
+  remat: bool = False
 
   @nn.compact
   def __call__(self, x):
     if self.style not in STYLES:
       raise ValueError(f"unknown ResNet style {self.style!r}; expected one of {STYLES}")
-    x = Conv2d(channels(64, self.width), 7, stride=2, padding=3, dtype=self.dtype, name="conv1")(x)
+    x = Conv2d(channels(64, self.width), 7, stride=2, padding=3, dtype=self.dtype,
+               impl=self.impl, name="conv1")(x)
     x = nn.relu(FrozenBatchNorm(self.dtype, name="bn1")(x))
     features = [x]
     x = ops.max_pool(x, 3, 2, 1, ceil_mode=self.style == "caffe")
     for i, blocks in enumerate(self.stages):
       x = Stage(channels(STAGE_WIDTHS[i], self.width), blocks, STAGE_STRIDES[i],
-                STAGE_DILATIONS[i], self.style, self.dtype, name=f"layer{i + 1}")(x)
+                STAGE_DILATIONS[i], self.style, self.dtype, self.impl, self.remat,
+                name=f"layer{i + 1}")(x)
       features.append(x)
     return features
 

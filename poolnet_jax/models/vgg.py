@@ -6,7 +6,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from poolnet_jax import ops
-from poolnet_jax.models.layers import Conv2d, channels
+from poolnet_jax.models.layers import XLA, Conv2d, ConvImpl, channels
 
 # The original's flat layer list: (index, out channels) of each 3x3 conv; a ReLU
 # follows each conv and max pools sit at 4, 9, 16, 23 (and 30, never used).
@@ -17,16 +17,25 @@ FEATURES_AFTER = (7, 14, 21, 28)  # relu2_2, relu3_3, relu4_3, relu5_3 (8, 15, 2
 
 
 class VGGLayers(nn.Module):
-  """The flat layer list; conv i is child str(i) as in the original."""
+  """The flat layer list; conv i is child str(i) as in the original.
+
+  With `remat` each block of convolutions between two pools keeps only its input
+  for the backward pass (a lifted `nn.remat` of a function: names unchanged).
+  """
   width: float = 1.0
   dtype: Any = jnp.float32
+  impl: ConvImpl = XLA
+  remat: bool = False
 
   @nn.compact
   def __call__(self, x):
-    features = []
+    features, block = [], []
+    run = nn.remat(_conv_block, static_argnums=(2,)) if self.remat else _conv_block
     for index, c in CONVS:
-      x = nn.relu(Conv2d(channels(c, self.width), 3, padding=1, use_bias=True,
-                         dtype=self.dtype, name=str(index))(x))
+      block.append((index, c))
+      if index in FEATURES_AFTER or index in POOLS_AFTER:
+        x = run(self, x, tuple(block))
+        block = []
       if index in FEATURES_AFTER:
         features.append(x)
       if index in POOLS_AFTER:
@@ -34,14 +43,24 @@ class VGGLayers(nn.Module):
     return features
 
 
+def _conv_block(layers, x, convs):
+  """3x3 conv + ReLU for each (index, channels) of `convs`, as children of `layers`."""
+  for index, c in convs:
+    x = nn.relu(Conv2d(channels(c, layers.width), 3, padding=1, use_bias=True,
+                       dtype=layers.dtype, impl=layers.impl, name=str(index))(x))
+  return x
+
+
 class VGG16(nn.Module):
   """Returns [relu2_2, relu3_3, relu4_3, relu5_3]; layers live under `base`."""
   width: float = 1.0
   dtype: Any = jnp.float32
+  impl: ConvImpl = XLA
+  remat: bool = False
 
   @nn.compact
   def __call__(self, x):
-    return VGGLayers(self.width, self.dtype, name="base")(x)
+    return VGGLayers(self.width, self.dtype, self.impl, self.remat, name="base")(x)
 
   @staticmethod
   def feature_channels(width: float = 1.0):

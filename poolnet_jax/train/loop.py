@@ -1,7 +1,9 @@
 """train_and_evaluate: the training recipe, from config to checkpoints, logs and the best model.
 
 A "step" here is one optimizer update; with the original's `iter_size` one
-update takes `iter_size` calls of the compiled step (gradient accumulation).
+update takes `iter_size` calls of the gradient programs, then one update
+program (train/step.py). The host reads the devices only at log, validation
+and checkpoint steps.
 """
 
 import os
@@ -13,9 +15,12 @@ import jax
 import numpy as np
 import tqdm
 
-from poolnet_jax import runtime
+from jax.experimental import multihost_utils
+
+from poolnet_jax import metrics as metrics_lib
 from poolnet_jax.data import pipeline
 from poolnet_jax.train import checkpoints as checkpoints_lib
+from poolnet_jax.train import prefetch
 from poolnet_jax.train import setup
 from poolnet_jax.train import state as state_lib
 from poolnet_jax.train import step as step_lib
@@ -48,6 +53,7 @@ def make_train_iterator(config, model):
   kwargs = dict(mode=config.data.mode, batch_size=config.batch_size, size=tuple(config.data.size),
                 buckets=tuple(map(tuple, config.data.buckets)), flip=config.data.flip,
                 seed=config.seed, worker_count=config.data.worker_count,
+                read_threads=config.data.read_threads, prefetch=config.data.prefetch,
                 min_size=model.min_input_size())
   saliency = setup.data_source(config.dataset, config.train_split, config.data_dir,
                                config.manual_dir)
@@ -62,7 +68,7 @@ def create_train_state(config, model, num_train_images):
   num_updates, decays = setup.schedule_steps(config, num_train_images)
   variables = setup.initial_variables(config, model, jax.random.PRNGKey(config.seed))
   tx, schedule = setup.optimizer(config, variables["params"], num_updates, decays)
-  return state_lib.TrainState.create(model.apply, variables, tx), num_updates, schedule
+  return state_lib.TrainState.create(variables, tx), num_updates, schedule
 
 
 def fingerprint(params):
@@ -75,12 +81,35 @@ def _images_per_update(config, model):
   return config.batch_size * config.iter_size * (2 if model.edge else 1)
 
 
+def _check_finite(trainer, state, update, checkpoints, workdir, loss=None):
+  """Raises NonFiniteLoss if an update so far saw a non-finite loss or gradient (such
+  updates are skipped on the device, so the state is the last good one)."""
+  skipped = trainer.nonfinite_updates(state)
+  if skipped or (loss is not None and not np.isfinite(loss)):
+    raise NonFiniteLoss(
+        f"loss is not finite ({skipped} update(s) up to update {update} had a NaN or infinite "
+        f"loss or gradient; last logged loss {loss}); stopping. The last good checkpoint "
+        f"(update {checkpoints.latest_step()}) is kept in {workdir}/checkpoints.")
+
+
+def _validate(config, model, state, eval_source, writer, update):
+  """Validation on process 0 alone; every process gets its results."""
+  results = {}
+  if jax.process_index() == 0:
+    results = validation.validate(model, state.variables, eval_source, config.eval_max_images,
+                                  size=tuple(config.eval_size) or None, writer=writer,
+                                  step=update)
+  if jax.process_count() > 1:
+    template = {key: np.float64(results.get(key, 0.0)) for key in metrics_lib.KEYS}
+    results = {k: float(v) for k, v in multihost_utils.broadcast_one_to_all(template).items()}
+  return results
+
+
 def train_and_evaluate(config, workdir):
   """Trains `config` in `workdir`, resuming from its latest checkpoint if there is one.
 
   Returns the last validation metrics (a dict, empty if none ran).
   """
-  runtime.enable_compilation_cache()
   workdir = os.path.abspath(workdir)
   model = setup.create_model_from_config(config)
   train_iter, num_train_images = make_train_iterator(config, model)
@@ -90,54 +119,51 @@ def train_and_evaluate(config, workdir):
   if checkpoints.latest_step() is not None:
     state, data_state = checkpoints.restore(state)
     train_iter.set_state(data_state)
-    logging.info("resumed from update %d", int(state.step) // config.iter_size)
+    logging.info("resumed from update %d", int(state.step))
   eval_source = setup.data_source(config.eval_dataset, config.eval_split, config.data_dir,
                                   config.manual_dir)
   best = validation.BestModel(os.path.join(workdir, "best"), config.model,
                               setup.model_overrides(config))
   writer = writer_lib.MetricWriter(workdir)
-  step_fn = step_lib.make_step(model, config.parallel)
-  update = int(state.step) // config.iter_size
-  state = step_fn.replicate(state)
+  trainer = step_lib.make_trainer(model, config.iter_size, config.parallel)
+  update = int(state.step)
+  state = trainer.replicate(state)
+  sums = trainer.init_sums(state)
+  batches = prefetch.DevicePrefetch(train_iter, trainer.put, config.data.prefetch_to_device)
   preemption = _Preemption()
   results = {}
   try:
     bar = tqdm.tqdm(total=num_updates, initial=update, desc="train", unit="update",
                     disable=jax.process_index() != 0, dynamic_ncols=True)
-    window_start, window_updates, loss_sum = time.time(), 0, 0.0
+    window_start, window_updates = time.time(), 0
     while update < num_updates and not preemption.requested:
       for _ in range(config.iter_size):
-        state, metrics = step_fn(state, next(train_iter))
+        sums = trainer.call(state, sums, next(batches))
+      state, sums = trainer.update(state, sums)
       update += 1
-      metrics = step_lib.first_device_metrics(metrics)
-      if not np.isfinite(metrics["loss"]):
-        raise NonFiniteLoss(
-            f"loss is {metrics['loss']} at update {update}; stopping. The last good "
-            f"checkpoint (update {checkpoints.latest_step()}) is kept in {workdir}/checkpoints.")
       window_updates += 1
-      loss_sum += metrics["loss"]
-      images_per_sec = window_updates * _images_per_update(config, model) / max(
-          time.time() - window_start, 1e-9)
       bar.update(1)
-      bar.set_postfix(loss=f"{metrics['loss']:.4g}", img_s=f"{images_per_sec:.1f}")
       last = update == num_updates
       if update % config.log_every_steps == 0 or last:
-        writer.scalars(update, {**metrics, "loss_mean": loss_sum / window_updates,
-                                "images_per_sec": images_per_sec,
+        sums, metrics = trainer.read_metrics(sums)  # the only host read between log steps
+        _check_finite(trainer, state, update, checkpoints, workdir, metrics["loss"])
+        images_per_sec = window_updates * _images_per_update(config, model) / max(
+            time.time() - window_start, 1e-9)
+        bar.set_postfix(loss=f"{metrics['loss']:.4g}", img_s=f"{images_per_sec:.1f}")
+        writer.scalars(update, {**metrics, "images_per_sec": images_per_sec,
                                 "learning_rate": float(schedule(update - 1))}, prefix="train/")
-        window_start, window_updates, loss_sum = time.time(), 0, 0.0
+        window_start, window_updates = time.time(), 0
       if update % config.eval_every_steps == 0 or last:
-        host_state = step_fn.unreplicate(state)
-        results = validation.validate(
-            model, host_state.variables, eval_source, config.eval_max_images,
-            size=tuple(config.eval_size) or None, writer=writer, step=update)
+        _check_finite(trainer, state, update, checkpoints, workdir)
+        host_state = trainer.unreplicate(state)
+        results = _validate(config, model, host_state, eval_source, writer, update)
         best.update(update, results, host_state.variables)
       if update % config.checkpoint_every_steps == 0 or last or preemption.requested:
-        checkpoints.save(update, step_fn.unreplicate(state), train_iter.get_state(),
-                         force=True)
+        _check_finite(trainer, state, update, checkpoints, workdir)  # never save a bad state
+        checkpoints.save(update, trainer.unreplicate(state), batches.get_state(), force=True)
     bar.close()
     logging.info("process %d: final parameter fingerprint %s", jax.process_index(),
-                 fingerprint(step_fn.unreplicate(state).params))
+                 fingerprint(trainer.unreplicate(state).params))
   finally:
     checkpoints.wait()
     checkpoints.close()

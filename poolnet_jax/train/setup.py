@@ -26,10 +26,10 @@ def model_overrides(config):
 
 
 def create_model_from_config(config):
-  overrides = model_overrides(config)
-  if "dtype" in overrides:
-    overrides["dtype"] = jnp.dtype(overrides["dtype"])
-  return create_model(config.model, **overrides)
+  """The config's model: its variant, `model_overrides`, `remat` and convolution choice
+  (`conv`: "" = the backend's default; `resize_conv`: None = as `conv`)."""
+  return create_model(config.model, conv=config.conv or None, resize_conv=config.resize_conv,
+                      remat=config.remat, **model_overrides(config))
 
 
 def data_source(name, split, data_dir=None, manual_dir=None):
@@ -94,8 +94,7 @@ def optimizer(config, params, num_updates, decays):
   schedule = learning_rate(config, num_updates, decays)
   resets = decays if (config.reset_optimizer_at_decay and
                       config.get("lr_schedule", "step") == "step") else ()
-  tx = state_lib.create_optimizer(params, schedule, config.weight_decay,
-                                  accumulation_steps=config.iter_size, reset_moments_at=resets,
+  tx = state_lib.create_optimizer(params, schedule, config.weight_decay, reset_moments_at=resets,
                                   clip_norm=config.get("clip_grad_norm", 0.0))
   return tx, schedule
 

@@ -9,21 +9,23 @@ import optax
 from flax import struct
 
 
+NEVER = 2 ** 31 - 1  # apply_if_finite's consecutive errors before it gives up: never
+
+
 class TrainState(struct.PyTreeNode):
-  """Everything a step changes. BatchNorm statistics ride along, never updated."""
+  """Everything an update changes; `step` counts updates. BatchNorm statistics ride
+  along, never updated."""
   step: jax.Array
   params: Any
   batch_stats: Any
   opt_state: Any
-  apply_fn: Any = struct.field(pytree_node=False)
   tx: Any = struct.field(pytree_node=False)
 
   @classmethod
-  def create(cls, apply_fn, variables, tx):
+  def create(cls, variables, tx):
     params = variables["params"]
     return cls(step=jnp.zeros((), jnp.int32), params=params,
-               batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params),
-               apply_fn=apply_fn, tx=tx)
+               batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params), tx=tx)
 
   @property
   def variables(self):
@@ -73,17 +75,18 @@ def _with_warmup(schedule, peak_lr, warmup_steps):
   return optax.join_schedules([ramp, schedule], [warmup_steps])
 
 
-def create_optimizer(params, learning_rate, weight_decay=5e-4, accumulation_steps=1,
-                     reset_moments_at=(), clip_norm=0.0):
+def create_optimizer(params, learning_rate, weight_decay=5e-4, reset_moments_at=(),
+                     clip_norm=0.0):
   """`torch.optim.Adam(lr, weight_decay)` on trainable parameters, frozen BN untouched.
 
-  The weight decay is added to the gradient before Adam (L2, not AdamW). With
-  `accumulation_steps` > 1, gradients of that many calls are averaged before one
-  update (the original's iter_size). `reset_moments_at` lists update counts at
-  which Adam's moments restart, as the original rebuilds its optimizer when it
-  lowers the learning rate. With `clip_norm` > 0 the (accumulated) gradient of
-  the trainable parameters is first scaled down to a global norm of at most
-  `clip_norm`.
+  The weight decay is added to the gradient before Adam (L2, not AdamW).
+  `reset_moments_at` lists update counts at which Adam's moments restart, as the
+  original rebuilds its optimizer when it lowers the learning rate. With
+  `clip_norm` > 0 the gradient of the trainable parameters is first scaled down
+  to a global norm of at most `clip_norm`. An update whose gradient is not
+  finite is skipped and counted (`optax.apply_if_finite`; its `total_notfinite`).
+  The original's iter_size is the training step's business (train/step.py):
+  this sees one averaged gradient per update.
   """
   adam = optax.chain(optax.add_decayed_weights(weight_decay), optax.scale_by_adam(eps=1e-8))
   if clip_norm > 0:
@@ -92,9 +95,7 @@ def create_optimizer(params, learning_rate, weight_decay=5e-4, accumulation_step
     adam = _with_moment_resets(adam, reset_moments_at)
   adam = optax.chain(adam, optax.scale_by_learning_rate(learning_rate))
   tx = optax.multi_transform({True: adam, False: optax.set_to_zero()}, trainable_mask(params))
-  if accumulation_steps > 1:
-    tx = optax.MultiSteps(tx, every_k_schedule=accumulation_steps)
-  return tx
+  return optax.apply_if_finite(tx, max_consecutive_errors=NEVER)
 
 
 def _with_moment_resets(inner, reset_at):

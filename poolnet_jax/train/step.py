@@ -1,113 +1,333 @@
-"""The per-device training step and its two data-parallel wrappers (pmap, shard_map).
+"""Training programs: local gradients summed on each device, one all-reduce per update.
 
-Batches are laid out [devices, per_device_batch, H, W, C] for both wrappers.
-Plain models take {"image", "label"}; edge models {"saliency": {...}, "edge": {...}}.
+One optimizer update of the original's recipe takes `iter_size` calls, and a
+call of a joint (edge) model one edge and one saliency batch. Each batch runs a
+*gradient program* that adds this device's gradient into a sum kept on the
+device, with no collective; the *update program* then averages the sum over
+calls and devices (one all-reduce) and applies the optimizer once. The edge and
+the saliency gradients are two programs (the original adds the two losses and
+runs one backward pass; BatchNorm is frozen and the forward passes share only
+the parameters, so the gradient of the sum is the sum of the gradients): the
+programs compiled are (edge shapes) + (saliency shapes), not their product.
+
+Batches arrive as uint8: images [local batch, H, W, 3] RGB, labels
+[local batch, H, W, 1] in 0..255. BGR-minus-mean preprocessing and label / 255
+run on the device. Loss sums stay on the device until `read_metrics`.
+
+Three data-parallel wrappers run the same per-device functions:
+`PmapTrainer` (`jax.pmap`, the default), `ShardMapTrainer` (`jax.shard_map`
+on a 1-D mesh) and `JitTrainer` (`jax.jit` with `NamedSharding`: the batch
+sharded along its leading axis, the state replicated). Each keeps the gradient
+sums as [devices, ...] arrays, one slice per device.
 """
 
 import functools
+from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
-from flax import jax_utils
+from flax import struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from poolnet_jax import image as image_lib
 from poolnet_jax.train import losses
 
-AXIS = "batch"
+AXIS = "data"
+TASKS = ("saliency", "edge")
+MODES = ("pmap", "shard_map", "jit")
+
+
+class GradSum(struct.PyTreeNode):
+  """One device's running sums: gradients of this update, task losses since the last read."""
+  grads: Any
+  loss_sums: Any  # {task: sum of per-image losses}
+  calls: Any  # {task: calls in loss_sums}
 
 
 def _variables(params, batch_stats):
   return {"params": params, "batch_stats": batch_stats} if batch_stats else {"params": params}
 
 
-def compute_loss(model, params, batch_stats, batch):
-  """Loss per image as the original normalises it (before iter_size), and metrics."""
+def task_loss(model, params, batch_stats, images, labels, task="saliency"):
+  """Loss per image of one batch of `task` as the original normalises it (before
+  iter_size): preprocessed float `images`, float `labels` in [0, 1]."""
   variables = _variables(params, batch_stats)
+  if task == "edge":
+    fused, sides = model.apply(variables, images, mode="edge")
+    return losses.edge_loss(fused, sides, labels) / images.shape[0]
+  return losses.saliency_loss(model.apply(variables, images), labels) / images.shape[0]
+
+
+def compute_loss(model, params, batch_stats, batch):
+  """The whole loss of one call on preprocessed float batches, and its parts.
+
+  Plain models take {"image", "label"}; edge models {"saliency": {...}, "edge": {...}}
+  and sum both losses, as the original does.
+  """
   if not model.edge:
-    logits = model.apply(variables, batch["image"])
-    loss = losses.saliency_loss(logits, batch["label"]) / batch["image"].shape[0]
+    loss = task_loss(model, params, batch_stats, batch["image"], batch["label"])
     return loss, {"loss": loss}
-  edge, saliency = batch["edge"], batch["saliency"]
-  fused, sides = model.apply(variables, edge["image"], mode="edge")
-  edge_loss = losses.edge_loss(fused, sides, edge["label"]) / edge["image"].shape[0]
-  logits = model.apply(variables, saliency["image"])
-  saliency_loss = losses.saliency_loss(logits, saliency["label"]) / saliency["image"].shape[0]
-  loss = edge_loss + saliency_loss
-  return loss, {"loss": loss, "edge_loss": edge_loss, "saliency_loss": saliency_loss}
+  parts = {f"{task}_loss": task_loss(model, params, batch_stats, batch[task]["image"],
+                                     batch[task]["label"], task) for task in ("edge", "saliency")}
+  return sum(parts.values()), {"loss": sum(parts.values()), **parts}
 
 
-def train_step(state, batch, model, axis_name=AXIS):
-  """One call: gradients averaged over devices, then the optimizer (which may
-  only accumulate, under the original's iter_size)."""
-  grad_fn = jax.value_and_grad(compute_loss, argnums=1, has_aux=True)
-  (_, metrics), grads = grad_fn(model, state.params, state.batch_stats, batch)
-  grads = jax.lax.pmean(grads, axis_name)
-  metrics = jax.lax.pmean(metrics, axis_name)
-  return state.apply_gradients(grads), metrics
+def device_inputs(batch):
+  """uint8 {"image", "label"} -> (BGR minus mean float32, label / 255 float32), on device."""
+  return image_lib.preprocess(batch["image"]), batch["label"].astype(jnp.float32) / 255.0
 
 
-class PmapStep:
-  """`jax.pmap` of the step; the state carries a leading device axis."""
+def tasks_of(model):
+  return TASKS if model.edge else ("saliency",)
 
-  def __init__(self, model, devices=None):
-    # devices=None: every device of every process, so pmean spans all hosts.
-    self.devices = devices
-    self._step = jax.pmap(functools.partial(train_step, model=model), axis_name=AXIS,
-                          devices=devices, donate_argnums=(0,))
+
+def zero_sums(model, params):
+  """A GradSum of zeros for one device."""
+  zeros = lambda: {task: jnp.zeros((), jnp.float32) for task in tasks_of(model)}
+  return GradSum(grads=jax.tree_util.tree_map(jnp.zeros_like, params), loss_sums=zeros(),
+                 calls={task: jnp.zeros((), jnp.int32) for task in tasks_of(model)})
+
+
+def accumulate(model, task, state, sums, batch):
+  """Adds one batch's local gradient and loss to `sums` (no collective).
+
+  A non-finite loss turns this device's gradient sum into NaN, so the update
+  that follows sees it on every device and skips (optax.apply_if_finite).
+  """
+  images, labels = device_inputs(batch)
+  loss, grads = jax.value_and_grad(task_loss, argnums=1)(
+      model, state.params, state.batch_stats, images, labels, task)
+  finite = jnp.isfinite(loss)
+  grads = jax.tree_util.tree_map(lambda s, g: s + jnp.where(finite, g, jnp.nan), sums.grads,
+                                 grads)
+  return sums.replace(grads=grads, loss_sums={**sums.loss_sums, task: sums.loss_sums[task] + loss},
+                      calls={**sums.calls, task: sums.calls[task] + 1})
+
+
+def update(state, sums, iter_size, mean):
+  """The optimizer on the gradient sum averaged over `iter_size` calls and, by `mean`
+  (the one collective), over devices; the gradient sum restarts at zero."""
+  grads = mean(jax.tree_util.tree_map(lambda g: g / iter_size, sums.grads))
+  state = state.apply_gradients(grads)
+  return state, sums.replace(grads=jax.tree_util.tree_map(jnp.zeros_like, sums.grads))
+
+
+def read_metrics(sums, mean):
+  """(mean loss per call of each task since the last read, averaged over devices by
+  `mean`; sums with the losses restarted)."""
+  means = mean({task: sums.loss_sums[task] / jnp.maximum(sums.calls[task], 1)
+                for task in sums.loss_sums})
+  metrics = {f"{task}_loss": value for task, value in means.items()}
+  metrics["loss"] = sum(means.values())
+  restarted = sums.replace(loss_sums=jax.tree_util.tree_map(jnp.zeros_like, sums.loss_sums),
+                           calls=jax.tree_util.tree_map(jnp.zeros_like, sums.calls))
+  return restarted, metrics
+
+
+def nonfinite_updates(state):
+  """Updates skipped because of a non-finite loss or gradient since the run began
+  (a device scalar, the same on every device)."""
+  return state.opt_state.total_notfinite
+
+
+class _Trainer:
+  """What every wrapper offers; subclasses say where arrays live and how they are mapped.
+
+  `accumulate(state, sums, batch, task)` and `update(state, sums)` donate what they
+  replace. `programs()` counts the distinct compiled programs so far.
+  """
+
+  def __init__(self, model, iter_size, devices):
+    self.model, self.iter_size = model, iter_size
+    self.devices = list(devices) if devices is not None else jax.devices()
+    self.local_devices = [d for d in self.devices if d.process_index == jax.process_index()]
+    self._accumulate = {task: self._map_accumulate(task) for task in tasks_of(model)}
+    self._update, self._read = self._map_update(), self._map_read()
+
+  def accumulate(self, state, sums, batch, task="saliency"):
+    return self._accumulate[task](state, sums, batch)
+
+  def call(self, state, sums, batch):
+    """One call of the recipe: every task's batch of a (joint) batch."""
+    if not self.model.edge:
+      return self.accumulate(state, sums, batch)
+    for task in ("edge", "saliency"):
+      sums = self.accumulate(state, sums, batch[task], task)
+    return sums
+
+  def update(self, state, sums):
+    return self._update(state, sums)
+
+  def read_metrics(self, sums):
+    """(sums with the losses restarted, {name: float}): the one host read of a log step."""
+    sums, metrics = self._read(sums)
+    return sums, {k: float(np.asarray(v.addressable_data(0)).reshape(-1)[0])
+                  for k, v in metrics.items()}
+
+  def nonfinite_updates(self, state):
+    return int(np.asarray(nonfinite_updates(state).addressable_data(0)).reshape(-1)[0])
+
+  def programs(self):
+    """{"accumulate/<task>": compiled shapes, "update": ..., "read": ...}."""
+    counts = {f"accumulate/{task}": f._cache_size() for task, f in self._accumulate.items()}
+    return {**counts, "update": self._update._cache_size(), "read": self._read._cache_size()}
+
+
+class PmapTrainer(_Trainer):
+  """`jax.pmap` over the devices (default: all of them, of every process); the state and
+  the sums carry a leading local-device axis; batches are split [devices, per_device]."""
+
+  def _map_accumulate(self, task):
+    fn = functools.partial(accumulate, self.model, task)
+    return jax.pmap(fn, AXIS, devices=self._pmap_devices(), donate_argnums=(1,))
+
+  def _map_update(self):
+    fn = functools.partial(update, iter_size=self.iter_size,
+                           mean=functools.partial(jax.lax.pmean, axis_name=AXIS))
+    return jax.pmap(fn, AXIS, devices=self._pmap_devices(), donate_argnums=(0, 1))
+
+  def _map_read(self):
+    fn = functools.partial(read_metrics, mean=functools.partial(jax.lax.pmean, axis_name=AXIS))
+    return jax.pmap(fn, AXIS, devices=self._pmap_devices(), donate_argnums=(0,))
+
+  def _pmap_devices(self):
+    return self.devices if len(self.devices) != len(jax.devices()) else None
+
+  @property
+  def _sharding(self):
+    return NamedSharding(Mesh(np.asarray(self.local_devices), (AXIS,)), P(AXIS))
+
+  def _stack(self, x):
+    x = np.asarray(x)
+    return jax.device_put(np.broadcast_to(x, (len(self.local_devices),) + x.shape), self._sharding)
 
   def replicate(self, state):
-    local = [d for d in self.devices if d.process_index == jax.process_index()] \
-        if self.devices else jax.local_devices()
-    return jax_utils.replicate(state, local)
+    return jax.tree_util.tree_map(self._stack, state)
+
+  def init_sums(self, state):
+    return self.replicate(jax.device_get(zero_sums(self.model, self.unreplicate(state).params)))
 
   def unreplicate(self, state):
-    return jax.tree_util.tree_map(lambda x: x[0], state)
+    return jax.tree_util.tree_map(lambda x: np.asarray(x.addressable_data(0))[0], state)
 
-  def __call__(self, state, batch):
-    return self._step(state, batch)
+  def put(self, batch):
+    """A host batch [local batch, ...] on the local devices as [devices, per_device, ...]."""
+    n = len(self.local_devices)
+    return jax.tree_util.tree_map(
+        lambda x: jax.device_put(x.reshape((n, -1) + x.shape[1:]), self._sharding), batch)
 
 
-class ShardMapStep:
-  """`jax.shard_map` of the same step on a 1-D mesh; the state is replicated."""
+class _MeshTrainer(_Trainer):
+  """State replicated and batches [global batch, ...] sharded over a 1-D `data` mesh;
+  gradient sums [devices, ...], slice d on device d."""
 
-  def __init__(self, model, devices=None):
-    self.devices = devices or jax.devices()
-    self.mesh = Mesh(np.asarray(self.devices), (AXIS,))
-
-    def per_device(state, batch):
-      batch = jax.tree_util.tree_map(lambda x: x[0], batch)
-      state, metrics = train_step(state, batch, model)
-      return state, jax.tree_util.tree_map(lambda m: m[None], metrics)
-
-    # check_vma=False: the step averages gradients itself (pmean), as under pmap;
-    # with it on, JAX would also psum the gradients of the replicated state.
-    sharded = jax.shard_map(per_device, mesh=self.mesh, in_specs=(P(), P(AXIS)),
-                            out_specs=(P(), P(AXIS)), check_vma=False)
-    self._step = jax.jit(sharded, donate_argnums=(0,))
+  def __init__(self, model, iter_size, devices=None):
+    devices = list(devices) if devices is not None else jax.devices()
+    self.mesh = Mesh(np.asarray(devices), (AXIS,))
+    self.replicated, self.split = NamedSharding(self.mesh, P()), NamedSharding(self.mesh, P(AXIS))
+    super().__init__(model, iter_size, devices)
 
   def replicate(self, state):
-    sharding = NamedSharding(self.mesh, P())
     return jax.tree_util.tree_map(
-        lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), state)
+        lambda x: jax.make_array_from_process_local_data(self.replicated, np.asarray(x)), state)
 
   def unreplicate(self, state):
     return jax.tree_util.tree_map(lambda x: np.asarray(x.addressable_data(0)), state)
 
-  def __call__(self, state, batch):
-    sharding = NamedSharding(self.mesh, P(AXIS))  # each process holds its own devices' rows
-    batch = jax.tree_util.tree_map(
-        lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
-    return self._step(state, batch)
+  def init_sums(self, state):
+    n = len(self.devices)
+    make = jax.jit(lambda params: jax.tree_util.tree_map(
+        lambda x: jnp.broadcast_to(x, (n,) + x.shape), zero_sums(self.model, params)),
+                   out_shardings=self.split)
+    return make(state.params)
+
+  def put(self, batch):
+    """This process's rows of the global batch, as one global array sharded on `data`."""
+    return jax.tree_util.tree_map(
+        lambda x: jax.make_array_from_process_local_data(self.split, x), batch)
 
 
-def make_step(model, parallel="pmap", devices=None):
-  if parallel == "pmap":
-    return PmapStep(model, devices)
-  if parallel == "shard_map":
-    return ShardMapStep(model, devices)
-  raise ValueError(f"unknown parallel mode {parallel!r}; expected 'pmap' or 'shard_map'")
+class ShardMapTrainer(_MeshTrainer):
+  """`jax.shard_map` of the per-device functions, `lax.pmean` as under pmap."""
+
+  def _shard_map(self, fn, in_specs, out_specs, donate):
+    # check_vma=False: the functions average over devices themselves (pmean), as
+    # under pmap; with it on, JAX would also psum the gradients of the replicated state.
+    mapped = jax.shard_map(fn, mesh=self.mesh, in_specs=in_specs, out_specs=out_specs,
+                           check_vma=False)
+    return jax.jit(mapped, donate_argnums=donate)
+
+  def _map_accumulate(self, task):
+    def per_device(state, sums, batch):
+      sums = accumulate(self.model, task, state, _first(sums), batch)
+      return _lead(sums)
+    return self._shard_map(per_device, (P(), P(AXIS), P(AXIS)), P(AXIS), (1,))
+
+  def _map_update(self):
+    mean = functools.partial(jax.lax.pmean, axis_name=AXIS)
+
+    def per_device(state, sums):
+      state, sums = update(state, _first(sums), self.iter_size, mean)
+      return state, _lead(sums)
+    return self._shard_map(per_device, (P(), P(AXIS)), (P(), P(AXIS)), (0, 1))
+
+  def _map_read(self):
+    mean = functools.partial(jax.lax.pmean, axis_name=AXIS)
+
+    def per_device(sums):
+      sums, metrics = read_metrics(_first(sums), mean)
+      return _lead(sums), metrics
+    return self._shard_map(per_device, (P(AXIS),), (P(AXIS), P()), (0,))
 
 
-def first_device_metrics(metrics):
-  """Metrics (identical on every device after pmean) as Python floats."""
-  return {k: float(np.asarray(v.addressable_data(0)).reshape(-1)[0]) for k, v in metrics.items()}
+class JitTrainer(_MeshTrainer):
+  """Plain `jax.jit` with shardings: the per-device function `vmap`ped over the device
+  axis of a [devices, per_device, ...] view of the batch, so each device computes its
+  slice; XLA inserts the update's all-reduce (the mean over that axis)."""
+
+  def _map_accumulate(self, task):
+    n = len(self.devices)
+
+    def per_batch(state, sums, batch):
+      split = jax.tree_util.tree_map(
+          lambda x: jax.lax.with_sharding_constraint(x.reshape((n, -1) + x.shape[1:]),
+                                                     self.split), batch)
+      per_device = functools.partial(accumulate, self.model, task, state)
+      return jax.lax.with_sharding_constraint(jax.vmap(per_device)(sums, split), self.split)
+    return jax.jit(per_batch, in_shardings=(self.replicated, self.split, self.split),
+                   out_shardings=self.split, donate_argnums=(1,))
+
+  def _map_update(self):
+    def step(state, sums):
+      return update(state, sums, self.iter_size, _mean_over_devices)
+    return jax.jit(step, in_shardings=(self.replicated, self.split),
+                   out_shardings=(self.replicated, self.split), donate_argnums=(0, 1))
+
+  def _map_read(self):
+    def read(sums):
+      sums, metrics = jax.vmap(lambda s: read_metrics(s, lambda t: t))(sums)
+      return sums, _mean_over_devices(metrics)
+    return jax.jit(read, in_shardings=(self.split,), out_shardings=(self.split, self.replicated),
+                   donate_argnums=(0,))
+
+
+def _mean_over_devices(tree):
+  return jax.tree_util.tree_map(lambda x: jnp.mean(x, axis=0), tree)
+
+
+def _first(tree):
+  return jax.tree_util.tree_map(lambda x: x[0], tree)
+
+
+def _lead(tree):
+  return jax.tree_util.tree_map(lambda x: x[None], tree)
+
+
+def make_trainer(model, iter_size=1, parallel="pmap", devices=None):
+  """The trainer of `parallel` mode ("pmap", "shard_map" or "jit") over `devices`
+  (default: every device of every process)."""
+  trainers = {"pmap": PmapTrainer, "shard_map": ShardMapTrainer, "jit": JitTrainer}
+  if parallel not in trainers:
+    raise ValueError(f"unknown parallel mode {parallel!r}; expected one of {MODES}")
+  return trainers[parallel](model, iter_size, devices)

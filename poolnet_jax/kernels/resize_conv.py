@@ -27,7 +27,8 @@ def shifted_interpolation(in_size: int, out_size: int) -> np.ndarray:
 
 
 def flops(input_shape, size, channels_out):
-  """Multiply-adds of `resize_conv3x3` and of Winograd F(2x2, 3x3) on the resized map."""
+  """Multiply-adds of `resize_conv3x3` and of Winograd F(2x2, 3x3) on the resized map
+  (a direct convolution needs 9/4 of Winograd's)."""
   n, h, w, c = input_shape
   out_h, out_w = size
   k = channels_out
@@ -36,14 +37,15 @@ def flops(input_shape, size, channels_out):
   return fused, winograd
 
 
-def worthwhile(input_shape, size, channels_out):
-  """Whether the fused form needs no more multiplications than Winograd on the resized map.
+def worthwhile(input_shape, size, channels_out, winograd=True):
+  """Whether the fused form needs no more multiplications than the convolution of the
+  resized map would: Winograd's (`winograd`) or a direct one's.
 
-  True for the guiding flows (upsampling 2-8x) and the FAMs' 2x upsampling of maps
-  up to 38x51; the 76x101 -> 150x200 one would need 1.25x Winograd's.
+  Against Winograd: true for the guiding flows (upsampling 2-8x) and the FAMs' 2x
+  upsampling of maps up to 38x51; the 76x101 -> 150x200 one would need 1.25x.
   """
-  fused, winograd = flops(input_shape, size, channels_out)
-  return fused <= winograd
+  fused, winograd_flops = flops(input_shape, size, channels_out)
+  return fused <= (winograd_flops if winograd else winograd_flops * 9 // 4)
 
 
 def resize_conv3x3(x, kernel, size):
