@@ -41,6 +41,14 @@ def inputs(task, seed=0):
   return images, labels
 
 
+def uint8_inputs(task, seed=0):
+  """uint8 RGB images and {0, 255} labels: what the training step takes."""
+  rng = np.random.default_rng(seed)
+  images = rng.integers(0, 256, (task.batch, task.height, task.width, 3), dtype=np.uint8)
+  labels = (rng.uniform(size=(task.batch, task.height, task.width, 1)) > 0.5).astype(np.uint8)
+  return images, labels * np.uint8(255)
+
+
 def weights_path(directory, model):
   return os.path.join(directory, f"{model}.pth")
 

@@ -29,12 +29,26 @@ def load_model(model, directory):
   return model.clone(conv=layers.conv_impl(runtime.conv_from_environment())), variables
 
 
-def _train_step(model):
-  def step(state, batch):
-    grad_fn = jax.value_and_grad(step_lib.compute_loss, argnums=1, has_aux=True)
-    (_, metrics), grads = grad_fn(model, state.params, state.batch_stats, batch)
-    return state.apply_gradients(grads), metrics
-  return jax.jit(step, donate_argnums=(0,))
+class TrainStep:
+  """The product's train step on one device: `step.make_trainer` (jit, iter_size 1), the
+  gradient program then the update program, on uint8 inputs; compiled ahead of time."""
+
+  def __init__(self, model, variables, task, device=None):
+    images, labels = common.uint8_inputs(task)
+    tx = state_lib.create_optimizer(variables["params"], common.LEARNING_RATE,
+                                    common.WEIGHT_DECAY)
+    self.trainer = step_lib.make_trainer(model, 1, "jit", devices=[device or jax.devices()[0]])
+    self.state = self.trainer.replicate(state_lib.TrainState.create(variables, tx))
+    self.sums = self.trainer.init_sums(self.state)
+    self.batch = self.trainer.put({"image": images, "label": labels})
+    start = time.perf_counter()
+    self.compiled = self.trainer.compile(self.state, self.sums, self.batch)
+    self.compile_s = time.perf_counter() - start
+
+  def __call__(self):
+    self.sums = self.trainer.call(self.state, self.sums, self.batch)
+    self.state, self.sums = self.trainer.update(self.state, self.sums)
+    jax.block_until_ready(self.state.params)
 
 
 def make_runner(task, directory, with_compiled=False):
@@ -50,18 +64,9 @@ def make_runner(task, directory, with_compiled=False):
     run = lambda: compiled(variables, images).block_until_ready()
     return (run, seconds, compiled) if with_compiled else (run, seconds)
 
-  tx = state_lib.create_optimizer(variables["params"], common.LEARNING_RATE,
-                                  common.WEIGHT_DECAY)
-  holder = [jax.device_put(state_lib.TrainState.create(model.apply, variables, tx))]
-  batch = {"image": images, "label": jax.device_put(labels)}
-  start = time.perf_counter()
-  compiled = _train_step(model).lower(holder[0], batch).compile()
-  seconds = time.perf_counter() - start
-
-  def train():
-    holder[0], metrics = compiled(holder[0], batch)
-    jax.block_until_ready(metrics)
-  return (train, seconds, compiled) if with_compiled else (train, seconds)
+  step = TrainStep(model, variables, task)
+  compiled = step.compiled["accumulate_saliency"]
+  return (step, step.compile_s, compiled) if with_compiled else (step, step.compile_s)
 
 
 def compile_train_step(task, directory):

@@ -5,10 +5,23 @@
     saliency = poolnet_jax.saliency_map(logits)
 """
 
+import importlib
+
+from poolnet_jax.exporting import export_saliency, load_exported
 from poolnet_jax.image import preprocess, saliency_map
 from poolnet_jax.models import VARIANTS, create_model
 from poolnet_jax.pretrained import (load_pretrained, load_torch_checkpoint, save_pretrained,
                                     save_torch_checkpoint)
 
 __all__ = ["VARIANTS", "create_model", "preprocess", "saliency_map", "load_pretrained",
-           "load_torch_checkpoint", "save_pretrained", "save_torch_checkpoint"]
+           "load_torch_checkpoint", "save_pretrained", "save_torch_checkpoint",
+           "export_saliency", "load_exported", "to_nnx", "create_nnx", "load_nnx"]
+
+_LAZY = {"to_nnx": "poolnet_jax.nnx_bridge", "create_nnx": "poolnet_jax.nnx_bridge",
+         "load_nnx": "poolnet_jax.nnx_bridge"}  # flax.nnx only when asked for
+
+
+def __getattr__(name):
+  if name in _LAZY:
+    return getattr(importlib.import_module(_LAZY[name]), name)
+  raise AttributeError(f"module 'poolnet_jax' has no attribute {name!r}")

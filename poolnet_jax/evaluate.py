@@ -20,6 +20,13 @@ dataset and line) or csv goes to stdout; `--out DIR` also gets
 results.{txt,json,csv}, per dataset `<dataset>_pr.png`, `<dataset>_fmeasure.png`
 and `<dataset>_curves.csv`, and with `--save_maps` the maps in `maps/<dataset>/`.
 
+Ground truths stored as 0/1 are read as 0/255 (a warning names them); those
+without a foreground pixel (scored 0 by the field's convention) are counted and
+named in every output (`background_only`). Mistakes (an unknown dataset, a
+missing checkpoint, an --out that is a file or read-only, the same folder as
+--pred_dir and --gt_dir) print one `error:` line and exit 2, before any work;
+`--verbose` adds the traceback.
+
 In Python, e.g. for validation during training:
 
     metrics = evaluate_model(model, variables, source, size=None, max_images=0)
@@ -27,6 +34,7 @@ In Python, e.g. for validation during training:
 """
 
 import csv
+import difflib
 import io
 import json
 import os
@@ -39,11 +47,13 @@ import numpy as np
 from PIL import Image
 import tqdm
 
+from poolnet_jax import cli
 from poolnet_jax import image as image_lib
 from poolnet_jax import metrics as metrics_lib
 from poolnet_jax import plots, pretrained, runtime
+from poolnet_jax.cli import UserError
 from poolnet_jax.data import decode, files
-from poolnet_jax.predict import Predictor, parse_flags, resize, run_main
+from poolnet_jax.predict import Predictor, resize
 
 DATASET_ALIASES = {"duts_te": "duts:test", "duts-te": "duts:test"}
 BUILT_ON_THE_SPOT = ("synthetic_salient",)
@@ -73,6 +83,7 @@ flags.DEFINE_enum("format", "table", ["table", "json", "csv"], "Output format on
 flags.DEFINE_string("out", None, "Folder for the results, curves and maps.", flag_values=FLAGS)
 flags.DEFINE_bool("save_maps", False, "Save the 8-bit maps under --out/maps/<dataset>/.",
                   flag_values=FLAGS)
+cli.define_verbose(FLAGS)
 
 
 # Datasets.
@@ -82,27 +93,56 @@ def parse_dataset(spec):
   spec = DATASET_ALIASES.get(spec.strip().lower(), spec.strip())
   name, _, split = spec.partition(":")
   if not name:
-    raise ValueError(f"empty dataset name in {spec!r}")
+    raise UserError(f"empty dataset name in {spec!r}")
   return name, split or "test"
+
+
+def dataset_builder(spec, data_dir=None, manual_dir=None):
+  """(TFDS builder, split) of a dataset spec; UserError naming the problem if it cannot be used:
+  an unknown name (with the nearest registered ones), an unknown config or split, a real set
+  neither built nor buildable (no --manual_dir). Builds nothing."""
+  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+  import poolnet_jax.data  # pylint: disable=import-outside-toplevel,unused-import  (registers)
+  name, split = parse_dataset(spec)
+  base, _, config = name.partition("/")
+  registered = tfds.list_builders(with_community_datasets=False)
+  if base not in registered:
+    near = difflib.get_close_matches(base, registered + list(DATASET_ALIASES), n=3, cutoff=0.6)
+    hint = (f"nearest registered names: {', '.join(near)}" if near else
+            f"the saliency sets here: {', '.join(saliency_sets())}")
+    raise UserError(f"{spec}: unknown dataset {base!r}; {hint}")
+  try:
+    builder = tfds.builder(name, data_dir=data_dir)
+  except Exception as error:  # tfds raises several types for unknown configs
+    configs = [c.name for c in getattr(tfds.builder_cls(base), "BUILDER_CONFIGS", [])]
+    if config and config not in configs:
+      raise UserError(f"{spec}: {base} has no config {config!r} (it has "
+                      f"{', '.join(configs) or 'none registered'})") from error
+    raise UserError(f"{spec}: {str(error).splitlines()[0]}") from error
+  if (not builder.is_prepared() and base not in BUILT_ON_THE_SPOT and not manual_dir):
+    raise UserError(f"{spec}: {name} is not built in {builder.data_dir}; pass --manual_dir "
+                    f"with its downloads to build it (or the right --data_dir)")
+  if builder.is_prepared() and split not in builder.info.splits:
+    raise UserError(f"{spec}: {name} has no split {split!r} (it has "
+                    f"{', '.join(sorted(builder.info.splits))})")
+  return builder, split
+
+
+def saliency_sets():
+  """Names of the saliency test sets registered here, with the aliases."""
+  from poolnet_jax.data.builders import saliency  # pylint: disable=import-outside-toplevel
+  return sorted([b.name for b in saliency.BUILDERS] + list(DATASET_ALIASES)[:1]
+                + list(BUILT_ON_THE_SPOT))
 
 
 def load_dataset(spec, data_dir=None, manual_dir=None):
   """The random-access TFDS source of a dataset spec, building it first if need be."""
-  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
-  import poolnet_jax.data as data_lib  # pylint: disable=import-outside-toplevel  (registers)
-  name, split = parse_dataset(spec)
-  try:
-    builder = tfds.builder(name, data_dir=data_dir)
-  except Exception as error:  # tfds raises several types for unknown names and configs
-    raise ValueError(f"{spec}: unknown TFDS dataset {name!r}: {error}") from error
-  if (not builder.is_prepared() and name.split("/")[0] not in BUILT_ON_THE_SPOT
-      and not manual_dir):
-    raise ValueError(f"{spec}: {name} is not built in {builder.data_dir}; pass --manual_dir "
-                     f"with its downloads to build it (or the right --data_dir)")
+  import poolnet_jax.data as data_lib  # pylint: disable=import-outside-toplevel
+  builder, split = dataset_builder(spec, data_dir, manual_dir)
   data_lib.prepare(builder, manual_dir)
   if split not in builder.info.splits:
-    raise ValueError(f"{spec}: {name} has no split {split!r} (it has "
-                     f"{', '.join(sorted(builder.info.splits))})")
+    raise UserError(f"{spec}: {builder.name} has no split {split!r} (it has "
+                    f"{', '.join(sorted(builder.info.splits))})")
   return builder.as_data_source(split=split)
 
 
@@ -174,15 +214,23 @@ def evaluate_folders(pred_dir, gt_dir, protocol="pysodmetrics", progress=None):
 
   problems = {"unmatched_maps": [paths], "unmatched_gts": [paths],
   "failed": {path: reason}}; unmatched and unreadable files are left out.
+  Images are named by their ground truth's file name. UserError if a folder is
+  missing or holds no image, or if both are the same folder.
   """
-  pairs, unmatched_maps, unmatched_gts = match_by_stem(pred_dir, gt_dir)
+  if os.path.realpath(pred_dir) == os.path.realpath(gt_dir):
+    raise UserError(f"--pred_dir and --gt_dir are the same folder ({pred_dir}): every map "
+                    f"would be scored against itself")
+  try:
+    pairs, unmatched_maps, unmatched_gts = match_by_stem(pred_dir, gt_dir)
+  except ValueError as error:  # a folder missing, empty, or with two files of one stem
+    raise UserError(str(error)) from error
   metrics = metrics_lib.SaliencyMetrics(protocol)
   failed = {}
-  for stem, pred_path, gt_path in tqdm.tqdm(pairs, unit="img", desc=progress,
-                                            disable=progress is None):
+  for _, pred_path, gt_path in tqdm.tqdm(pairs, unit="img", desc=progress,
+                                         disable=progress is None):
     pred, gt = _read_label(pred_path, failed), _read_label(gt_path, failed)
     if pred is not None and gt is not None:
-      metrics.update(resize_map(pred, gt.shape), gt, stem)
+      metrics.update(resize_map(pred, gt.shape), gt, os.path.basename(gt_path))
   return metrics, {"unmatched_maps": unmatched_maps, "unmatched_gts": unmatched_gts,
                    "failed": failed}
 
@@ -198,22 +246,38 @@ def _read_label(path, failed):
 # Reports.
 
 def result_row(dataset, metrics):
-  """{"dataset", "images", "maxF", ...} of one evaluated set, in the report's key order."""
+  """{"dataset", "images", "maxF", ..., "background_only", "background_only_names"} of one
+  evaluated set, in the report's key order."""
   results = metrics.results()
   return {"dataset": dataset, "images": results["images"],
-          **{key: results[key] for key in metrics_lib.KEYS}}
+          **{key: results[key] for key in metrics_lib.KEYS},
+          "background_only": len(metrics.background_only),
+          "background_only_names": list(metrics.background_only)}
+
+
+def background_note(row, listed=20):
+  """'ecssd: 2 of 50 ground truths are background only ...: a.png, b.png', or None."""
+  names = row.get("background_only_names") or []
+  if not row.get("background_only"):
+    return None
+  more = f" and {len(names) - listed} more" if len(names) > listed else ""
+  return (f"{row['dataset']}: {row['background_only']} of {row['images']} ground truths are "
+          f"background only (the field scores them 0): {', '.join(names[:listed])}{more}")
 
 
 def format_results(rows, fmt="table"):
-  """Rows of result_row as an aligned table, JSON lines or CSV text."""
+  """Rows of result_row as an aligned table (notes on background-only ground truths below),
+  JSON lines or CSV text."""
   if fmt == "json":
     return "\n".join(json.dumps(row) for row in rows)
   columns = ["dataset", "images", *metrics_lib.KEYS]
   if fmt == "csv":
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, columns, lineterminator="\n")
+    writer = csv.DictWriter(buffer, columns + ["background_only", "background_only_names"],
+                            lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({**row, "background_only_names": " ".join(row.get(
+        "background_only_names") or [])} for row in rows)
     return buffer.getvalue().rstrip("\n")
   if fmt != "table":
     raise ValueError(f"unknown format {fmt!r}; expected table, json or csv")
@@ -222,7 +286,8 @@ def format_results(rows, fmt="table"):
   for row in rows:
     lines.append(f"{row['dataset']:<{width}}  {row['images']:>6}"
                  + "".join(f"  {row[k]:>6.4f}" for k in metrics_lib.KEYS))
-  return "\n".join(lines)
+  notes = [note for note in map(background_note, rows) if note]
+  return "\n".join(lines + ([""] + notes if notes else []))
 
 
 def file_label(dataset):
@@ -278,6 +343,10 @@ def _check_flags(rest):
     raise flags.ValidationError("--pred_dir and --gt_dir go together")
   if FLAGS.save_maps and not (FLAGS.out and with_model):
     raise flags.ValidationError("--save_maps needs --out and a model")
+  if FLAGS.manual_dir and not os.path.isdir(FLAGS.manual_dir):
+    raise UserError(f"--manual_dir {FLAGS.manual_dir}: no such folder")
+  if FLAGS.out:
+    cli.check_writable_folder(FLAGS.out, "--out")
   return parse_size(FLAGS.size)
 
 
@@ -299,12 +368,17 @@ def _evaluate_folders_cli(evaluated):
 
 
 def _evaluate_model_cli(evaluated, size):
+  for spec in FLAGS.datasets:  # every name checked before any work
+    dataset_builder(spec, FLAGS.data_dir, FLAGS.manual_dir)
   model, variables = pretrained.load_pretrained(FLAGS.checkpoint)
+  if size and min(size) < model.min_input_size():
+    raise UserError(f"--size {FLAGS.size} is below the network's minimum input size "
+                    f"{model.min_input_size()}")
   failures = 0
   for spec in FLAGS.datasets:
     try:
       source = load_dataset(spec, FLAGS.data_dir, FLAGS.manual_dir)
-    except ValueError as error:
+    except (ValueError, FileNotFoundError) as error:  # a build that failed: the others go on
       print(f"error: {error}", file=sys.stderr)
       failures += 1
       continue
@@ -314,22 +388,26 @@ def _evaluate_model_cli(evaluated, size):
   return failures
 
 
+def _warn_scaled(dataset, metrics, listed=20):
+  names = metrics.scaled_gts
+  if names:
+    more = f" and {len(names) - listed} more" if len(names) > listed else ""
+    print(f"warning: {dataset}: {len(names)} ground truths stored as 0/1 were read as 0/255: "
+          f"{', '.join(names[:listed])}{more}", file=sys.stderr)
+
+
+@cli.reports_user_errors(FLAGS)
 def main(argv):
-  """`python -m poolnet_jax.evaluate`; argv = [program, flags...]. Returns the exit code."""
-  try:
-    size = _check_flags(parse_flags(FLAGS, argv))
-  except flags.Error as error:
-    print(f"error: {error}", file=sys.stderr)
-    return 2
+  """`python -m poolnet_jax.evaluate`; argv = [program, flags...]. Returns the exit code:
+  0, 1 if a set or an image failed, 2 for a mistake."""
+  size = _check_flags(cli.parse_flags(FLAGS, argv))
   runtime.apply_xla_defaults()
   runtime.enable_compilation_cache()
   evaluated = {}
-  try:
-    failures = (_evaluate_folders_cli(evaluated) if FLAGS.pred_dir
-                else _evaluate_model_cli(evaluated, size))
-  except (ValueError, FileNotFoundError) as error:
-    print(f"error: {error}", file=sys.stderr)
-    return 1
+  failures = (_evaluate_folders_cli(evaluated) if FLAGS.pred_dir
+              else _evaluate_model_cli(evaluated, size))
+  for dataset, metrics in evaluated.items():
+    _warn_scaled(dataset, metrics)
   rows = [result_row(dataset, metrics) for dataset, metrics in evaluated.items()]
   if rows:
     print(format_results(rows, FLAGS.format))
@@ -340,4 +418,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  run_main(main, FLAGS, __doc__)
+  cli.run_main(main, FLAGS, __doc__)

@@ -9,7 +9,10 @@
 
 Float maps are first written as 8-bit levels the way saved maps are
 (`image.to_uint8_map`), so a model evaluated directly scores exactly what its
-saved maps score. Ground truth is foreground where > 128.
+saved maps score. Ground truth is foreground where > 128; ground truths stored
+as 0/1 are read as 0/255 (`decode.scale_01_mask`) and listed in
+`metrics.scaled_gts`; those without a foreground pixel (scored 0 by the field's
+convention) are listed in `metrics.background_only`.
 
 Protocols:
 - "pysodmetrics" (default): the rules of today's SOD toolkits. Each map is
@@ -30,6 +33,7 @@ import numpy as np
 import py_sod_metrics
 
 from poolnet_jax import image as image_lib
+from poolnet_jax.data import decode
 
 KEYS = ("maxF", "meanF", "adpF", "MAE", "Sm", "maxE", "meanE", "adpE", "wF")
 PROTOCOLS = ("pysodmetrics", "salmetric")
@@ -96,6 +100,8 @@ class SaliencyMetrics:
       raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
     self.protocol = protocol
     self.count = 0
+    self.scaled_gts = []  # names of ground truths stored as 0/1, read as 0/255
+    self.background_only = []  # names of ground truths without a foreground pixel
     self._fmeasure = py_sod_metrics.FmeasureV2({
         "fm": py_sod_metrics.FmeasureHandler(with_dynamic=True, with_adaptive=True, beta=BETA2),
         "p": py_sod_metrics.PrecisionHandler(with_dynamic=True, with_adaptive=False),
@@ -113,13 +119,23 @@ class SaliencyMetrics:
     return self.count
 
   def update(self, pred, gt, name=None):
-    """Adds one image: `pred` uint8 or float in [0, 1], `gt` uint8 mask, same (H, W)."""
+    """Adds one image: `pred` uint8 or float in [0, 1], `gt` uint8 mask, same (H, W).
+
+    A 0/1 `gt` is read as 0/255; `name` (default: the image's index) goes to
+    `scaled_gts` then, and to `background_only` for a gt with no pixel > 128.
+    """
     label = f"{name}: " if name else ""
     pred = as_uint8_map(pred, f"{label}prediction")
     gt = as_uint8_mask(gt, f"{label}ground truth")
     if pred.shape != gt.shape:
       raise ValueError(f"{label}prediction shape {pred.shape} differs from ground truth "
                        f"shape {gt.shape}")
+    gt, scaled = decode.scale_01_mask(gt)
+    name = str(self.count) if name is None else name
+    if scaled:
+      self.scaled_gts.append(name)
+    if not (gt > 128).any():
+      self.background_only.append(name)
     for metric in (self._fmeasure, self._mae, self._smeasure, self._emeasure, self._weighted_f):
       metric.step(pred, gt)
     if self.protocol == "salmetric":

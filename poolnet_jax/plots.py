@@ -1,15 +1,17 @@
 """Pictures of an evaluation: precision-recall and F-measure curves, prediction grids.
 
 Figures are drawn on matplotlib's Agg canvas directly (no pyplot, no global
-backend change), so this works headless and inside other programs.
+backend change), so this works headless and inside other programs; the grids'
+titles with PIL's default font (no figure per call).
 """
 
+import functools
 import os
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from poolnet_jax import image as image_lib
 
@@ -70,13 +72,33 @@ def _panel(picture, height):
   return picture
 
 
-def prediction_grid(images, preds, gts, row_height=128):
-  """One uint8 RGB picture with a row per example: image | prediction | ground truth.
+COLUMN_TITLES = ("image", "prediction", "ground truth")
+TEXT_BAND = 16  # pixels per line of text: PIL's default font is about 11 high
+TEXT_PAD = 4
+
+
+def _text_band(width, texts, lefts):
+  """uint8 RGB (TEXT_BAND, width, 3), black with each white text at its left edge."""
+  band = Image.new("RGB", (width, TEXT_BAND))
+  draw = ImageDraw.Draw(band)
+  for text, left in zip(texts, lefts):
+    draw.text((left + TEXT_PAD, 2), text, fill=(255, 255, 255), font=_font())
+  return np.asarray(band)
+
+
+@functools.lru_cache(maxsize=1)
+def _font():
+  return ImageFont.load_default()
+
+
+def prediction_grid(images, preds, gts, row_height=128, title=None):
+  """One uint8 RGB picture: `title` (e.g. "update 1250") on a first band if given, a band of
+  column titles (image | prediction | ground truth), then a row per example.
 
   `images` uint8 RGB (H, W, 3); `preds` float maps in [0, 1] or uint8 maps;
   `gts` uint8 masks, (H, W) or (H, W, 1). Each panel is scaled to
   `row_height` (aspect kept) and placed at the left of a column as wide as the
-  widest panel, so the three columns line up; the rest is black.
+  widest panel (and its title), so the three columns line up; the rest is black.
   """
   if not len(images) == len(preds) == len(gts):
     raise ValueError(f"prediction_grid needs as many images, predictions and ground truths, "
@@ -84,7 +106,10 @@ def prediction_grid(images, preds, gts, row_height=128):
   if not len(images):
     raise ValueError("prediction_grid needs at least one example")
   panels = [[_panel(p, row_height) for p in triple] for triple in zip(images, preds, gts)]
-  width = max(panel.shape[1] for row in panels for panel in row)
-  return np.concatenate([
+  title_width = max(_font().getbbox(text)[2] for text in COLUMN_TITLES) + 2 * TEXT_PAD
+  width = max([title_width] + [panel.shape[1] for row in panels for panel in row])
+  bands = [_text_band(3 * width, [title], [0])] if title else []
+  bands.append(_text_band(3 * width, COLUMN_TITLES, [0, width, 2 * width]))
+  return np.concatenate(bands + [
       np.concatenate([np.pad(p, ((0, 0), (0, width - p.shape[1]), (0, 0))) for p in row], axis=1)
       for row in panels], axis=0)

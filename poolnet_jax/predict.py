@@ -11,39 +11,50 @@ models) runs the original's edge test: scales 0.5, 1, 1.5 and 2, at each the
 mean of the fused and first three side outputs, min-max normalised, resized
 back and averaged; written as 255 * (1 - edge), dark edges on white.
 
-Images below the network's minimum size are upsampled to it (aspect kept) and
-the map is resized back, which the log says. Same-size images run as one
-batch; each input shape compiles once per process and JAX's persistent
-compilation cache is on (`runtime.enable_compilation_cache`). Unreadable images
-are reported and skipped; the exit code is 1 if any input failed.
+Images below the network's minimum size are upsampled to it (aspect kept), and
+images whose longest side exceeds `--max_size` (default 1024; 0: no limit) are
+scaled down to it (antialiased, aspect kept); either way the map is resized
+back to the image's size and the log says so. Same-size images run as one
+batch (at most about max_size^2 pixels per batch); each input shape compiles
+once per process and JAX's persistent compilation cache is on
+(`runtime.enable_compilation_cache`).
+
+Nothing is overwritten that is not predict's own: before any work, every output
+path is planned, and outputs that would land on an input file or on each other
+(two inputs with the same stem, a map named like another input's cutout, ...)
+are refused with one error listing them (exit 2, nothing written). Unreadable
+images and images that cannot run (out of memory included) are reported and
+skipped, the others finish; the exit code is then 1. Mistakes (a missing
+checkpoint, a training workdir as checkpoint, an output folder that is a file
+or read-only) print one `error:` line and exit 2; `--verbose` adds the traceback.
 
 In Python:
 
-    predictor = Predictor(model, variables)
+    predictor = Predictor(model, variables, max_size=1024)
     maps = predictor.saliency(rgb_batch)   # (N, H, W) in [0, 1] for uint8 (N, H, W, 3)
 """
 
 import collections
 import functools
-import glob
 import logging
-import os
-from pathlib import Path
 import sys
 
-from absl import app, flags
+from absl import flags
 import jax
 import numpy as np
 from PIL import Image
 import tqdm
 
+from poolnet_jax import cli
 from poolnet_jax import image as image_lib
 from poolnet_jax import pretrained, runtime
 from poolnet_jax.data import decode
+from poolnet_jax.predict_io import check_outputs, expand_inputs, output_paths, write_outputs
 
 EDGE_SCALES = (0.5, 1.0, 1.5, 2.0)
 EDGE_EPSILON = 1e-8  # the original's, in its min-max normalisation
-HELP_FLAGS = ("-h", "-?", "--help", "--helpshort", "--helpfull")
+DEFAULT_MAX_SIZE = 1024  # full ResNet-50, 6000x4000 photo: see README (Predict)
+RUN_ERRORS = (jax.errors.JaxRuntimeError, MemoryError)  # XLA's RESOURCE_EXHAUSTED included
 
 FLAGS = flags.FlagValues()  # private, so predict and evaluate can share one process
 flags.DEFINE_string("checkpoint", None, "Converted or trained model directory, or an original "
@@ -58,6 +69,11 @@ flags.DEFINE_bool("overlay", False, "Also write the map laid over the image in r
                   flag_values=FLAGS)
 flags.DEFINE_integer("batch_size", 4, "Images of one size run together.", lower_bound=1,
                      flag_values=FLAGS)
+flags.DEFINE_integer("max_size", DEFAULT_MAX_SIZE, "Longest side the network sees: larger "
+                     "images are scaled down (aspect kept) and their maps resized back; 0: no "
+                     "limit. For --task edge, the scale-1 image.", lower_bound=0,
+                     flag_values=FLAGS)
+cli.define_verbose(FLAGS)
 
 
 # Resizing (numpy; bilinear along each spatial axis, no antialiasing).
@@ -111,33 +127,51 @@ def compiled_apply(model):
 
 
 class Predictor:
-  """Runs a PoolNet on uint8 RGB images of any size; maps come back at the images' size."""
+  """Runs a PoolNet on uint8 RGB images of any size; maps come back at the images' size.
 
-  def __init__(self, model, variables):
+  `max_size` > 0: images whose longest side exceeds it run scaled down to it.
+  """
+
+  def __init__(self, model, variables, max_size=0):
     self.model = model
     self.variables = jax.device_put(variables)
     self.min_size = model.min_input_size()
+    self.max_size = max_size
     self._apply = compiled_apply(model)
     self._told = set()
 
   def run_size(self, size):
-    """(H, W) the network runs at for an image of `size`: itself, or upsampled to the minimum."""
+    """(H, W) the network runs at for an image of `size`: itself, scaled down to `max_size`
+    on its longest side, or scaled up to the minimum on its shortest (which wins)."""
+    scale = 1.0
+    if self.max_size and max(size) > self.max_size:
+      scale = self.max_size / max(size)
+    if min(size) * scale < self.min_size:
+      scale = self.min_size / min(size)
+    if scale == 1.0:
+      return tuple(size)
+    return tuple(max(self.min_size, round(n * scale)) for n in size)
+
+  def _upsampled_size(self, size):
     if min(size) >= self.min_size:
       return tuple(size)
     scale = self.min_size / min(size)
     return tuple(max(self.min_size, round(n * scale)) for n in size)
 
+  def _tell(self, size, run, why):
+    if (size, run) not in self._told:
+      self._told.add((size, run))
+      logging.warning("images of %dx%d %s: run at %dx%d, maps resized back", *size, why, *run)
+
   def _probabilities(self, x, mode="saliency", size=None):
     """sigmoid of each output for preprocessed (N, h, w, 3): list of (N, h, w) float64."""
     h, w = x.shape[1:3]
-    run = tuple(size) if size else self.run_size((h, w))
+    run = tuple(size) if size else self._upsampled_size((h, w))
     if min(run) < self.min_size:
       raise ValueError(f"inference size {run[0]}x{run[1]} is below the network's minimum "
                        f"{self.min_size}")
-    if not size and run != (h, w) and (h, w) not in self._told:
-      self._told.add((h, w))
-      logging.warning("images of %dx%d are below the network's minimum size %d: run at %dx%d, "
-                      "maps resized back", h, w, self.min_size, *run)
+    if not size and run != (h, w):
+      self._tell((h, w), run, f"are below the network's minimum size {self.min_size}")
     if run != (h, w):
       x = resize(x, run)
     if mode == "saliency":
@@ -149,20 +183,42 @@ class Predictor:
     return maps if run == (h, w) else [np.clip(resize(m[..., None], (h, w))[..., 0], 0.0, 1.0)
                                        for m in maps]
 
+  def _scaled_down(self, images):
+    """uint8 (N, H, W, 3) scaled down (antialiased) to at most `max_size`, or None if within."""
+    size = images.shape[1:3]
+    if not self.max_size or max(size) <= self.max_size:
+      return None
+    run = self.run_size(size)
+    self._tell(size, run, f"are larger than max_size {self.max_size}")
+    return np.stack([np.asarray(Image.fromarray(image).resize(run[::-1], Image.BILINEAR))
+                     for image in images])
+
   def saliency(self, images, size=None):
     """Saliency maps in [0, 1], (N, H, W), for same-size uint8 RGB images (N, H, W, 3).
 
     `size` = (H', W') runs the network at that size instead, maps resized back.
     """
     images = np.asarray(images)
-    return self._probabilities(image_lib.preprocess(images), size=size)[0]
+    small = None if size else self._scaled_down(images)
+    if small is None:
+      return self._probabilities(image_lib.preprocess(images), size=size)[0]
+    maps = self._probabilities(image_lib.preprocess(small))[0]
+    return np.clip(resize(maps[..., None], images.shape[1:3])[..., 0], 0.0, 1.0)
 
   def edges(self, image):
-    """The original's multi-scale edge test for one uint8 RGB image: edge map (H, W) in [0, 1]."""
+    """The original's multi-scale edge test for one uint8 RGB image: edge map (H, W) in [0, 1].
+
+    With `max_size`, a larger image is scaled down to it first and its map resized back.
+    """
     if not self.model.edge:
       raise ValueError("edge maps need an edge model (resnet50_edge or vgg16_edge)")
+    image = np.asarray(image)
+    small = self._scaled_down(image[None])
+    if small is not None:
+      edge = self.edges(small[0])
+      return np.clip(resize(edge, image.shape[:2], align_corners=False), 0.0, 1.0)
     h, w = image.shape[:2]
-    x = image_lib.preprocess(np.asarray(image))
+    x = image_lib.preprocess(image)
     total = np.zeros((h, w), np.float64)
     for scale in EDGE_SCALES:
       size = (max(1, round(h * scale)), max(1, round(w * scale)))
@@ -174,52 +230,14 @@ class Predictor:
     return np.clip(total / len(EDGE_SCALES), 0.0, 1.0)
 
 
-# Files.
+# Running files.
 
-def expand_inputs(inputs, exclude=None):
-  """Files, folders (their images, recursively) and globs -> ([(path, output stem)], unmatched).
-
-  The output stem is the file's stem, with its sub-folder for images found in a
-  folder. Files under `exclude` (the output folder) are left out of folders.
-  """
-  exclude = Path(exclude).resolve() if exclude else None
-  found, unmatched = [], []
-  for item in inputs:
-    if os.path.isdir(item):
-      root = Path(item)
-      paths = sorted(p for p in root.rglob("*") if p.is_file()
-                     and p.suffix.lower() in decode.IMAGE_EXTENSIONS and not p.name.startswith(".")
-                     and not (exclude and exclude in p.resolve().parents))
-      found.extend((p, p.relative_to(root).with_suffix("")) for p in paths)
-    else:
-      paths = [Path(item)] if os.path.isfile(item) else sorted(
-          Path(p) for p in glob.glob(item, recursive=True) if os.path.isfile(p))
-      found.extend((p, Path(p.stem)) for p in paths)
-    if not paths:
-      unmatched.append(item)
-  return list(dict(found).items()), unmatched
-
-
-def write_outputs(target, image, saliency, cutout=False, overlay=False):
-  """Writes the 8-bit map at `target` (a .png path) and the optional cutout and overlay."""
-  target = Path(target)
-  target.parent.mkdir(parents=True, exist_ok=True)
-  levels = image_lib.to_uint8_map(saliency)
-  Image.fromarray(levels).save(target)
-  if cutout:
-    Image.fromarray(np.dstack([image, levels])).save(target.with_name(target.stem + "_cutout.png"))
-  if overlay:
-    alpha = np.asarray(saliency, np.float64)[..., None] * 0.6
-    tint = np.array([255, 40, 40], np.float64)
-    mixed = (image * (1 - alpha) + tint * alpha).astype(np.uint8)
-    Image.fromarray(mixed).save(target.with_name(target.stem + "_overlay.png"))
-
-
-def _size_batches(items, batch_size, failed):
+def _size_batches(items, batch_size, failed, limit=None):
   """(batch, pad) for same-size (path, stem) items; files with an unreadable header go to `failed`.
 
-  `pad` is true for sizes with at least one full batch: a short batch (the last,
-  or one with undecodable files) padded to full size reuses that compiled shape.
+  `limit(size)`, if given, caps the batch size of images of `size`. `pad` is
+  true for sizes with at least one full batch: a short batch (the last, or one
+  with undecodable files) padded to full size reuses that compiled shape.
   """
   groups = collections.defaultdict(list)
   for path, stem in items:
@@ -227,41 +245,82 @@ def _size_batches(items, batch_size, failed):
       groups[decode.image_size(path)].append((path, stem))
     except decode.DecodeError as error:
       failed[path] = str(error)
-  for group in groups.values():
-    for start in range(0, len(group), batch_size):
-      yield group[start:start + batch_size], len(group) >= batch_size
+  for size, group in groups.items():
+    size_batch = min(batch_size, limit(size)) if limit else batch_size
+    for start in range(0, len(group), size_batch):
+      yield group[start:start + size_batch], len(group) >= size_batch
+
+
+def batch_limit(predictor):
+  """Images of a size per batch such that a batch runs at most about max_size^2 pixels."""
+  if not predictor.max_size:
+    return None
+  def limit(size):
+    height, width = predictor.run_size(size)
+    return max(1, predictor.max_size ** 2 // (height * width))
+  return limit
+
+
+def run_failure(error, size, predictor):
+  """Why an image of `size` could not run, for the report."""
+  text = str(error)
+  run = predictor.run_size(size)
+  if isinstance(error, MemoryError) or "RESOURCE_EXHAUSTED" in text:
+    return (f"out of memory at {size[0]}x{size[1]} (run at {run[0]}x{run[1]}): a smaller "
+            f"--max_size would fit")
+  return f"cannot run at {run[0]}x{run[1]}: {text.strip().splitlines()[0] if text else error!r}"
 
 
 def predict_paths(predictor, items, output, task="saliency", batch_size=4, cutout=False,
                   overlay=False):
   """Writes a map for each (path, output stem) under `output`.
 
-  Returns {path: reason} of the inputs that failed.
+  Call check_outputs first. An image that cannot run (out of memory, say) or
+  whose outputs cannot be written is skipped; returns {path: reason} of the
+  inputs that failed.
   """
-  failed, written = {}, {}
+  failed = {}
   batch_size = 1 if task == "edge" else batch_size
   with tqdm.tqdm(total=len(items), unit="img", desc=task) as bar:
-    for batch, pad in _size_batches(items, batch_size, failed):
+    for batch, pad in _size_batches(items, batch_size, failed, batch_limit(predictor)):
       images, kept = [], []
       for path, stem in batch:
-        target = Path(output) / stem.with_name(stem.name + ".png")
-        if target in written:
-          failed[path] = f"its map {target} would overwrite the map of {written[target]}"
-          continue
         try:
           images.append(decode.decode_image(path))
         except decode.DecodeError as error:
           failed[path] = str(error)
           continue
-        kept.append((path, target))
-        written[target] = path
-      if images:
-        maps = ([1.0 - predictor.edges(images[0])] if task == "edge"
-                else _saliency(predictor, np.stack(images), batch_size if pad else 0))
-        for (path, target), image, saliency in zip(kept, images, maps):
+        kept.append((path, output_paths(stem, output)[0]))
+      for (path, target), image, saliency in _run(predictor, task, images, kept, pad, failed):
+        try:
           write_outputs(target, image, saliency, cutout, overlay)
+        except OSError as error:
+          failed[path] = f"cannot write {error.filename or target}: {error.strerror or error}"
       bar.update(len(batch))
   return failed
+
+
+def _run(predictor, task, images, kept, pad, failed):
+  """[(item, image, map)] of a same-size batch; on a failure to run, one image at a time, and
+  those that still fail go to `failed`."""
+  if not images:
+    return []
+  try:
+    return list(zip(kept, images, _maps(predictor, task, images, len(images) if pad else 0)))
+  except RUN_ERRORS as error:
+    if len(images) == 1:
+      failed[kept[0][0]] = run_failure(error, images[0].shape[:2], predictor)
+      return []
+  done = []
+  for item, image in zip(kept, images):
+    done.extend(_run(predictor, task, [image], [item], False, failed))
+  return done
+
+
+def _maps(predictor, task, images, pad_to):
+  if task == "edge":
+    return [1.0 - predictor.edges(images[0])]
+  return _saliency(predictor, np.stack(images), pad_to)
 
 
 def _saliency(predictor, images, pad_to=0):
@@ -274,52 +333,32 @@ def _saliency(predictor, images, pad_to=0):
 
 # Command line.
 
-def parse_flags(flag_values, argv):
-  """Parses `flag_values` afresh from argv = [program, ...]; returns the positional arguments."""
-  for name in list(flag_values):
-    flag_values[name].unparse()  # back to its default
-  return flag_values(list(argv))[1:]
-
-
-def run_main(main, flag_values, doc):
-  """app.run for a module with private flags: absl's own flags (--verbosity...) also work."""
-  def parser(argv):
-    if any(arg in HELP_FLAGS for arg in argv[1:]):
-      print(doc.strip() + "\n\nFlags:\n" + flag_values.get_help())
-      sys.exit(0)
-    return [argv[0]] + flags.FLAGS(argv, known_only=True)[1:]
-  app.run(main, flags_parser=parser)
-
-
+@cli.reports_user_errors(FLAGS)
 def main(argv):
   """`python -m poolnet_jax.predict`; argv = [program, flags and inputs...].
 
-  Returns the exit code: 0, 1 if an input failed, 2 for bad flags.
+  Returns the exit code: 0, 1 if an input failed, 2 for a mistake (nothing written).
   """
-  try:
-    inputs = parse_flags(FLAGS, argv)
-    if not FLAGS.checkpoint:
-      raise flags.ValidationError("--checkpoint is required")
-    if FLAGS.task == "edge" and (FLAGS.cutout or FLAGS.overlay):
-      raise flags.ValidationError("--cutout and --overlay apply to saliency maps, not --task edge")
-  except flags.Error as error:
-    print(f"error: {error}", file=sys.stderr)
-    return 2
+  inputs = cli.parse_flags(FLAGS, argv)
+  if not FLAGS.checkpoint:
+    raise flags.ValidationError("--checkpoint is required")
+  if FLAGS.task == "edge" and (FLAGS.cutout or FLAGS.overlay):
+    raise flags.ValidationError("--cutout and --overlay apply to saliency maps, not --task edge")
+  cli.check_writable_folder(FLAGS.output, "--output")
   items, unmatched = expand_inputs(inputs, exclude=FLAGS.output)
   for item in unmatched:
     print(f"warning: {item} matches no image file", file=sys.stderr)
   if not items:
-    print(f"error: no images found in {' '.join(inputs) or '(no inputs given)'}", file=sys.stderr)
-    return 1
+    raise cli.UserError(f"no images found in {' '.join(inputs) or '(no inputs given)'}")
+  check_outputs(items, FLAGS.output, FLAGS.cutout, FLAGS.overlay)
   runtime.apply_xla_defaults()
   runtime.enable_compilation_cache()
   model, variables = pretrained.load_pretrained(FLAGS.checkpoint)
   if FLAGS.task == "edge" and not model.edge:
-    print(f"error: {FLAGS.checkpoint} is a saliency-only model; --task edge needs an edge model",
-          file=sys.stderr)
-    return 1
-  failed = predict_paths(Predictor(model, variables), items, FLAGS.output, FLAGS.task,
-                         FLAGS.batch_size, FLAGS.cutout, FLAGS.overlay)
+    raise cli.UserError(f"{FLAGS.checkpoint} is a saliency-only model; --task edge needs an "
+                        f"edge model")
+  failed = predict_paths(Predictor(model, variables, FLAGS.max_size), items, FLAGS.output,
+                         FLAGS.task, FLAGS.batch_size, FLAGS.cutout, FLAGS.overlay)
   for path, reason in failed.items():
     print(f"failed: {path}: {reason}", file=sys.stderr)
   print(f"{len(items) - len(failed)} of {len(items)} images written to {FLAGS.output}"
@@ -329,4 +368,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  run_main(main, FLAGS, __doc__)
+  cli.run_main(main, FLAGS, __doc__)

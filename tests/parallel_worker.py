@@ -1,13 +1,16 @@
-"""3 training steps of a tiny PoolNet, three ways, parameters saved (for test_parallel.py).
+"""3 updates (iter_size 2) of a tiny PoolNet, each parallel mode, parameters saved (test_parallel.py).
 
     XLA_FLAGS=--xla_force_host_platform_device_count=4 python parallel_worker.py OUT_DIR
 
-Writes OUT_DIR/{pmap1,pmap4,shard_map4}.npz: pmap on 1 device, pmap and
-shard_map on 4. The global batch (4 images) is the same in every run; with D
-devices each gets 4 / D.
+Writes OUT_DIR/<model>_<mode><devices>.npz for the plain and the joint (edge)
+model: pmap on 1 device, pmap, shard_map and jit on 4, and OUT_DIR/hlo.json with
+the all-reduces in each compiled program on 4 devices. The global batch (4 images
+per call and task) is the same in every run; with D devices each gets 4 / D.
 """
 
+import json
 import os
+import re
 import sys
 
 import flax
@@ -16,39 +19,69 @@ import numpy as np
 import optax
 
 import poolnet_jax
+from poolnet_jax import compilation
 from poolnet_jax.train import state as state_lib
 from poolnet_jax.train import step as step_lib
 
-GLOBAL_BATCH, STEPS, SIZE, LEARNING_RATE = 4, 3, 120, 1e-5
+GLOBAL_BATCH, UPDATES, ITER_SIZE, SIZE, LEARNING_RATE = 4, 3, 2, 112, 1e-5
+RUNS = (("pmap", 1), ("pmap", 4), ("shard_map", 4), ("jit", 4))
 
 
-def train(model, variables, mode, num_devices, out):
+def batches(model, rng):
+  """One call's host batch: uint8 images and labels, per task for joint models."""
+  def one(edge):
+    images = rng.integers(0, 256, (GLOBAL_BATCH, SIZE, SIZE, 3), dtype=np.uint8)
+    labels = rng.choice(np.array([0, 255] if edge else [0, 90, 255], np.uint8),
+                        (GLOBAL_BATCH, SIZE, SIZE, 1))
+    return {"image": images, "label": labels}
+  return {"saliency": one(False), "edge": one(True)} if model.edge else one(False)
+
+
+def all_reduces(compiled):
+  return len(re.findall(r"\ball-reduce(?:-start)?\(", compiled.as_text()))
+
+
+def train(model, variables, mode, num_devices, out, hlo):
   # Plain SGD: Adam's first steps move each weight by about lr * sign(g), which turns
   # float rounding of near-zero gradients into lr-sized differences.
-  tx = optax.sgd(LEARNING_RATE)
-  state = state_lib.TrainState.create(model.apply, variables, tx)
+  tx = optax.apply_if_finite(optax.sgd(LEARNING_RATE), state_lib.NEVER)
   initial = flax.traverse_util.flatten_dict(variables["params"], sep="/")
-  step = step_lib.make_step(model, mode, devices=jax.devices()[:num_devices])
-  state = step.replicate(state)
+  trainer = step_lib.make_trainer(model, ITER_SIZE, mode, devices=jax.devices()[:num_devices])
+  state = trainer.replicate(state_lib.TrainState.create(variables, tx))
+  sums = trainer.init_sums(state)
+  if hlo is not None:
+    batch = trainer.put(batches(model, np.random.default_rng(1)))
+    hlo["accumulate"] = all_reduces(trainer._accumulate["saliency"].lower(
+        state, sums, batch["saliency"] if model.edge else batch).compile())
+    hlo["update"] = all_reduces(trainer._update.lower(state, sums).compile())
   rng = np.random.default_rng(0)
-  for _ in range(STEPS):
-    images = rng.normal(0, 50, (GLOBAL_BATCH, SIZE, SIZE, 3)).astype(np.float32)
-    labels = (rng.uniform(size=(GLOBAL_BATCH, SIZE, SIZE, 1)) > 0.5).astype(np.float32)
-    per_device = GLOBAL_BATCH // num_devices
-    batch = {"image": images.reshape(num_devices, per_device, SIZE, SIZE, 3),
-             "label": labels.reshape(num_devices, per_device, SIZE, SIZE, 1)}
-    state, metrics = step(state, batch)
-  params = step.unreplicate(state).params
+  before = compilation.snapshot()
+  for _ in range(UPDATES):
+    for _ in range(ITER_SIZE):
+      sums = trainer.call(state, sums, trainer.put(batches(model, rng)))
+    state, sums = trainer.update(state, sums)
+  sums, metrics = trainer.read_metrics(sums)
+  params = trainer.unreplicate(state).params
   flat = flax.traverse_util.flatten_dict(jax.device_get(params), sep="/")
-  np.savez(out, loss=step_lib.first_device_metrics(metrics)["loss"], **flat,
+  np.savez(out, loss=metrics["loss"], **flat,
            **{f"initial/{k}": np.asarray(v) for k, v in initial.items()})
+  programs = compilation.snapshot().minus(before).programs
+  return {name: count for name, count in programs.items() if count}
 
 
 def main(out_dir):
-  model = poolnet_jax.create_model("resnet50", width=0.125, stages=(1, 1, 1, 1))
-  variables = model.init(jax.random.PRNGKey(0), np.zeros((1, SIZE, SIZE, 3), np.float32))
-  for mode, devices in (("pmap", 1), ("pmap", 4), ("shard_map", 4)):
-    train(model, variables, mode, devices, os.path.join(out_dir, f"{mode}{devices}.npz"))
+  hlo, programs = {}, {}
+  for name in ("resnet50", "resnet50_edge"):
+    model = poolnet_jax.create_model(name, width=0.125, stages=(1, 1, 1, 1), conv="xla")
+    variables = model.init(jax.random.PRNGKey(0), np.zeros((1, SIZE, SIZE, 3), np.float32))
+    for mode, devices in RUNS:
+      hlo.setdefault(mode, {})
+      wanted = hlo[mode] if devices == 4 and name == "resnet50" else None
+      programs[f"{name}_{mode}{devices}"] = train(
+          model, variables, mode, devices, os.path.join(out_dir, f"{name}_{mode}{devices}.npz"),
+          wanted)
+  with open(os.path.join(out_dir, "hlo.json"), "w", encoding="utf-8") as f:
+    json.dump({"all_reduces": hlo, "programs": programs}, f)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,9 @@ import torch
 
 import poolnet_jax
 import torch_poolnet
+from poolnet_jax import convert, pretrained
 from poolnet_jax.torch_io import backbones, mapping
+from random_weights import TINY, random_variables
 from poolnet_jax.torch_io.pth import read_state_dict
 
 REFERENCE = Path(__file__).resolve().parent / "reference"  # copies of ../shared/reference
@@ -135,8 +137,9 @@ def test_convert_command_reports_a_bad_file(tmp_path):
   result = subprocess.run([sys.executable, "-m", "poolnet_jax.convert", str(bad),
                            str(tmp_path / "out")], capture_output=True, text=True, cwd=REPO,
                           check=False)
-  assert result.returncode == 1
-  assert "bad.pth" in result.stderr and "Traceback" not in result.stderr
+  assert result.returncode == 2
+  assert result.stderr.startswith("error: ") and "bad.pth" in result.stderr
+  assert "Traceback" not in result.stderr
 
 
 def _resnet_backbone_state():
@@ -188,3 +191,82 @@ def test_backbone_file_of_the_wrong_kind_is_refused(tmp_path):
   torch.save(_resnet_backbone_state(), path)
   with pytest.raises(mapping.CheckpointMismatch, match="resnet.pth is not a vgg16 backbone"):
     backbones.load_backbone(path, "vgg16")
+
+
+# The destination: nothing that is not a converted model is ever deleted.
+
+
+def _tree(root):
+  return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
+          if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def tiny_variables():
+  return random_variables(poolnet_jax.create_model("resnet50", **TINY))
+
+
+def test_convert_refuses_a_folder_that_is_not_a_converted_model(tmp_path, capsys):
+  dst = tmp_path / "dir"
+  (dst / "variables").mkdir(parents=True)
+  (dst / "variables/my_notes.txt").write_text("keep me")
+  (dst / "photo.jpg").write_bytes(b"mine")
+  before = _tree(dst)
+  for extra in ([], ["--overwrite"]):
+    # Refused before the source is even read (it does not exist here).
+    assert convert.main(["convert", str(tmp_path / "final.pth"), str(dst), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {dst} is not empty (photo.jpg, variables)")
+    assert "not a converted model" in err and "Traceback" not in err
+    assert _tree(dst) == before
+  (tmp_path / "file").write_text("x")
+  assert convert.main(["convert", str(tmp_path / "final.pth"), str(tmp_path / "file")]) == 2
+  assert "is a file" in capsys.readouterr().err
+  assert convert.main(["convert", str(tmp_path / "final.pth"), str(tmp_path / "new")]) == 2
+  assert f"{tmp_path / 'final.pth'}: No such file" in capsys.readouterr().err
+  assert not (tmp_path / "new").exists()
+  assert convert.main(["convert", str(tmp_path / "final.pth")]) == 2
+  assert "usage:" in capsys.readouterr().err
+
+
+def test_save_pretrained_overwrites_only_a_converted_model(tmp_path, tiny_variables):
+  dst = tmp_path / "model"
+  poolnet_jax.save_pretrained(dst, "resnet50", tiny_variables, **TINY)
+  (dst / "best.json").write_text('{"MAE": 0.1}')  # what training keeps beside its best model
+  with pytest.raises(FileExistsError, match="already holds a converted model.*--overwrite"):
+    poolnet_jax.save_pretrained(dst, "resnet50", tiny_variables, **TINY)
+  changed = jax.tree_util.tree_map(lambda x: x + 1 if x.dtype == np.float32 else x,
+                                   tiny_variables)
+  poolnet_jax.save_pretrained(dst, "resnet50", changed, overwrite=True, **TINY)
+  assert (dst / "best.json").read_text() == '{"MAE": 0.1}'
+  _, loaded = poolnet_jax.load_pretrained(dst)
+  kernel = lambda v: v["params"]["base"]["resnet"]["conv1"]["kernel"]
+  np.testing.assert_array_equal(kernel(loaded), kernel(changed))
+  # Refused even with overwrite: a non-empty folder of something else.
+  other = tmp_path / "other"
+  other.mkdir()
+  (other / "a.txt").write_text("x")
+  with pytest.raises(FileExistsError, match="not a converted model"):
+    poolnet_jax.save_pretrained(other, "resnet50", tiny_variables, overwrite=True, **TINY)
+  assert _tree(other) == {"a.txt": b"x"}
+  # The leftovers of a save that was stopped do not block the next one.
+  stopped = tmp_path / "stopped"
+  (stopped / "variables.orbax-checkpoint-tmp-1234").mkdir(parents=True)
+  pretrained.check_save_target(stopped)
+
+
+def test_convert_overwrite_replaces_a_converted_model(vgg_state_dict, tmp_path, tiny_variables,
+                                                      capsys):
+  src = tmp_path / "final.pth"
+  torch.save(vgg_state_dict, src)
+  dst = tmp_path / "converted"
+  poolnet_jax.save_pretrained(dst, "resnet50", tiny_variables, **TINY)
+  (dst / "README.txt").write_text("mine")
+  assert convert.main(["convert", str(src), str(dst)]) == 2
+  assert "--overwrite" in capsys.readouterr().err
+  assert convert.main(["convert", str(src), str(dst), "--overwrite"]) == 0
+  assert "vgg16_edge" in capsys.readouterr().out
+  assert (dst / "README.txt").read_text() == "mine"
+  model, variables = poolnet_jax.load_pretrained(dst)
+  assert (model.backbone, model.edge, model.width) == ("vgg16", True, 1.0)
+  _assert_same(mapping.to_state_dict(variables), {k: v.numpy() for k, v in vgg_state_dict.items()})

@@ -396,3 +396,34 @@ def test_decode_rules():
     decode.decode_label(b"nope", name="mask.png")
   with pytest.raises(decode.DecodeError, match="cannot read file"):
     decode.decode_image("/nonexistent/x.png")
+
+
+def test_masks_stored_as_0_1_are_scaled_to_0_255_and_named(tmp_path, caplog):
+  made = _manual_with(tmp_path, {"small01": (_rgb(3), _mask(3) // 255)})
+  builder = _build("ecssd", tmp_path / "data", tmp_path / "manual")
+  examples = _by_name(builder, "test")
+  np.testing.assert_array_equal(examples["small01"]["mask"][..., 0], _mask(3))
+  _check({k: examples[k] for k in made}, made)  # 0/255 masks as they were
+  assert builder.build_reports["test"].scaled == ["small01"]
+  assert "small01: label stored as 0/1, scaled to 0/255" in caplog.text
+  assert "1 labels stored as 0/1 scaled to 0/255 (small01)" in caplog.text
+  # salient_folder, by the same code.
+  folder_made = _pairs(tmp_path / "mine", "photos", "masks", ["q"])
+  _save(tmp_path / "mine/masks/q.png", folder_made["q"][1] // 255)
+  config = folder_config("mine01", str(tmp_path / "mine/photos"), str(tmp_path / "mine/masks"))
+  built = tfds.builder("salient_folder", config=config, data_dir=tmp_path / "data")
+  built.download_and_prepare()
+  _check(_by_name(built, "train"), folder_made)
+
+
+def test_folder_source_reads_0_1_masks_as_0_255(tmp_path, caplog):
+  made = _pairs(tmp_path, "img", "gt", ["k1", "k2"])
+  _save(tmp_path / "gt/k2.png", made["k2"][1] // 255)
+  source = FolderSource(tmp_path / "img", tmp_path / "gt")
+  np.testing.assert_array_equal(source[1]["mask"][..., 0], made["k2"][1])
+  np.testing.assert_array_equal(source[0]["mask"][..., 0], made["k1"][1])
+  assert f"{tmp_path / 'gt/k2.png'}: label stored as 0/1, read as 0/255" in caplog.text
+  checked = FolderSource(tmp_path / "img", tmp_path / "gt", validate=True)
+  assert checked.report.scaled == ["k2"]
+  assert decode.scale_01_mask(np.zeros((2, 2), np.uint8))[1] is False  # all zero: as it is
+  assert decode.scale_01_mask(np.array([[0, 2]], np.uint8))[1] is False

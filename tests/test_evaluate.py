@@ -59,8 +59,10 @@ def test_model_on_a_tfds_test_set_then_its_saved_maps(tiny_data, tmp_path, capsy
   rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
   assert len(rows) == 1
   row = rows[0]
-  assert set(row) == {"dataset", "images", *metrics.KEYS}
+  assert set(row) == {"dataset", "images", *metrics.KEYS, "background_only",
+                      "background_only_names"}
   assert row["dataset"] == "synthetic_salient/tiny" and row["images"] == 8
+  assert row["background_only"] == 0 and row["background_only_names"] == []
   # Each saved map is the model's own map: run at 111x122, resized back (aligned corners).
   source = tfds.data_source("synthetic_salient/tiny", data_dir=tiny_data, split="test")
   apply = jax.jit(model.apply)
@@ -164,9 +166,12 @@ def test_command_line_errors(tmp_path, capsys):
   assert "--checkpoint and --datasets" in capsys.readouterr().err
   assert evaluate.main(["evaluate", "--pred_dir=a", "--gt_dir=b", "--checkpoint=c"]) == 2
   assert evaluate.main(["evaluate", "--pred_dir=a", "--gt_dir=b", "--size=0"]) == 2
-  assert evaluate.main(["evaluate", f"--pred_dir={tmp_path}", f"--gt_dir={tmp_path}"]) == 1
+  (tmp_path / "maps").mkdir()
+  (tmp_path / "gt").mkdir()
+  assert evaluate.main(["evaluate", f"--pred_dir={tmp_path / 'maps'}",
+                        f"--gt_dir={tmp_path / 'gt'}"]) == 2
   assert "no image files" in capsys.readouterr().err
-  with pytest.raises(ValueError, match="unknown TFDS dataset 'no_such_set'"):
+  with pytest.raises(ValueError, match="unknown dataset 'no_such_set'"):
     evaluate.load_dataset("no_such_set", data_dir=tmp_path)
   with pytest.raises(ValueError, match="not built .*--manual_dir"):
     evaluate.load_dataset("ecssd", data_dir=tmp_path)
@@ -187,6 +192,10 @@ def test_dataset_names_sizes_and_formats():
   assert evaluate.file_label("synthetic_salient/tiny:test") == "synthetic_salient_tiny_test"
 
 
+def _text_pixels(band, start, stop):
+  return int((band[:, start:stop].max(axis=-1) > 128).sum())
+
+
 def test_prediction_grid_rows_of_image_prediction_and_ground_truth():
   rng = np.random.default_rng(0)
   images = [rng.integers(0, 256, (32, 40, 3), dtype=np.uint8),
@@ -194,19 +203,36 @@ def test_prediction_grid_rows_of_image_prediction_and_ground_truth():
   preds = [rng.uniform(0, 1, (32, 40)), rng.integers(0, 256, (64, 48), dtype=np.uint8)]
   gts = [rng.integers(0, 2, (32, 40, 1), dtype=np.uint8) * 255,
          rng.integers(0, 2, (64, 48), dtype=np.uint8) * 255]
-  grid = plots.prediction_grid(images, preds, gts, row_height=32)
-  # Row 1 at its own height: exact panels in 40-wide columns; row 2 halved to 24 wide,
-  # each panel at the left of its column.
-  assert grid.shape == (64, 120, 3) and grid.dtype == np.uint8
-  np.testing.assert_array_equal(grid[:32, :40], images[0])
-  np.testing.assert_array_equal(grid[:32, 40:80, 1], np.rint(preds[0] * 255).astype(np.uint8))
-  np.testing.assert_array_equal(grid[:32, 80:120, 0], gts[0][..., 0])
+  grid = plots.prediction_grid(images, preds, gts, row_height=32, title="update 1250")
+  # A title band, a band of column titles, then the rows. Columns are as wide as the widest
+  # panel or title ("ground truth" in PIL's default font): each panel at the left of its column.
+  band = plots.TEXT_BAND
+  col = grid.shape[1] // 3
+  assert grid.shape == (2 * band + 64, 3 * col, 3) and grid.dtype == np.uint8
+  assert col >= 60  # wider than the 40-pixel panels: the titles fit
+  title, heads, rows = grid[:band], grid[band:2 * band], grid[2 * band:]
+  assert _text_pixels(title, 0, col) > 20 and _text_pixels(title, col, 3 * col) == 0
+  for index in range(3):
+    assert _text_pixels(heads, index * col, (index + 1) * col) > 20, index
+  # Text drawn by hand with the same font reads the same.
+  from PIL import ImageDraw, ImageFont
+  expected = Image.new("RGB", (3 * col, band))
+  for index, text in enumerate(("image", "prediction", "ground truth")):
+    ImageDraw.Draw(expected).text((index * col + 4, 2), text, fill=(255, 255, 255),
+                                  font=ImageFont.load_default())
+  np.testing.assert_array_equal(heads, np.asarray(expected))
+  np.testing.assert_array_equal(rows[:32, :40], images[0])
+  np.testing.assert_array_equal(rows[:32, col:col + 40, 1],
+                                np.rint(preds[0] * 255).astype(np.uint8))
+  np.testing.assert_array_equal(rows[:32, 2 * col:2 * col + 40, 0], gts[0][..., 0])
   half = np.asarray(Image.fromarray(images[1]).resize((24, 32), Image.BILINEAR))
-  np.testing.assert_array_equal(grid[32:, :24], half)
+  np.testing.assert_array_equal(rows[32:, :24], half)
   half_gt = np.asarray(Image.fromarray(gts[1]).resize((24, 32), Image.BILINEAR))
-  np.testing.assert_array_equal(grid[32:, 80:104, 2], half_gt)
-  for start in (24, 64, 104):
-    assert (grid[32:, start:start + 16] == 0).all()
+  np.testing.assert_array_equal(rows[32:, 2 * col:2 * col + 24, 2], half_gt)
+  for start in (24, col + 24, 2 * col + 24):
+    assert (rows[32:, start:start + col - 24] == 0).all()
+  untitled = plots.prediction_grid(images, preds, gts, row_height=32)
+  assert untitled.shape == (band + 64, 3 * col, 3)  # no title: one band less
   with pytest.raises(ValueError, match="as many"):
     plots.prediction_grid(images, preds[:1], gts)
 
@@ -220,3 +246,90 @@ def test_curve_plots_are_written(tmp_path):
   for path in (pr, fm):
     picture = _read(path)
     assert picture.shape[0] >= 300 and picture.std() > 5
+
+
+# Label conventions.
+
+
+def test_0_1_ground_truths_and_background_only_ones_in_every_output(tmp_path, capsys):
+  pairs = _folders(tmp_path, count=3, seed=2)
+  blank = np.zeros((40, 50), np.uint8)
+  Image.fromarray(blank).save(tmp_path / "gt" / "im3.png")
+  Image.fromarray(np.full((20, 25), 90, np.uint8)).save(tmp_path / "pred" / "im3.png")
+  reference, _ = evaluate.evaluate_folders(tmp_path / "pred", tmp_path / "gt")  # 0/255 masks
+  Image.fromarray(pairs[0][1] // 255).save(tmp_path / "gt" / "im0.png")  # stored as 0/1
+  assert np.asarray(Image.open(tmp_path / "gt" / "im0.png")).max() == 1
+  out = tmp_path / "out"
+
+  code = evaluate.main(["evaluate", f"--pred_dir={tmp_path / 'pred'}",
+                        f"--gt_dir={tmp_path / 'gt'}", "--format=json", f"--out={out}"])
+
+  captured = capsys.readouterr()
+  assert code == 0
+  row = json.loads(captured.out)
+  for key in metrics.KEYS:
+    assert row[key] == pytest.approx(reference.results()[key], rel=1e-12), key
+  assert "gt: 1 ground truths stored as 0/1 were read as 0/255: im0.png" in captured.err
+  assert row["background_only"] == 1 and row["background_only_names"] == ["im3.png"]
+  note = "gt: 1 of 4 ground truths are background only (the field scores them 0): im3.png"
+  assert note in (out / "results.txt").read_text()
+  assert note in evaluate.format_results([row], "table")
+  (written,) = csv.DictReader(io.StringIO((out / "results.csv").read_text()))
+  assert written["background_only"] == "1" and written["background_only_names"] == "im3.png"
+  assert json.loads((out / "results.json").read_text())["background_only_names"] == ["im3.png"]
+
+
+def test_model_mode_reads_0_1_ground_truths_as_0_255(tmp_path):
+  model = poolnet_jax.create_model("resnet50", **TINY)
+  variables = random_variables(model)
+  rng = np.random.default_rng(4)
+  source = []
+  for index in range(2):
+    mask = np.zeros((121, 133, 1), np.uint8)
+    mask[30:90, 20 + 10 * index:100] = 255
+    source.append({"image": rng.integers(0, 256, (121, 133, 3), dtype=np.uint8),
+                   "mask": mask, "name": f"s{index}".encode()})
+  stored = [{**ex, "mask": ex["mask"] // 255} for ex in source]
+  expected = evaluate.evaluate_model(model, variables, source)
+  found = evaluate.evaluate_model(model, variables, stored)
+  assert found.scaled_gts == ["s0", "s1"] and not expected.scaled_gts
+  assert found.results() == expected.results()
+  assert expected.results()["maxF"] > 0.3  # a set that scores, not a degenerate one
+
+
+# Mistakes, before any work.
+
+
+def test_mistakes_are_one_error_line_before_any_work(tiny_data, tmp_path, capsys):
+  model = poolnet_jax.create_model("resnet50", **TINY)
+  poolnet_jax.save_pretrained(tmp_path / "model", "resnet50", random_variables(model), **TINY)
+  (tmp_path / "afile").write_text("x")
+  (tmp_path / "maps").mkdir()
+  Image.fromarray(np.zeros((9, 9), np.uint8)).save(tmp_path / "maps" / "a.png")
+  data = f"--data_dir={tiny_data}"
+  cases = [
+      # The names are checked first: the checkpoint does not even exist here.
+      ([f"--checkpoint={tmp_path / 'nope'}", "--datasets=synthetic_salient/tiny,ecsd", data],
+       "ecsd: unknown dataset 'ecsd'; nearest registered names: ecssd"),
+      ([f"--checkpoint={tmp_path / 'nope'}", "--datasets=synthetic_salient/big", data],
+       "synthetic_salient/big: synthetic_salient has no config 'big' (it has default, small, "
+       "tiny)"),
+      ([f"--checkpoint={tmp_path / 'nope'}", "--datasets=synthetic_salient/tiny:val", data],
+       "has no split 'val' (it has test, train, validation)"),
+      ([f"--checkpoint={tmp_path / 'nope'}", "--datasets=ecssd", f"--data_dir={tmp_path}"],
+       "ecssd: ecssd is not built in"),
+      ([f"--checkpoint={tmp_path / 'nope'}", "--datasets=synthetic_salient/tiny", data],
+       f"{tmp_path / 'nope'}: no such file or folder"),
+      ([f"--checkpoint={tmp_path / 'model'}", "--datasets=synthetic_salient/tiny", data,
+        "--size=64"], "--size 64 is below the network's minimum input size 111"),
+      ([f"--checkpoint={tmp_path / 'model'}", "--datasets=synthetic_salient/tiny", data,
+        f"--out={tmp_path / 'afile'}"], "is a file, not a folder"),
+      ([f"--pred_dir={tmp_path / 'maps'}", f"--gt_dir={tmp_path / 'maps'}"],
+       "are the same folder"),
+      ([f"--pred_dir={tmp_path / 'maps'}", f"--gt_dir={tmp_path / 'nope'}"], "folder not found"),
+  ]
+  for args, expected in cases:
+    assert evaluate.main(["evaluate", *args]) == 2, args
+    captured = capsys.readouterr()
+    assert captured.err.startswith("error: ") and expected in captured.err, (args, captured.err)
+    assert len(captured.err.strip().splitlines()) == 1 and not captured.out, captured.err

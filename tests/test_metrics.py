@@ -149,3 +149,21 @@ def test_bad_inputs_are_named():
     acc.results()
   with pytest.raises(ValueError, match="protocol"):
     metrics.SaliencyMetrics("matlab")
+
+
+def test_ground_truths_stored_as_0_1_are_read_as_0_255_and_background_only_counted():
+  pairs = _random_pairs(seed=3)  # index 4 is all background, index 5 all foreground
+  acc = metrics.SaliencyMetrics()
+  for index, (pred, gt) in enumerate(pairs):
+    stored = gt // 255 if index in (0, 2) else gt  # two masks saved as 0/1
+    acc.update(pred, stored, name=f"im{index}.png")
+  expected, _ = _pysodmetrics(pairs)  # pysodmetrics on the 0/255 masks
+  for key in metrics.KEYS:
+    assert acc.results()[key] == pytest.approx(expected[key], rel=1e-12, abs=1e-12), key
+  assert acc.scaled_gts == ["im0.png", "im2.png"]
+  assert acc.background_only == ["im4.png"]
+  # Unnamed images are named by their index; an all-zero mask is not "0/1".
+  unnamed = metrics.SaliencyMetrics("salmetric")
+  unnamed.update(pairs[4][0], pairs[4][1])
+  unnamed.update(pairs[0][0], pairs[0][1] // 255)
+  assert unnamed.background_only == ["0"] and unnamed.scaled_gts == ["1"]

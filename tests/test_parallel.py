@@ -1,5 +1,8 @@
-"""Data parallelism: 1 device with the global batch == 4 simulated devices with a quarter each."""
+"""Data parallelism: 1 device with the global batch == 4 simulated devices with a quarter
+each, in every mode (pmap, shard_map, jit), for a plain and a joint model, iter_size 2;
+the gradient programs hold no collective and the update holds the all-reduce."""
 
+import json
 import os
 import subprocess
 import sys
@@ -9,23 +12,25 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOLERANCE = 1e-5
+MODELS = ("resnet50", "resnet50_edge")
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
   out = tmp_path_factory.mktemp("parallel")
-  # The convolution algorithm does not change what is compared: XLA's compiles faster.
   env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
-         "PYTHONPATH": os.pathsep.join([os.path.dirname(HERE), HERE]), "POOLNET_JAX_CACHE": "",
-         "POOLNET_JAX_CONV": "xla"}
+         "PYTHONPATH": os.pathsep.join([os.path.dirname(HERE), HERE]), "POOLNET_JAX_CACHE": ""}
   subprocess.run([sys.executable, os.path.join(HERE, "parallel_worker.py"), str(out)],
-                 check=True, env=env, timeout=900)
-  return {name: dict(np.load(out / f"{name}.npz")) for name in ("pmap1", "pmap4", "shard_map4")}
+                 check=True, env=env, timeout=1200)
+  results = {f"{m}_{mode}": dict(np.load(out / f"{m}_{mode}.npz")) for m in MODELS
+             for mode in ("pmap1", "pmap4", "shard_map4", "jit4")}
+  return results, json.loads((out / "hlo.json").read_text())
 
 
-@pytest.mark.parametrize("mode", ["pmap", "shard_map"])
-def test_four_devices_equal_one_device_after_three_steps(mode, runs):
-  one_device, multi = runs["pmap1"], dict(runs[f"{mode}4"])
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("mode", ["pmap", "shard_map", "jit"])
+def test_four_devices_equal_one_device_after_three_updates(model, mode, runs):
+  one_device, multi = runs[0][f"{model}_pmap1"], dict(runs[0][f"{model}_{mode}4"])
   assert one_device.keys() == multi.keys()
   np.testing.assert_allclose(multi.pop("loss"), one_device["loss"], rtol=1e-4)  # a float32 sum
   for key, value in one_device.items():
@@ -33,4 +38,25 @@ def test_four_devices_equal_one_device_after_three_steps(mode, runs):
       np.testing.assert_allclose(multi[key], value, rtol=0, atol=TOLERANCE, err_msg=key)
   trained = [k for k in one_device if not k.startswith("initial/") and k != "loss"]
   moved = max(np.abs(one_device[k] - one_device[f"initial/{k}"]).max() for k in trained)
-  assert moved > 1e-4  # the three steps did move the weights
+  assert moved > 1e-4  # the three updates did move the weights
+
+
+@pytest.mark.parametrize("mode", ["pmap", "shard_map", "jit"])
+def test_gradient_programs_have_no_collective_and_the_update_has_it(mode, runs):
+  counts = runs[1]["all_reduces"][mode]
+  assert counts["accumulate"] == 0
+  assert counts["update"] >= 1  # XLA's combiner may merge or split the per-tensor means
+
+
+def test_one_program_per_task_and_shape(runs):
+  """accumulate (one per task), update and read_metrics: compiled once each for one shape."""
+  for name, programs in runs[1]["programs"].items():
+    expected = {"jit(accumulate_saliency)": 1, "jit(update)": 1, "jit(read_metrics)": 1}
+    if "edge" in name:
+      expected["jit(accumulate_edge)"] = 1
+    if "4" in name and "edge" not in name:  # the HLO check compiled these two ahead of time
+      expected = {"jit(read_metrics)": 1}
+    if "pmap" in name:  # jax.pmap names every program "_fun"
+      assert sum(programs.values()) == sum(expected.values()), (name, programs)
+    else:
+      assert programs == expected, (name, programs)

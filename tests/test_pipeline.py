@@ -15,6 +15,7 @@ import tensorflow_datasets as tfds
 
 from poolnet_jax import ops
 from poolnet_jax.data import FolderSource, pipeline, transforms
+from poolnet_jax.train import step as step_lib
 
 MEAN_BGR = np.array([104.00699, 116.66877, 122.67892], np.float32)
 
@@ -49,8 +50,18 @@ def ids(batch):
   return np.rint(rgb_of(batch["image"])[..., 0, 0, 0]).astype(int).ravel().tolist()
 
 
+def device_view(batch):
+  """A uint8 batch [B, H, W, C] as the training step sees it (step.device_inputs, bit-equal to
+  image.preprocess and label / 255), shaped [B, 1, H, W, C] as one image per device."""
+  if "image" not in batch:
+    return {task: device_view(part) for task, part in batch.items()}
+  assert batch["image"].dtype == np.uint8 and batch["label"].dtype == np.uint8
+  image, label = (np.asarray(x) for x in step_lib.device_inputs(batch))
+  return {"image": image[:, None], "label": label[:, None]}
+
+
 def take(it, n):
-  return [next(it) for _ in range(n)]
+  return [device_view(next(it)) for _ in range(n)]
 
 
 def test_preprocessing_and_flips_by_hand():
@@ -58,8 +69,7 @@ def test_preprocessing_and_flips_by_hand():
   batches = take(pipeline.train_iterator(source, batch_size=1, num_devices=1, seed=3), 24)
   flips = 0
   for batch in batches:
-    assert batch["image"].shape == (1, 1, 6, 9, 3) and batch["image"].dtype == np.float32
-    assert batch["label"].shape == (1, 1, 6, 9, 1) and batch["label"].dtype == np.float32
+    assert batch["image"].shape == (1, 1, 6, 9, 3) and batch["label"].shape == (1, 1, 6, 9, 1)
     x, y = batch["image"][0, 0], batch["label"][0, 0, ..., 0]
     example = source[ids(batch)[0]]
     flipped = x[0, 0, 1] + MEAN_BGR[1] > 0.5  # green (= column) of the first column
@@ -89,17 +99,17 @@ def test_fixed_mode_against_ops(label_key):
             for _ in range(4)]
   it = pipeline.train_iterator(source, label_key=label_key, mode="fixed", size=(8, 12),
                                batch_size=2, num_devices=2, flip=False, shuffle=False)
-  batch = next(it)
+  batch = take(it, 1)[0]
   assert batch["image"].shape == (2, 1, 8, 12, 3) and batch["label"].shape == (2, 1, 8, 12, 1)
-  for k in range(2):  # no shuffle: examples 0 and 1, one per device
+  for k in range(2):  # no shuffle: examples 0 and 1; resized, then rounded to 8 bits
     rgb = np.asarray(ops.resize_bilinear(source[k]["image"][None].astype(np.float32), (8, 12)))
-    np.testing.assert_allclose(batch["image"][k, 0], rgb[0, ..., ::-1] - MEAN_BGR, atol=2e-3)
+    np.testing.assert_allclose(batch["image"][k, 0], rgb[0, ..., ::-1] - MEAN_BGR, atol=0.5001)
     label = np.asarray(ops.resize_bilinear(source[k][label_key][None] / np.float32(255), (8, 12)))
     if label_key == "edge":  # the original: > 0.5 -> 1, other values kept (ignored by the loss)
       label = np.where(label > 0.5, 1.0, label)
-    np.testing.assert_allclose(batch["label"][k, 0], label[0], atol=1e-5)
+    np.testing.assert_allclose(batch["label"][k, 0], label[0], atol=0.5001 / 255)
   soft = batch["label"][(batch["label"] > 0.01) & (batch["label"] < 0.99)]
-  assert soft.size and (label_key == "mask" or soft.max() <= 0.5)
+  assert soft.size and (label_key == "mask" or soft.max() <= 128 / 255)
 
 
 def test_epochs_drop_the_remainder_and_reshuffle():
@@ -146,7 +156,7 @@ def test_buckets_take_each_image_to_its_nearest_aspect():
 
 def test_native_scales_small_images_up_to_min_size():
   it = pipeline.train_iterator(sized_source([(10, 20)]), batch_size=1, num_devices=1, min_size=16)
-  assert next(it)["image"].shape == (1, 1, 16, 32, 3)
+  assert take(it, 1)[0]["image"].shape == (1, 1, 16, 32, 3)
 
 
 def test_same_seed_same_batches_and_exact_resume():
@@ -198,8 +208,8 @@ def test_two_processes_read_disjoint_shards_with_one_shape_per_step():
            for p, s in enumerate(sources)]
   epoch = []
   for _ in range(4):
-    whole, parts = next(single), [next(h) for h in hosts]
-    assert parts[0]["image"].shape == parts[1]["image"].shape == (1, 2) + whole[
+    whole, parts = take(single, 1)[0], [take(h, 1)[0] for h in hosts]
+    assert parts[0]["image"].shape == parts[1]["image"].shape == (2, 1) + whole[
         "image"].shape[2:]
     assert not set(ids(parts[0])) & set(ids(parts[1]))
     assert sorted(ids(parts[0]) + ids(parts[1])) == sorted(ids(whole))
@@ -402,13 +412,13 @@ def test_synthetic_tiny_through_tfds(tiny_train):
   decoded = [tiny_train[i] for i in range(len(tiny_train))]
   read = transforms.SizeReader(tiny_train)  # image headers only
   assert [read(i) for i in range(len(decoded))] == [e["image"].shape[:2] for e in decoded]
-  first = next(pipeline.train_iterator(tiny_train, batch_size=1, num_devices=1, flip=False,
-                                       shuffle=False))
+  first = take(pipeline.train_iterator(tiny_train, batch_size=1, num_devices=1, flip=False,
+                                       shuffle=False), 1)[0]
   np.testing.assert_allclose(rgb_of(first["image"][0, 0]), decoded[0]["image"], atol=1e-4)
   np.testing.assert_array_equal(first["label"][0, 0], decoded[0]["mask"] / np.float32(255))
   buckets = ((64, 64), (56, 72), (72, 56))
   it = pipeline.train_iterator(tiny_train, label_key="edge", mode="buckets", buckets=buckets,
                                batch_size=4, num_devices=2)
   for batch in take(it, 4):
-    assert batch["image"].shape[:2] == (2, 2) and batch["image"].shape[2:4] in buckets
+    assert batch["image"].shape[:2] == (4, 1) and batch["image"].shape[2:4] in buckets
     assert batch["label"].max() == 1.0

@@ -1,6 +1,7 @@
 """`poolnet_jax.predict` end to end on tiny saved models, against the model applied directly."""
 
 import os
+from pathlib import Path
 import subprocess
 import sys
 
@@ -11,7 +12,7 @@ from PIL import Image
 import pytest
 
 import poolnet_jax
-from poolnet_jax import ops, predict
+from poolnet_jax import cli, ops, predict
 from random_weights import TINY, random_variables
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -163,7 +164,7 @@ def test_command_line_errors(tiny_saved, tmp_path, capsys):
   _, _, directory = tiny_saved
   assert predict.main(["predict", str(tmp_path)]) == 2
   assert "--checkpoint is required" in capsys.readouterr().err
-  assert predict.main(["predict", f"--checkpoint={directory}", str(tmp_path / "none*.png")]) == 1
+  assert predict.main(["predict", f"--checkpoint={directory}", str(tmp_path / "none*.png")]) == 2
   assert "no images found" in capsys.readouterr().err
   # The real entry point: exit code and message of an edge run on a saliency model.
   _save_png(tmp_path / "x.png", np.zeros((120, 120, 3), np.uint8))
@@ -172,5 +173,199 @@ def test_command_line_errors(tiny_saved, tmp_path, capsys):
        str(tmp_path / "x.png"), f"--output={tmp_path / 'out'}"],
       cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT}, capture_output=True, text=True,
       timeout=300)
-  assert result.returncode == 1, result.stderr[-2000:]
-  assert "saliency-only model" in result.stderr
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert "error:" in result.stderr and "saliency-only model" in result.stderr
+  assert "Traceback" not in result.stderr
+
+
+# Nothing lost: outputs planned and checked before any work.
+
+
+def _photos(root, names, size=(121, 133), seed=5):
+  rng = np.random.default_rng(seed)
+  for name in names:
+    _save_png(root / name, rng.integers(0, 256, (*size, 3), dtype=np.uint8))
+  return {name: (root / name).read_bytes() for name in names}
+
+
+def _unchanged(root, before):
+  return all((root / name).read_bytes() == data for name, data in before.items())
+
+
+def test_outputs_on_an_input_are_refused_before_any_work(tiny_saved, tmp_path, capsys):
+  _, _, directory = tiny_saved
+  photos = tmp_path / "photos"
+  before = _photos(photos, ["a.png", "b.png"])
+  for inputs in ([str(photos / "a.png")], [str(photos / "*.png")]):  # a file, a glob
+    code = predict.main(["predict", f"--checkpoint={directory}", *inputs, f"--output={photos}"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and "Traceback" not in err
+    assert f"{photos / 'a.png'} (for {photos / 'a.png'}) is the input" in err
+    assert "nothing written" in err
+    assert _unchanged(photos, before) and sorted(p.name for p in photos.iterdir()) == [
+        "a.png", "b.png"]
+  # The output folder reached through a link to the input folder: the same files.
+  (tmp_path / "link").symlink_to(photos)
+  code = predict.main(["predict", f"--checkpoint={directory}", str(photos / "b.png"),
+                       f"--output={tmp_path / 'link'}"])
+  assert code == 2 and "is the input" in capsys.readouterr().err and _unchanged(photos, before)
+
+
+def test_outputs_on_each_other_are_refused(tiny_saved, tmp_path, capsys):
+  _, _, directory = tiny_saved
+  _photos(tmp_path / "x", ["a.png"])
+  _photos(tmp_path / "y", ["a.jpg", "a_cutout.png"])
+  out = tmp_path / "out"
+  code = predict.main(["predict", f"--checkpoint={directory}", str(tmp_path / "x/a.png"),
+                       str(tmp_path / "y/a.jpg"), f"--output={out}"])
+  err = capsys.readouterr().err
+  assert code == 2
+  assert f"{out / 'a.png'} (for {tmp_path / 'y/a.jpg'}) is also the output for " \
+         f"{tmp_path / 'x/a.png'}" in err
+  assert not out.exists()  # nothing written, not even the folder
+  # A map named like another input's cutout.
+  items, _ = predict.expand_inputs([str(tmp_path / "y")])
+  predict.check_outputs(items, out)  # without --cutout: no collision
+  with pytest.raises(cli.UserError, match="a_cutout.png .*is also the output for"):
+    predict.check_outputs(items, out, cutout=True)
+  # An output that needs a folder where a file is.
+  out.mkdir()
+  (out / "sub").write_bytes(b"a file")
+  _photos(tmp_path / "tree/sub", ["c.png"])
+  items, _ = predict.expand_inputs([str(tmp_path / "tree")])
+  with pytest.raises(cli.UserError, match="needs the folder .*sub, which is a file"):
+    predict.check_outputs(items, out)
+
+
+def test_one_file_reached_twice_is_one_input(tmp_path, monkeypatch):
+  _photos(tmp_path / "p", ["a.png"])
+  monkeypatch.chdir(tmp_path)
+  items, unmatched = predict.expand_inputs(["p/a.png", "./p/a.png", str(tmp_path / "p"),
+                                            "p/*.png"])
+  assert [(str(path), str(stem)) for path, stem in items] == [("p/a.png", "a")]
+  assert not unmatched
+  predict.check_outputs(items, tmp_path / "out", cutout=True, overlay=True)  # no collision
+
+
+# Images that cannot run; --max_size.
+
+
+def _raising_apply(real, fails):
+  """A stand-in for the compiled apply: XLA's out-of-memory error when `fails(x)`."""
+  def apply(variables, x, **kwargs):
+    if fails(x):
+      raise jax.errors.JaxRuntimeError(
+          "RESOURCE_EXHAUSTED: Out of memory while trying to allocate 30.60GiB.")
+    return real(variables, x, **kwargs)
+  return apply
+
+
+def test_an_image_out_of_memory_is_skipped_and_the_others_finish(tiny_saved, tmp_path, capsys,
+                                                                 monkeypatch):
+  model, variables, directory = tiny_saved
+  images = tmp_path / "images"
+  _photos(images, ["a.png", "b.png"], (121, 133), seed=1)
+  _photos(images, ["big.png"], (130, 140), seed=2)
+  _photos(images, ["c1.png", "c2.png"], (111, 122), seed=3)
+  real = predict.compiled_apply(model)
+  # big fails at any batch size; the c pair only as a batch of two (then one at a time works).
+  fails = lambda x: x.shape[1:3] == (130, 140) or x.shape[:3] == (2, 111, 122)
+  monkeypatch.setattr(predict, "compiled_apply", lambda _: _raising_apply(real, fails))
+  out = tmp_path / "maps"
+
+  code = predict.main(["predict", f"--checkpoint={directory}", str(images), f"--output={out}",
+                       "--batch_size=2"])
+
+  captured = capsys.readouterr()
+  assert code == 1
+  assert "4 of 5 images written" in captured.out and "1 failed" in captured.out
+  assert f"failed: {images / 'big.png'}: out of memory at 130x140" in captured.err
+  assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png", "c1.png", "c2.png"]
+  apply = jax.jit(model.apply)
+  for name in ("c1", "c2"):
+    rgb = np.asarray(Image.open(images / f"{name}.png"))
+    expected = _sigmoid(apply(variables, poolnet_jax.preprocess(rgb[None])))[0, ..., 0]
+    assert np.abs(_read(out / f"{name}.png") / 255 - expected).max() <= 1.001 / 255
+
+
+def test_run_size_with_max_size():
+  model = poolnet_jax.create_model("resnet50", **TINY)
+  predictor = predict.Predictor(model, {}, max_size=1024)
+  assert predictor.run_size((4000, 6000)) == (683, 1024)
+  assert predictor.run_size((6000, 4000)) == (1024, 683)
+  assert predictor.run_size((800, 1024)) == (800, 1024)
+  assert predictor.run_size((100, 20000)) == (111, 22200)  # the minimum wins
+  assert predict.Predictor(model, {}, max_size=0).run_size((4000, 6000)) == (4000, 6000)
+  limit = predict.batch_limit(predictor)  # about max_size^2 pixels per batch
+  assert limit((300, 400)) == 8 and limit((4000, 6000)) == 1
+
+
+def test_max_size_scales_large_images_down_and_maps_back_up(tiny_saved, tmp_path, capsys, caplog):
+  model, variables, directory = tiny_saved
+  rgb = np.random.default_rng(7).integers(0, 256, (242, 266, 3), dtype=np.uint8)
+  _save_png(tmp_path / "large.png", rgb)
+
+  code = predict.main(["predict", f"--checkpoint={directory}", str(tmp_path / "large.png"),
+                       f"--output={tmp_path / 'maps'}", "--max_size=133"])
+
+  assert code == 0, capsys.readouterr().err
+  assert any("larger than max_size 133: run at 121x133" in r.getMessage() for r in caplog.records)
+  # Reference: PIL's antialiased bilinear down to 121x133, the model, the map resized back
+  # with aligned corners.
+  small = np.asarray(Image.fromarray(rgb).resize((133, 121), Image.BILINEAR))
+  logits = jax.jit(model.apply)(variables, poolnet_jax.preprocess(small[None]))
+  expected = ops.resize_bilinear(_sigmoid(logits).astype(np.float32), (242, 266))[0, ..., 0]
+  written = _read(tmp_path / "maps" / "large.png")
+  assert written.shape == (242, 266)
+  assert np.abs(written / 255 - np.asarray(expected)).max() <= 1.001 / 255
+
+
+# Ordinary mistakes: one line, exit 2.
+
+
+def _read_only_folder(tmp_path):
+  folder = tmp_path / "read_only"
+  folder.mkdir()
+  folder.chmod(0o555)
+  try:
+    (folder / "probe").write_bytes(b"")
+  except PermissionError:
+    return folder
+  (folder / "probe").unlink()  # root writes anyway: take a read-only file system
+  try:
+    Path("/sys/poolnet_jax_probe").write_bytes(b"")
+  except OSError:
+    return Path("/sys")
+  pytest.skip("no read-only folder available")
+
+
+def test_ordinary_mistakes_are_one_error_line(tiny_saved, tmp_path, capsys):
+  _, _, directory = tiny_saved
+  _photos(tmp_path / "p", ["a.png"])
+  photo = str(tmp_path / "p/a.png")
+  workdir = tmp_path / "runs/demo"
+  (workdir / "checkpoints").mkdir(parents=True)
+  (workdir / "best").mkdir()
+  (workdir / "best/poolnet.json").write_text('{"variant": "resnet50", "overrides": {}}')
+  (tmp_path / "afile").write_text("x")
+  cases = [
+      ([f"--checkpoint={tmp_path / 'nope'}", photo], f"{tmp_path / 'nope'}: no such file"),
+      ([f"--checkpoint={workdir}", photo],
+       f"{workdir} is a training workdir; its best model is {workdir / 'best'}"),
+      ([f"--checkpoint={tmp_path / 'p'}", photo], "is not a poolnet-jax model directory"),
+      ([f"--checkpoint={directory}", photo, f"--output={tmp_path / 'afile'}"],
+       f"--output {tmp_path / 'afile'}: {tmp_path / 'afile'} is a file, not a folder"),
+      ([f"--checkpoint={directory}", photo, f"--output={tmp_path / 'afile/maps'}"],
+       "is a file, not a folder"),
+      ([f"--checkpoint={directory}", photo,
+        f"--output={_read_only_folder(tmp_path) / 'maps'}"], "cannot write in"),
+      ([f"--checkpoint={directory}", photo, "--max_size=-1"], "max_size"),
+  ]
+  for args, expected in cases:
+    assert predict.main(["predict", *args]) == 2, args
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and expected in err, (args, err)
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+  assert predict.main(["predict", f"--checkpoint={tmp_path / 'nope'}", photo, "--verbose"]) == 2
+  err = capsys.readouterr().err
+  assert "Traceback" in err and "FileNotFoundError" in err and "error: " in err

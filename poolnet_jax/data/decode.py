@@ -10,7 +10,10 @@ the grain pipeline:
 - more than 8 bits per sample (16-bit PNG, 32-bit int, float) are scaled to
   8 bits: integers whose maximum exceeds 255 by 255 / 65535 (by 255 / max
   past 65535), floats in [0, 1] by 255, other floats clipped to [0, 255];
-- anything unreadable raises `DecodeError` naming the file.
+- anything unreadable raises `DecodeError` naming the file;
+- masks stored as 0/1 (maximum 1) are the 0/255 convention written small:
+  `scale_01_mask` detects and scales them (the builders, the folder source and
+  the metrics use it, each warning with the files' names).
 
 EXIF orientation is not applied: pixels are used as stored, like the labels.
 """
@@ -69,6 +72,17 @@ def to_uint8(array):
   if array.size and array.min() >= 0 and array.max() <= 1:
     array = array * 255
   return np.clip(np.rint(array), 0, 255).astype(np.uint8)
+
+
+def scale_01_mask(mask):
+  """(mask, scaled): a uint8 mask whose values are only 0 and 1 (max 1) becomes 0 / 255.
+
+  Any other mask, an all-zero one included, comes back as it is with scaled False.
+  """
+  mask = np.asarray(mask)
+  if mask.dtype != np.uint8 or not mask.size or mask.max() != 1:
+    return mask, False
+  return mask * np.uint8(255), True
 
 
 def _plain(image):

@@ -8,7 +8,9 @@
 It has `__len__` and `__getitem__`, so grain takes it as a data source.
 Decoding follows `poolnet_jax.data.decode`; a bad file raises DecodeError
 naming it, unless `validate=True` checked every pair up front and dropped the
-bad ones (each logged with its reason; the tally is in `source.report`).
+bad ones (each logged with its reason; the tally is in `source.report`). Labels
+stored as 0/1 are read as 0/255, with a warning naming the file (and, with
+`validate=True`, listed in `source.report.scaled`).
 """
 
 import os
@@ -28,6 +30,7 @@ class FolderSource:
     if label not in ("mask", "edge"):
       raise ValueError(f"label must be 'mask' or 'edge', got {label!r}")
     self.label = label
+    self._told = set()  # label files already warned about
     self.report = BuildReport(f"FolderSource({pair_list or image_dir})")
     if pair_list is not None:
       self.pairs = files.read_pair_list(pair_list)
@@ -59,8 +62,8 @@ class FolderSource:
     except decode.DecodeError as e:
       self.report.skip(name, str(e))
       return False
-    if not label.any():
-      self.report.empty.append(name)
+    if self.report.check_label(name, label)[1]:
+      self._told.add(label_path)  # warned about once already
     return True
 
   def __len__(self):
@@ -75,6 +78,10 @@ class FolderSource:
         raise decode.DecodeError(
             f"{label_path}: label size {label.shape[1]}x{label.shape[0]} differs from image "
             f"{image_path} size {example['image'].shape[1]}x{example['image'].shape[0]}")
+      label, scaled = decode.scale_01_mask(label)
+      if scaled and label_path not in self._told:
+        self._told.add(label_path)
+        logging.warning("%s: label stored as 0/1, read as 0/255", label_path)
       example[self.label] = label
     return example
 

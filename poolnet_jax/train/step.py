@@ -73,9 +73,15 @@ def compute_loss(model, params, batch_stats, batch):
   return sum(parts.values()), {"loss": sum(parts.values()), **parts}
 
 
+# label / 255 as numpy divides (XLA would multiply by a rounded 1/255 instead).
+LABEL_LEVELS = np.arange(256, dtype=np.float32) / np.float32(255.0)
+
+
 def device_inputs(batch):
-  """uint8 {"image", "label"} -> (BGR minus mean float32, label / 255 float32), on device."""
-  return image_lib.preprocess(batch["image"]), batch["label"].astype(jnp.float32) / 255.0
+  """uint8 {"image", "label"} -> (BGR minus mean float32, label / 255 float32), on device,
+  bit-equal to the host's numpy rule."""
+  labels = jnp.asarray(LABEL_LEVELS)[batch["label"].astype(jnp.int32)]
+  return image_lib.preprocess(batch["image"]), labels
 
 
 def tasks_of(model):
@@ -135,7 +141,8 @@ class _Trainer:
   """What every wrapper offers; subclasses say where arrays live and how they are mapped.
 
   `accumulate(state, sums, batch, task)` and `update(state, sums)` donate what they
-  replace. `programs()` counts the distinct compiled programs so far.
+  replace. The programs are named `accumulate_<task>`, `update` and `read_metrics`
+  (what poolnet_jax.compilation counts them by).
   """
 
   def __init__(self, model, iter_size, devices):
@@ -165,13 +172,18 @@ class _Trainer:
     return sums, {k: float(np.asarray(v.addressable_data(0)).reshape(-1)[0])
                   for k, v in metrics.items()}
 
+  def compile(self, state, sums, batch):
+    """Compiles ahead of time the programs a call with `batch` (shapes only) and an update
+    need: {name: jax.stages.Compiled}; later calls of those shapes compile nothing."""
+    batches = batch if self.model.edge else {"saliency": batch}
+    compiled = {f"accumulate_{task}": self._accumulate[task].lower(state, sums, part).compile()
+                for task, part in batches.items()}
+    compiled["update"] = self._update.lower(state, sums).compile()
+    return compiled
+
   def nonfinite_updates(self, state):
     return int(np.asarray(nonfinite_updates(state).addressable_data(0)).reshape(-1)[0])
 
-  def programs(self):
-    """{"accumulate/<task>": compiled shapes, "update": ..., "read": ...}."""
-    counts = {f"accumulate/{task}": f._cache_size() for task, f in self._accumulate.items()}
-    return {**counts, "update": self._update._cache_size(), "read": self._read._cache_size()}
 
 
 class PmapTrainer(_Trainer):
@@ -179,16 +191,17 @@ class PmapTrainer(_Trainer):
   the sums carry a leading local-device axis; batches are split [devices, per_device]."""
 
   def _map_accumulate(self, task):
-    fn = functools.partial(accumulate, self.model, task)
+    fn = _named(f"accumulate_{task}", functools.partial(accumulate, self.model, task))
     return jax.pmap(fn, AXIS, devices=self._pmap_devices(), donate_argnums=(1,))
 
   def _map_update(self):
-    fn = functools.partial(update, iter_size=self.iter_size,
-                           mean=functools.partial(jax.lax.pmean, axis_name=AXIS))
+    fn = _named("update", functools.partial(
+        update, iter_size=self.iter_size, mean=functools.partial(jax.lax.pmean, axis_name=AXIS)))
     return jax.pmap(fn, AXIS, devices=self._pmap_devices(), donate_argnums=(0, 1))
 
   def _map_read(self):
-    fn = functools.partial(read_metrics, mean=functools.partial(jax.lax.pmean, axis_name=AXIS))
+    fn = _named("read_metrics", functools.partial(
+        read_metrics, mean=functools.partial(jax.lax.pmean, axis_name=AXIS)))
     return jax.pmap(fn, AXIS, devices=self._pmap_devices(), donate_argnums=(0,))
 
   def _pmap_devices(self):
@@ -251,18 +264,19 @@ class _MeshTrainer(_Trainer):
 class ShardMapTrainer(_MeshTrainer):
   """`jax.shard_map` of the per-device functions, `lax.pmean` as under pmap."""
 
-  def _shard_map(self, fn, in_specs, out_specs, donate):
+  def _shard_map(self, name, fn, in_specs, out_specs, donate):
     # check_vma=False: the functions average over devices themselves (pmean), as
     # under pmap; with it on, JAX would also psum the gradients of the replicated state.
     mapped = jax.shard_map(fn, mesh=self.mesh, in_specs=in_specs, out_specs=out_specs,
                            check_vma=False)
-    return jax.jit(mapped, donate_argnums=donate)
+    return jax.jit(_named(name, mapped), donate_argnums=donate)
 
   def _map_accumulate(self, task):
     def per_device(state, sums, batch):
       sums = accumulate(self.model, task, state, _first(sums), batch)
       return _lead(sums)
-    return self._shard_map(per_device, (P(), P(AXIS), P(AXIS)), P(AXIS), (1,))
+    return self._shard_map(f"accumulate_{task}", per_device, (P(), P(AXIS), P(AXIS)), P(AXIS),
+                           (1,))
 
   def _map_update(self):
     mean = functools.partial(jax.lax.pmean, axis_name=AXIS)
@@ -270,7 +284,7 @@ class ShardMapTrainer(_MeshTrainer):
     def per_device(state, sums):
       state, sums = update(state, _first(sums), self.iter_size, mean)
       return state, _lead(sums)
-    return self._shard_map(per_device, (P(), P(AXIS)), (P(), P(AXIS)), (0, 1))
+    return self._shard_map("update", per_device, (P(), P(AXIS)), (P(), P(AXIS)), (0, 1))
 
   def _map_read(self):
     mean = functools.partial(jax.lax.pmean, axis_name=AXIS)
@@ -278,7 +292,7 @@ class ShardMapTrainer(_MeshTrainer):
     def per_device(sums):
       sums, metrics = read_metrics(_first(sums), mean)
       return _lead(sums), metrics
-    return self._shard_map(per_device, (P(AXIS),), (P(AXIS), P()), (0,))
+    return self._shard_map("read_metrics", per_device, (P(AXIS),), (P(AXIS), P()), (0,))
 
 
 class JitTrainer(_MeshTrainer):
@@ -295,25 +309,34 @@ class JitTrainer(_MeshTrainer):
                                                      self.split), batch)
       per_device = functools.partial(accumulate, self.model, task, state)
       return jax.lax.with_sharding_constraint(jax.vmap(per_device)(sums, split), self.split)
-    return jax.jit(per_batch, in_shardings=(self.replicated, self.split, self.split),
+    return jax.jit(_named(f"accumulate_{task}", per_batch),
+                   in_shardings=(self.replicated, self.split, self.split),
                    out_shardings=self.split, donate_argnums=(1,))
 
   def _map_update(self):
     def step(state, sums):
       return update(state, sums, self.iter_size, _mean_over_devices)
-    return jax.jit(step, in_shardings=(self.replicated, self.split),
+    return jax.jit(_named("update", step), in_shardings=(self.replicated, self.split),
                    out_shardings=(self.replicated, self.split), donate_argnums=(0, 1))
 
   def _map_read(self):
     def read(sums):
       sums, metrics = jax.vmap(lambda s: read_metrics(s, lambda t: t))(sums)
       return sums, _mean_over_devices(metrics)
-    return jax.jit(read, in_shardings=(self.split,), out_shardings=(self.split, self.replicated),
-                   donate_argnums=(0,))
+    return jax.jit(_named("read_metrics", read), in_shardings=(self.split,),
+                   out_shardings=(self.split, self.replicated), donate_argnums=(0,))
 
 
 def _mean_over_devices(tree):
   return jax.tree_util.tree_map(lambda x: jnp.mean(x, axis=0), tree)
+
+
+def _named(name, fn):
+  """`fn` under the program name `name` (jit names programs after the function)."""
+  def program(*args):
+    return fn(*args)
+  program.__name__ = program.__qualname__ = name
+  return program
 
 
 def _first(tree):

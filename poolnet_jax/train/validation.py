@@ -28,12 +28,15 @@ def validate(model, variables, source, max_images=0, size=None, writer=None, ste
     metrics.update(levels, gt, name)
     if index < GRID_IMAGES:
       shown.append((np.asarray(source[index]["image"]), levels, gt))
+  if metrics.scaled_gts:
+    logging.warning("validation: %d ground truths stored as 0/1 were read as 0/255 (%s, ...)",
+                    len(metrics.scaled_gts), ", ".join(metrics.scaled_gts[:5]))
   everything = metrics.results()
   results = {key: everything[key] for key in metrics_lib.KEYS}
   logging.info("validation at update %d over %d images: %s", step, len(metrics),
                ", ".join(f"{k} {v:.4f}" for k, v in results.items()))
   if writer is not None:
-    grid = plots.prediction_grid(*zip(*shown))
+    grid = plots.prediction_grid(*zip(*shown), title=f"update {step}")
     writer.scalars(step, results, prefix="val/")
     writer.image(step, "val/predictions", grid)
     writer.save_png(step, "predictions", grid)
@@ -55,7 +58,8 @@ class BestModel:
     if not results or not results["MAE"] < self.best_mae:
       return False
     self.best_mae = results["MAE"]
-    pretrained.save_pretrained(self.directory, self.name, variables, **self.overrides)
+    pretrained.save_pretrained(self.directory, self.name, variables, overwrite=True,
+                               **self.overrides)  # the one writer of this directory
     if jax.process_index() == 0:
       with open(self.record_file, "w", encoding="utf-8") as f:
           json.dump({"step": step, **{k: float(v) for k, v in results.items()}}, f, indent=2)

@@ -47,6 +47,7 @@ class BuildReport:
     self.written = 0
     self.skipped = []  # (file or name, reason)
     self.empty = []  # names whose label is all zero (kept)
+    self.scaled = []  # names whose label was stored as 0/1 (kept, scaled to 0/255)
 
   def skip(self, what, reason):
     self.skipped.append((what, reason))
@@ -57,11 +58,24 @@ class BuildReport:
     if self.empty:
       text += f", {len(self.empty)} with an all-zero label (kept: {', '.join(self.empty[:5])}"
       text += ", ...)" if len(self.empty) > 5 else ")"
+    if self.scaled:
+      text += (f", {len(self.scaled)} labels stored as 0/1 scaled to 0/255 "
+               f"({', '.join(self.scaled[:5])}" + (", ...)" if len(self.scaled) > 5 else ")"))
     return text
+
+  def check_label(self, name, label):
+    """The label as kept: 0/1 scaled to 0/255 (noted in `scaled`); all-zero noted in `empty`."""
+    label, scaled = decode.scale_01_mask(label)
+    if scaled:
+      self.scaled.append(name)
+      logging.warning("%s: %s: label stored as 0/1, scaled to 0/255", self.where, name)
+    if not label.any():
+      self.empty.append(name)
+    return label, scaled
 
   def finish(self, expected=None, listed=20):
     """Logs the summary (with the first skips); warns on a count mismatch; fails on none."""
-    if self.skipped or self.empty:
+    if self.skipped or self.empty or self.scaled:
       lines = [f"\n  {what}: {reason}" for what, reason in self.skipped[:listed]]
       more = len(self.skipped) - listed
       logging.warning("%s%s%s", self.summary(), "".join(lines),
@@ -190,8 +204,9 @@ class PairedFilesBuilder(ArrayRecordBuilder, skip_registration=True):
       except decode.DecodeError as e:
         report.skip(name, str(e))
         continue
-      if not label.any():
-        report.empty.append(name)
+      label, scaled = report.check_label(name, label)
+      if scaled:
+        label_bytes = decode.encode_png(label)
       report.written += 1
       yield name, {"image": image, self.LABEL: label_bytes, "name": name}
     report.finish(expected)

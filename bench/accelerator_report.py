@@ -1,0 +1,150 @@
+"""Tables, goals and the summary line of `python -m bench.accelerator`."""
+
+import sys
+
+# (what, section, shape, precision, side, target): side "a" is JAX's images/s, "ratio"
+# JAX's over PyTorch's. From the issue: the paper's ~32 FPS (Titan Xp) is the floor.
+GOALS = (
+    ("JAX inference images/s, paper shape, bfloat16 (paper: ~32 FPS)",
+     "inference", "paper", "bfloat16", "a", 32.0),
+    ("JAX inference images/s, paper shape, float32 default (paper: ~32 FPS)",
+     "inference", "paper", "float32, JAX default precision / PyTorch TF32", "a", 32.0),
+    ("JAX/PyTorch bfloat16 batched inference", "inference", "batched", "bfloat16", "ratio", 1.3),
+    ("JAX/PyTorch bfloat16 batched train step", "train", "batched", "bfloat16", "ratio", 1.3),
+    ("JAX bfloat16 batched inference images/s", "inference", "batched", "bfloat16", "a", 1000.0),
+)
+
+
+def _row(results, section, shape, precision):
+  return next((r for r in results[section]
+               if r["shape"] == shape and r["precision"] == precision), None)
+
+
+def goals(results):
+  """Each goal with the measured value (None: not measured) and whether it is met."""
+  out = []
+  for what, section, shape, precision, side, target in GOALS:
+    row = _row(results, section, shape, precision)
+    value = None if row is None else (row["ratio"] if side == "ratio"
+                                      else row["a"].get("images_per_s"))
+    out.append({"goal": what, "shape": row and row["label"], "target": target, "value": value,
+                "met": None if value is None else value >= target})
+  return out
+
+
+def _num(value, digits=1):
+  return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _mb(value):
+  return "-" if value is None else f"{value / 2**20:,.0f}"
+
+
+def _ips(side):
+  return side.get("images_per_s") if "error" not in side else None
+
+
+def progress(step, results, seconds):
+  if step.section == "parity":
+    line = ", ".join(f"{name} rel L2 {_num(p.get('rel_l2'), 7)}"
+                     for name, p in results["parity"]["against"].items())
+  else:
+    row = results[step.section][-1]
+    a, b = row["a"], row["b"]
+    line = (f"{row['label']} {row['precision']}: {a['framework']} {_num(_ips(a))} images/s, "
+            f"{b['framework']} {_num(_ips(b))} images/s, ratio {_num(row['ratio'], 2)}")
+  print(f"[{step.section}] {line} ({seconds:.0f} s)", file=sys.stderr, flush=True)
+
+
+def comparison_table(results):
+  lines = ["| what | precision | JAX images/s | PyTorch images/s | JAX/PyTorch | JAX compile s | "
+           "PyTorch first call s | JAX executable MB | PyTorch peak MB |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+  for row in results["inference"] + results["train"]:
+    a, b = row["a"], row["b"]
+    lines.append(f"| {row['label']} | {row['precision']} | {_num(_ips(a))} | {_num(_ips(b))} | "
+                 f"{_num(row['ratio'], 2)} | {_num(a.get('compile_s'))} | "
+                 f"{_num(b.get('first_call_s'), 2)} | {_mb(a.get('executable_bytes'))} | "
+                 f"{_mb(b.get('peak_bytes'))} |")
+  return "\n".join(lines)
+
+
+def resize_conv_table(results):
+  lines = ["| what (JAX, bfloat16) | resize_conv on images/s | off images/s | on/off | "
+           "compile s on / off |", "| --- | --- | --- | --- | --- |"]
+  for row in results["resize_conv"]:
+    a, b = row["a"], row["b"]
+    lines.append(f"| {row['label']} | {_num(_ips(a))} | {_num(_ips(b))} | "
+                 f"{_num(row['ratio'], 2)} | {_num(a.get('compile_s'))} / "
+                 f"{_num(b.get('compile_s'))} |")
+  return "\n".join(lines)
+
+
+def parity_table(results):
+  parity = results["parity"]
+  if not parity:
+    return "parity: not measured"
+  shape = "x".join(map(str, parity["shape"]))
+  lines = [f"| against {parity['reference']}, {shape} | relative L2 of logits | "
+           "max abs difference of maps |", "| --- | --- | --- |"]
+  for name, p in parity["against"].items():
+    if "error" in p:
+      lines.append(f"| {name} | error: {p['error'][:80]} | |")
+    else:
+      lines.append(f"| {name} | {p['rel_l2']:.2e} | {p['max_abs_map']:.2e} |")
+  return "\n".join(lines)
+
+
+def goals_table(results):
+  lines = ["| goal | measured on | target | measured | met |", "| --- | --- | --- | --- | --- |"]
+  for g in results["goals"]:
+    met = "n/a" if g["met"] is None else ("yes" if g["met"] else "no")
+    lines.append(f"| {g['goal']} | {g['shape'] or '-'} | {g['target']:g} | "
+                 f"{_num(g['value'], 2)} | {met} |")
+  return "\n".join(lines)
+
+
+def errors(results):
+  """Every failed item and parity comparison, one line each."""
+  out = []
+  for section in ("inference", "train", "resize_conv"):
+    for row in results[section]:
+      out += [f"{row['label']} {side['framework']} {side['precision']}: {side['error']}"
+              for side in (row["a"], row["b"]) if "error" in side]
+  against = results["parity"].get("against", {})
+  return out + [f"parity, {name}: {p['error']}" for name, p in against.items() if "error" in p]
+
+
+def notes(results):
+  """Skipped items, errors and settings worth a line each."""
+  out = list(results["skipped"]) + errors(results)
+  for section in ("inference", "train", "resize_conv"):
+    for row in results[section]:
+      out += [f"{row['label']} {side['framework']} {side['precision']}: {side['note']}"
+              for side in (row["a"], row["b"]) if side.get("note")]
+  prepared = results["model"]["prepared"]["jax"]
+  out.append(f"JAX convolutions (resize_conv rows aside): {prepared.get('conv', '-')}")
+  peaks = [r["a"].get("process_peak_bytes") for s in ("inference", "train", "resize_conv")
+           for r in results[s]]
+  peaks = [p for p in peaks if p is not None]
+  out.append(f"JAX process peak (never reset, all items): {_mb(max(peaks)) if peaks else '-'} MB")
+  return out
+
+
+def print_results(results, json_path):
+  jax_info, torch_info = results["versions"]["jax"], results["versions"]["torch"]
+  print(f"{'tiny CPU smoke run (not the target conditions); ' if results['tiny'] else ''}"
+        f"platform {results['platform']} ({jax_info.get('device_kind')}), "
+        f"torch on {results['torch_device']} ({torch_info.get('device_name') or 'cpu'}); "
+        f"jax {jax_info.get('jax')}, torch {torch_info.get('torch')}, python "
+        f"{results['versions']['python']}; wall {results['wall_s']:.0f} s of a "
+        f"{results['budget_s']:.0f} s budget; {json_path}")
+  for table in (comparison_table, resize_conv_table, parity_table, goals_table):
+    print()
+    print(table(results))
+  print()
+  for note in notes(results):
+    print(f"- {note}")
+  ratios = [results["summary"][k] for k in ("inference_ratio", "train_ratio")]
+  inference, train = ("nan" if r is None else f"{r:.2f}" for r in ratios)
+  print(f"gpu jax/torch inference ratio={inference} train ratio={train}")
