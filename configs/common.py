@@ -7,8 +7,14 @@ def base():
   """Keys every run has. Configs override what their protocol changes."""
   c = ml_collections.ConfigDict()
   c.model = "resnet50"  # resnet50, vgg16, resnet50_edge, vgg16_edge
-  # create_model overrides: width (channel multiplier), stages (ResNet blocks), resnet_style, dtype.
+  # create_model options, each with create_model's default (only values that differ are
+  # passed on): compute dtype (float32, bfloat16, float16; parameters stay float32), width
+  # (channel multiplier), stages (ResNet blocks per stage), resnet_style (caffe, torchvision).
   c.model_overrides = ml_collections.ConfigDict()
+  c.model_overrides.dtype = "float32"
+  c.model_overrides.width = 1.0
+  c.model_overrides.stages = (3, 4, 6, 3)
+  c.model_overrides.resnet_style = "caffe"
   c.backbone_checkpoint = ""  # resnet50_caffe.pth / vgg16_20M.pth / torchvision state_dict
   c.init_checkpoint = ""  # full PoolNet (.pth or converted directory) to fine-tune from
   c.init = ""  # from scratch only: "" = the original's N(0, 0.01), "skipinit" (train/init.py)

@@ -137,7 +137,7 @@ def test_init_applies_only_without_checkpoints(tiny_model_variables, monkeypatch
   # With a backbone file, the backbone is merged into the model's own N(0, 0.01)
   # variables and nothing is redrawn.
   backbone, merged = {"conv1": {"kernel": np.full((7, 7, 3, 8), 0.5, np.float32)}}, []
-  monkeypatch.setattr(backbones, "load_backbone", lambda *args, **kwargs: backbone)
+  monkeypatch.setattr(backbones, "load_backbone", lambda *args, **kwargs: (backbone, []))
   monkeypatch.setattr(backbones, "merge_backbone", lambda v, b: merged.append((v, b)) or v)
   loaded = setup.initial_variables(config(init="skipinit", backbone_checkpoint="fake.pth",
                                           model_overrides=overrides), model, rng)

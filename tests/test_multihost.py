@@ -1,5 +1,6 @@
 """Two processes on 127.0.0.1 (jax.distributed, gloo) train like one process with both shards."""
 
+import json
 import os
 import re
 import shutil
@@ -34,11 +35,11 @@ def _train(workdir, data_dir, *flags):
       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def _two_hosts(workdir, data_dir):
+def _two_hosts(workdir, data_dir, *flags):
   """Two training processes on 127.0.0.1; (processes, their outputs) once both ended."""
   address = f"127.0.0.1:{_free_port()}"
   hosts = [_train(workdir, data_dir, f"--coordinator_address={address}", "--num_processes=2",
-                  f"--process_id={i}") for i in range(2)]
+                  f"--process_id={i}", *flags) for i in range(2)]
   return hosts, [p.communicate(timeout=600)[0] for p in hosts]
 
 
@@ -54,21 +55,26 @@ def _fingerprints(outputs):
 
 
 @pytest.mark.slow
-def test_two_processes_equal_one_process(tmp_path):
+@pytest.mark.parametrize("parallel", ["pmap", "jit"])
+def test_two_processes_equal_one_process(parallel, tmp_path):
   data_dir = tmp_path / "tfds"  # not built yet: the two processes must not build it twice
-  hosts, outputs = _two_hosts(tmp_path / "multi", data_dir)
+  hosts, outputs = _two_hosts(tmp_path / "multi", data_dir, f"--config.parallel={parallel}")
   attempts = [outputs]
   if any(p.returncode < 0 for p in hosts):  # killed by a signal: seen once in ~5 runs (an abort)
     warnings.warn(f"a process died by a signal; running the pair once more:\n"
                   f"{_output_tail(outputs[0])}\n{_output_tail(outputs[1])}")
     shutil.rmtree(tmp_path / "multi", ignore_errors=True)
-    hosts, outputs = _two_hosts(tmp_path / "multi", data_dir)
+    hosts, outputs = _two_hosts(tmp_path / "multi", data_dir, f"--config.parallel={parallel}")
     attempts.append(outputs)
   for p, out in zip(hosts, outputs):
     assert p.returncode == 0, _output_tail(out)
   builds = [sum(out.count("building TFDS dataset synthetic_salient/tiny") for out in attempt)
             for attempt in attempts]
   assert max(builds) == 1 and sum(builds) >= 1, builds  # never twice in one run
+  # Validation (at the last update) and the best model: process 0 alone, once.
+  assert [out.count("validation at update 2") for out in outputs] == [1, 0]
+  assert [out.count("best model so far") for out in outputs] == [1, 0]
+  assert json.loads((tmp_path / "multi" / "best" / "poolnet.json").read_text())["variant"]
   single = _train(tmp_path / "single", data_dir)
   single_out = single.communicate(timeout=600)[0]
   assert single.returncode == 0, _output_tail(single_out)

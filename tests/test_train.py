@@ -1,11 +1,14 @@
 """The training loop end to end on a tiny model and the tiny synthetic set.
 
-Outputs (checkpoints, logs, grid, best model), exact resume, SIGTERM, kill -9
-during saves, a non-finite loss, and fine-tuning from a converted checkpoint.
+Outputs (checkpoints, logs, grid, best model), exact resume (also past a damaged
+newest checkpoint, and refused for another model width), SIGTERM, kill -9 during
+saves, a non-finite loss, fine-tuning from a converted checkpoint, and the console.
 """
 
 import json
+import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +21,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 import poolnet_jax
+from poolnet_jax.train import checkpoints as checkpoints_lib
 from poolnet_jax.train import loop
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -151,8 +155,69 @@ def test_fine_tuning_starts_from_a_converted_checkpoint(data_dir, tmp_path):
   variables = jax.jit(model.init)(jax.random.PRNGKey(42), np.zeros((1, 128, 128, 3), np.float32))
   poolnet_jax.save_pretrained(tmp_path / "start", "resnet50", variables, width=0.125,
                               stages=(1, 1, 1, 1))
-  config = tiny_config(data_dir, init_checkpoint=str(tmp_path / "start"), learning_rate=0.0,
+  # One update at a learning rate of 1e-9 (0 is refused) moves no parameter by more than 1e-8.
+  config = tiny_config(data_dir, init_checkpoint=str(tmp_path / "start"), learning_rate=1e-9,
                        num_train_steps=1)
   loop.train_and_evaluate(config, str(tmp_path / "run"))
-  assert_same_params(final_params(tmp_path / "run")[1],
-                     flax.traverse_util.flatten_dict(jax.device_get(variables["params"]), sep=":"))
+  trained = final_params(tmp_path / "run")[1]
+  start = flax.traverse_util.flatten_dict(jax.device_get(variables["params"]), sep=":")
+  assert trained.keys() == start.keys()
+  for key in start:
+    np.testing.assert_allclose(trained[key], start[key], rtol=0, atol=1e-8, err_msg=key)
+
+
+def _copy_run(workdir, tmp_path):
+  copy = tmp_path / "run"
+  shutil.copytree(workdir, copy)
+  return copy
+
+
+def _metric_rows(workdir):
+  return [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+
+
+def test_damaged_newest_checkpoint_resumes_from_the_one_before(uninterrupted, data_dir, tmp_path,
+                                                               caplog):
+  workdir = _copy_run(uninterrupted[0], tmp_path)
+  newest = workdir / "checkpoints" / str(STEPS)
+  largest = max((p for p in newest.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+  with open(largest, "r+b") as f:
+    f.truncate(largest.stat().st_size // 2)
+  with caplog.at_level(logging.WARNING):
+    loop.train_and_evaluate(tiny_config(data_dir), str(workdir))
+  warnings = [r.getMessage() for r in caplog.records if "is damaged" in r.getMessage()]
+  assert len(warnings) == 1 and f"step {STEPS} is damaged" in warnings[0]
+  assert f"resuming from step {STEPS // 2}" in warnings[0]
+  assert_same_params(final_params(workdir)[1], final_params(uninterrupted[0])[1])
+  # metrics.jsonl: the rows logged after the resumed checkpoint were dropped, then redone.
+  rows = _metric_rows(workdir)
+  keys = [(row["step"], "train" if "train/loss" in row else "val") for row in rows]
+  assert sorted(keys) == sorted((row["step"], "train" if "train/loss" in row else "val")
+                                for row in _metric_rows(uninterrupted[0]))
+  assert len(keys) == len(set(keys))
+
+
+def test_resuming_with_another_width_says_so_at_start(uninterrupted, data_dir, tmp_path):
+  workdir = _copy_run(uninterrupted[0], tmp_path)
+  before = (workdir / "metrics.jsonl").read_text()
+  config = tiny_config(data_dir)
+  config.model_overrides.width = 0.25
+  with pytest.raises(checkpoints_lib.CheckpointDoesNotFit,
+                     match=rf"checkpoints/{STEPS} does not fit the configured model .*"
+                           r"checkpoint \(\d+,\), config \(\d+,\)"):
+    loop.train_and_evaluate(config, str(workdir))
+  assert (workdir / "metrics.jsonl").read_text() == before
+
+
+@pytest.mark.slow
+def test_console_shows_progress_and_validation_and_the_log_file_the_rest(data_dir, tmp_path):
+  process = _train_process(tmp_path, data_dir, "--config.num_train_steps=3")
+  output = process.communicate(timeout=300)[0]
+  assert process.returncode == 0, output[-3000:]
+  lines = [l for l in output.replace("\r", "\n").splitlines() if l.strip()]
+  assert any(l.startswith("validation at update 3") and "MAE" in l for l in lines)
+  assert any(l.startswith("train: 100%") for l in lines)
+  chatter = [l for l in lines if "orbax" in l or "checkpoint_manager" in l or l.startswith("I1")]
+  assert not chatter, chatter[:5]
+  log = (tmp_path / "train.log").read_text()
+  assert "checkpoint_manager.py" in log and "validation at update 3" in log

@@ -5,12 +5,17 @@
   `resnet_style="torchvision"` with it). Extra keys such as `fc.*` are ignored.
 - VGG-16: `vgg16_20M.pth` (flat layer-list keys `0.weight`, `2.weight`, ...) or
   torchvision's `vgg16` (`features.N.*`). Extra keys are ignored.
+
+Files saved before PyTorch 0.4.1 have no BatchNorm counters (`num_batches_tracked`);
+they are filled in as 0. A full PoolNet file is refused with the config key it belongs to.
 """
 
 import logging
+import os
 import re
 
 import flax
+import numpy as np
 
 from poolnet_jax.torch_io import mapping
 from poolnet_jax.torch_io.pth import read_state_dict, strip_prefix
@@ -18,6 +23,18 @@ from poolnet_jax.torch_io.pth import read_state_dict, strip_prefix
 PREFIX = {"resnet50": "base.resnet.", "vgg16": "base.vgg16.base."}
 RESNET_KEY = re.compile(r"^(conv1|bn1|layer[1-4])\.")
 VGG_KEY = re.compile(r"^(?:features\.)?(\d+)\.(weight|bias)$")
+CLASSIFIER_KEY = re.compile(r"^(fc|classifier)\.")  # ImageNet heads, in no PoolNet
+POOLNET_KEY = re.compile(r"^(base\.(resnet|vgg16)|deep_pool|score)\.")
+
+
+def backbone_kind(state_dict):
+  """"resnet50" or "vgg16" if `state_dict` is an ImageNet backbone file, else None."""
+  keys = [k for k in strip_prefix(state_dict) if not CLASSIFIER_KEY.match(k)]
+  if keys and "conv1.weight" in keys and all(RESNET_KEY.match(k) for k in keys):
+    return "resnet50"
+  if keys and all(VGG_KEY.match(k) for k in keys):
+    return "vgg16"
+  return None
 
 
 def _rename(state_dict, backbone):
@@ -43,7 +60,15 @@ def load_backbone(path, backbone, **overrides):
   """
   if backbone not in PREFIX:
     raise ValueError(f"unknown backbone {backbone!r}; expected one of {sorted(PREFIX)}")
+  if os.path.isdir(path):
+    raise mapping.CheckpointMismatch(
+        f"{path} is a folder (a converted PoolNet?), not an ImageNet backbone file; "
+        f"use --config.init_checkpoint={path} to fine-tune a converted or trained PoolNet")
   state_dict = strip_prefix(read_state_dict(path))
+  if any(POOLNET_KEY.match(k) for k in state_dict):
+    raise mapping.CheckpointMismatch(
+        f"{path} is a full PoolNet checkpoint ({mapping.variant_by_names(state_dict)}), not an "
+        f"ImageNet backbone; use --config.init_checkpoint={path} to fine-tune it")
   renamed, ignored = _rename(state_dict, backbone)
   expected = {k: v for k, v in mapping.expected_state_dict(backbone, **overrides).items()
               if k.startswith(PREFIX[backbone])}
@@ -54,7 +79,7 @@ def load_backbone(path, backbone, **overrides):
   # Files from before PyTorch 0.4.1 have no BatchNorm counters: default them to 0.
   for key in expected:
     if key.endswith("num_batches_tracked") and key not in renamed:
-      renamed[key] = 0
+      renamed[key] = np.zeros((), np.int64)
   missing, unexpected, shapes = mapping.mismatch(renamed, expected)
   if missing or unexpected or shapes:
     raise mapping.CheckpointMismatch(

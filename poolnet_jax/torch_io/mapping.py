@@ -34,11 +34,20 @@ def expected_state_dict(name: str, **overrides):
 
 
 def mismatch(state_dict, expected):
+  """(missing names, unexpected names, shape mismatches) of a state_dict against `expected`."""
   missing = [k for k in expected if k not in state_dict]
   unexpected = [k for k in state_dict if k not in expected]
-  shapes = [f"{k}: file {tuple(state_dict[k].shape)}, model {expected[k][0]}"
-            for k in expected if k in state_dict and tuple(state_dict[k].shape) != expected[k][0]]
+  shapes = [f"{k}: file {np.shape(state_dict[k])}, model {expected[k][0]}"
+            for k in expected if k in state_dict and np.shape(state_dict[k]) != expected[k][0]]
   return missing, unexpected, shapes
+
+
+def variant_by_names(state_dict):
+  """The variant a PoolNet state_dict's module names point to (shapes and counts unchecked)."""
+  keys = list(strip_prefix(state_dict))
+  backbone = "resnet50" if any(k.startswith("base.resnet.") for k in keys) else "vgg16"
+  edge = any(k.startswith(("edgeinfo.", "fuse.", "block.")) for k in keys)
+  return backbone + ("_edge" if edge else "")
 
 
 def describe(label, items):
@@ -69,6 +78,7 @@ def to_flax(state_dict, name=None, source="state_dict"):
   unexpected and mis-shaped tensors.
   """
   state_dict = strip_prefix(state_dict)
+  _refuse_backbone(state_dict, source)
   if name is None:
     name, problems = detect_variant(state_dict)
     if problems:
@@ -85,6 +95,16 @@ def to_flax(state_dict, name=None, source="state_dict"):
           "".join(describe(*p) for p in zip(
               ("missing tensors", "unexpected tensors", "shape mismatches"), problems)))
   return name, unflatten(state_dict)
+
+
+def _refuse_backbone(state_dict, source):
+  """Raises CheckpointMismatch naming an ImageNet backbone file given as a full PoolNet."""
+  from poolnet_jax.torch_io import backbones  # pylint: disable=import-outside-toplevel  (cycle)
+  kind = backbones.backbone_kind(state_dict)
+  if kind:
+    raise CheckpointMismatch(
+        f"{source} is an ImageNet backbone ({kind}), not a full PoolNet checkpoint; to train "
+        f"from it use --config.backbone_checkpoint={source}")
 
 
 def unflatten(state_dict):

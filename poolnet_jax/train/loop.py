@@ -20,6 +20,7 @@ from jax.experimental import multihost_utils
 from poolnet_jax import metrics as metrics_lib
 from poolnet_jax.data import pipeline
 from poolnet_jax.train import checkpoints as checkpoints_lib
+from poolnet_jax.train import config_check
 from poolnet_jax.train import prefetch
 from poolnet_jax.train import setup
 from poolnet_jax.train import state as state_lib
@@ -110,6 +111,7 @@ def train_and_evaluate(config, workdir):
 
   Returns the last validation metrics (a dict, empty if none ran).
   """
+  config_check.check(config)
   workdir = os.path.abspath(workdir)
   model = setup.create_model_from_config(config)
   train_iter, num_train_images = make_train_iterator(config, model)
@@ -125,6 +127,8 @@ def train_and_evaluate(config, workdir):
   best = validation.BestModel(os.path.join(workdir, "best"), config.model,
                               setup.model_overrides(config))
   writer = writer_lib.MetricWriter(workdir)
+  if int(state.step):  # resumed: the rows logged after its checkpoint are about to be redone
+    writer.truncate_after(int(state.step))
   trainer = step_lib.make_trainer(model, config.iter_size, config.parallel)
   update = int(state.step)
   state = trainer.replicate(state)

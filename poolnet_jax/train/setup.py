@@ -10,7 +10,8 @@ import tensorflow_datasets as tfds
 
 from poolnet_jax import pretrained
 from poolnet_jax.models import create_model
-from poolnet_jax.torch_io import backbones
+from poolnet_jax.torch_io import backbones, mapping
+from poolnet_jax.train import config_check
 from poolnet_jax.train import init as init_lib
 from poolnet_jax.train import state as state_lib
 
@@ -18,11 +19,8 @@ LOUD = "\n" + "!" * 78 + "\n"
 
 
 def model_overrides(config):
-  """create_model overrides of a config, as plain Python values."""
-  overrides = dict(config.model_overrides.to_dict()) if "model_overrides" in config else {}
-  if "stages" in overrides:
-    overrides["stages"] = tuple(overrides["stages"])
-  return overrides
+  """create_model overrides of a config, as plain Python values (those set and not default)."""
+  return config_check.model_overrides(config)
 
 
 def create_model_from_config(config):
@@ -114,8 +112,8 @@ def initial_variables(config, model, rng):
     logging.info("fine-tuning from %s", config.init_checkpoint)
     return jax.tree_util.tree_map(np.asarray, loaded)
   if config.backbone_checkpoint:
-    backbone = backbones.load_backbone(config.backbone_checkpoint, model.backbone,
-                                       **model_overrides(config))
+    backbone, _ = backbones.load_backbone(config.backbone_checkpoint, model.backbone,
+                                          **model_overrides(config))
     logging.info("backbone initialised from %s", config.backbone_checkpoint)
     return backbones.merge_backbone(variables, backbone)
   logging.warning("%sTraining PoolNet %s from RANDOM weights: no backbone_checkpoint and no "
@@ -132,5 +130,6 @@ def _check_same_tree(expected, loaded, source):
   got = {k: v.shape for k, v in flax.traverse_util.flatten_dict(loaded, sep="/").items()}
   if want != got:
     diff = sorted(set(want.items()) ^ set(got.items()))[:5]
-    raise ValueError(f"{source}: the checkpoint does not fit the configured model "
-                     f"(different variant or overrides?); first differences: {diff}")
+    raise mapping.CheckpointMismatch(
+        f"{source}: the checkpoint does not fit the configured model (different variant or "
+        f"overrides?); first differences: {diff}")

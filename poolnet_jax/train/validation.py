@@ -7,8 +7,7 @@ from absl import logging
 import jax
 import numpy as np
 
-from poolnet_jax import evaluate, metrics as metrics_lib, plots, pretrained
-from poolnet_jax import image as image_lib
+from poolnet_jax import inference, metrics as metrics_lib, plots, pretrained
 
 GRID_IMAGES = 6
 
@@ -20,14 +19,13 @@ def validate(model, variables, source, max_images=0, size=None, writer=None, ste
   `python -m poolnet_jax.evaluate` computes (native size unless `size`), so the
   numbers equal the evaluation command's; the grid shows the first GRID_IMAGES.
   """
-  metrics = metrics_lib.SaliencyMetrics()
   shown = []
-  for index, (name, saliency, gt) in enumerate(
-      evaluate.predict_maps(model, variables, source, size, max_images)):
-    levels = image_lib.to_uint8_map(saliency)
-    metrics.update(levels, gt, name)
+
+  def show(index, image, levels, gt):
     if index < GRID_IMAGES:
-      shown.append((np.asarray(source[index]["image"]), levels, gt))
+      shown.append((image, levels, gt))
+
+  metrics = inference.evaluate_model(model, variables, source, size, max_images, on_map=show)
   if metrics.scaled_gts:
     logging.warning("validation: %d ground truths stored as 0/1 were read as 0/255 (%s, ...)",
                     len(metrics.scaled_gts), ", ".join(metrics.scaled_gts[:5]))
@@ -60,8 +58,8 @@ class BestModel:
     self.best_mae = results["MAE"]
     pretrained.save_pretrained(self.directory, self.name, variables, overwrite=True,
                                **self.overrides)  # the one writer of this directory
-    if jax.process_index() == 0:
+    if jax.process_index() == 0:  # every process saves (orbax writes once); one writes the rest
       with open(self.record_file, "w", encoding="utf-8") as f:
-          json.dump({"step": step, **{k: float(v) for k, v in results.items()}}, f, indent=2)
-    logging.info("best model so far (MAE %.4f) exported to %s", self.best_mae, self.directory)
+        json.dump({"step": step, **{k: float(v) for k, v in results.items()}}, f, indent=2)
+      logging.info("best model so far (MAE %.4f) exported to %s", self.best_mae, self.directory)
     return True

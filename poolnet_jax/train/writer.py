@@ -1,6 +1,7 @@
 """Metrics to TensorBoard event files and a JSONL log; silent on all but process 0."""
 
 import json
+import logging
 import os
 import time
 
@@ -29,6 +30,35 @@ class MetricWriter:
       self._tb.add_scalar(key, value, step)
     self._jsonl.write(json.dumps({"step": int(step), "time": time.time(), **values}) + "\n")
     self._jsonl.flush()
+
+  def truncate_after(self, step):
+    """Drops the metrics.jsonl rows of steps after `step` (and any partial last line).
+
+    A resumed run calls it with its checkpoint's step: the rows logged after that
+    checkpoint belong to updates it is about to redo. Returns the rows dropped.
+    """
+    if not self.enabled:
+      return 0
+    self._jsonl.close()
+    path, kept, dropped = self._jsonl.name, [], 0
+    with open(path, encoding="utf-8") as f:
+      for line in f:
+        try:
+          row_step = json.loads(line)["step"]
+        except (ValueError, KeyError, TypeError):
+          row_step = None
+        if row_step is not None and line.endswith("\n") and row_step <= step:
+          kept.append(line)
+        else:
+          dropped += 1
+    if dropped:
+      with open(path + ".tmp", "w", encoding="utf-8") as f:
+        f.writelines(kept)
+      os.replace(path + ".tmp", path)
+      logging.info("%s: dropped %d rows logged after update %d (the checkpoint resumed from)",
+                   path, dropped, step)
+    self._jsonl = open(path, "a", encoding="utf-8")
+    return dropped
 
   def image(self, step, name, image):
     if self.enabled:

@@ -1,0 +1,197 @@
+"""A training config checked before any work: impossible values and unknown keys as one line.
+
+`check(config)` raises ConfigError listing every value that cannot work (a
+non-positive learning rate or batch size, an unknown model, dtype, data mode,
+parallel mode, schedule, dataset...). `unknown_override(config, argv)` names a
+command-line `--config.KEY=...` whose KEY the config does not have, with the
+nearest valid keys. `model_overrides(config)` turns `model_overrides` into the
+create_model arguments that differ from the model's defaults.
+"""
+
+import dataclasses
+import difflib
+import math
+import os
+import re
+
+import jax
+import jax.numpy as jnp
+
+from poolnet_jax.cli import UserError
+from poolnet_jax.models import DTYPES, VARIANTS
+from poolnet_jax.models.layers import CONV_CHOICES
+from poolnet_jax.models.poolnet import PoolNet
+from poolnet_jax.models.resnet import STYLES
+
+MODEL_OVERRIDES = ("dtype", "width", "stages", "resnet_style")  # configs/common.py declares them
+OVERRIDE_FLAG = re.compile(r"^--?config\.([A-Za-z0-9_.]+)(=|$)")
+
+
+class ConfigError(UserError):
+  """A training config with values that cannot work."""
+
+
+def model_defaults():
+  """create_model's default for each of MODEL_OVERRIDES (the PoolNet module's fields)."""
+  fields = {f.name: f.default for f in dataclasses.fields(PoolNet)}
+  return {name: fields[name] for name in MODEL_OVERRIDES}
+
+
+def model_overrides(config):
+  """`config.model_overrides` as create_model keyword arguments, plain Python values, leaving
+  out those unset (None) or equal to the model's default."""
+  overrides = dict(config.model_overrides.to_dict()) if "model_overrides" in config else {}
+  defaults = model_defaults()
+  kwargs = {}
+  for name, value in overrides.items():
+    if value is None:
+      continue
+    value = tuple(value) if name == "stages" else value
+    if name in defaults and _same(name, value, defaults[name]):
+      continue
+    kwargs[name] = value
+  return kwargs
+
+
+def _same(name, value, default):
+  if name == "dtype":
+    try:
+      return jnp.dtype(value) == jnp.dtype(default)
+    except TypeError:
+      return False
+  return value == default
+
+
+def check(config, check_datasets=True):
+  """Raises ConfigError naming every impossible value of a training config.
+
+  With `check_datasets`, the dataset names, configs and splits are looked up in
+  the TFDS registry (nothing is built) and `data_dir` / `manual_dir` must be folders.
+  """
+  problems = _value_problems(config)
+  if check_datasets and not problems:
+    problems = _dataset_problems(config)
+  if problems:
+    raise ConfigError("config: " + "; ".join(problems))
+
+
+def _value_problems(config):
+  # pylint: disable=import-outside-toplevel  (setup imports this module)
+  from poolnet_jax.data import pipeline
+  from poolnet_jax.train import setup, step
+  problems = []
+
+  def need(ok, message):
+    if not ok:
+      problems.append(message)
+
+  def one_of(key, value, choices):
+    need(value in choices, f"{key}={value!r} is not one of {', '.join(map(str, choices))}")
+
+  one_of("model", config.model, sorted(VARIANTS))
+  overrides = config.model_overrides.to_dict() if "model_overrides" in config else {}
+  for key in sorted(set(overrides) - set(MODEL_OVERRIDES)):
+    need(False, f"model_overrides.{key} is not a model option "
+                f"(they are {', '.join(MODEL_OVERRIDES)})")
+  if overrides.get("dtype") is not None:
+    one_of("model_overrides.dtype", overrides["dtype"], DTYPES)
+  if overrides.get("width") is not None:
+    need(_number(overrides["width"]) and overrides["width"] > 0,
+         f"model_overrides.width={overrides['width']!r} must be > 0")
+  if overrides.get("stages") is not None:
+    stages = overrides["stages"]
+    need(_ints(stages, 4, 1), f"model_overrides.stages={stages!r} must be 4 block counts >= 1")
+  if overrides.get("resnet_style") is not None:
+    one_of("model_overrides.resnet_style", overrides["resnet_style"], STYLES)
+
+  for key in ("learning_rate",):
+    need(_number(config[key]) and config[key] > 0, f"{key}={config[key]!r} must be > 0")
+  for key in ("batch_size", "iter_size", "log_every_steps", "eval_every_steps",
+              "checkpoint_every_steps", "keep_checkpoints"):
+    need(_int(config[key]) and config[key] >= 1, f"{key}={config[key]!r} must be an integer >= 1")
+  if _int(config.batch_size) and config.batch_size >= 1:
+    need(config.batch_size % jax.device_count() == 0,
+         f"batch_size={config.batch_size} (global) is not a multiple of the "
+         f"{jax.device_count()} devices")
+  for key in ("weight_decay", "warmup_steps", "clip_grad_norm", "lr_end_factor"):
+    if key in config:
+      need(_number(config[key]) and config[key] >= 0, f"{key}={config[key]!r} must be >= 0")
+  need(config.num_train_steps > 0 or config.num_epochs > 0,
+       f"num_train_steps={config.num_train_steps} and num_epochs={config.num_epochs}: "
+       f"one must be > 0")
+  one_of("lr_schedule", config.get("lr_schedule", "step"), setup.SCHEDULES)
+  one_of("parallel", config.parallel, step.MODES)
+  if "conv" in config:
+    one_of("conv", config.conv, ("",) + CONV_CHOICES)
+  one_of("data.mode", config.data.mode, pipeline.MODES)
+  need(_ints(config.data.size, 2, 1), f"data.size={config.data.size!r} must be (H, W) >= 1")
+  need(all(_ints(b, 2, 1) for b in config.data.buckets) and len(config.data.buckets) > 0,
+       f"data.buckets={config.data.buckets!r} must be ((H, W), ...)")
+  eval_size = tuple(config.eval_size)
+  need(not eval_size or _ints(eval_size, 2, 1),
+       f"eval_size={config.eval_size!r} must be () (native size) or (H, W)")
+  return problems
+
+
+def _dataset_problems(config):
+  from poolnet_jax import evaluate  # pylint: disable=import-outside-toplevel  (heavy)
+  problems = []
+  for key in ("data_dir", "manual_dir"):
+    path = config.get(key)
+    if path and os.path.exists(os.path.expanduser(path)) and not os.path.isdir(
+        os.path.expanduser(path)):
+      problems.append(f"{key}={path} is a file, not a folder")
+  if problems:
+    return problems
+  sets = [("dataset", config.dataset, config.train_split),
+          ("eval_dataset", config.eval_dataset, config.eval_split)]
+  if VARIANTS.get(config.model, {}).get("edge"):
+    sets.append(("edge_dataset", config.edge_dataset, "train"))
+  for key, name, split in sets:
+    spec = f"{name}:{split}"
+    try:
+      evaluate.dataset_builder(spec, config.data_dir, config.manual_dir)
+    except UserError as error:
+      message = str(error)
+      message = message[len(spec) + 2:] if message.startswith(spec + ": ") else message
+      problems.append(f"{key}={name!r}: {message}")
+  return problems
+
+
+def _number(value):
+  return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _int(value):
+  return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _ints(values, count, minimum):
+  values = tuple(values) if isinstance(values, (tuple, list)) else None
+  return values is not None and len(values) == count and all(
+      _int(v) and v >= minimum for v in values)
+
+
+def config_keys(config, prefix=""):
+  """Every dotted key of a ConfigDict, nested ones included ("data.mode", ...)."""
+  keys = []
+  for key in config.keys():
+    keys.append(prefix + key)
+    value = config[key]
+    if hasattr(value, "keys") and hasattr(value, "to_dict"):
+      keys += config_keys(value, f"{prefix}{key}.")
+  return keys
+
+
+def unknown_override(config, argv):
+  """A message naming the first `--config.KEY` of argv whose KEY `config` lacks, or None."""
+  keys = config_keys(config)
+  for arg in argv:
+    match = OVERRIDE_FLAG.match(arg)
+    if match and match.group(1) not in keys:
+      key = match.group(1)
+      near = difflib.get_close_matches(key, keys, n=3, cutoff=0.6)
+      hint = (f"nearest valid keys: {', '.join(near)}" if near else
+              "see the config file for its keys")
+      return f"--config.{key}: the config has no key {key!r}; {hint}"
+  return None
