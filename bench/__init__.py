@@ -1,4 +1,4 @@
-"""Side-by-side benchmarks of poolnet-jax against the PyTorch reference (tests/torch_poolnet.py).
+"""Side-by-side benchmarks of poolnet-jax against the PyTorch reference (reference/).
 
 `python -m bench --quick` (about 4 minutes on a 2-core CPU) or `python -m bench`
 (everything; see BENCHMARKS.md). Each framework runs in its own worker process

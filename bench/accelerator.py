@@ -36,9 +36,6 @@ from bench import accelerator_report as report
 from bench import common
 from bench.accelerator_worker import AcceleratorWorker, Item
 
-common.add_tests_to_path()
-from random_weights import TINY  # noqa: E402  (the demo's small model; tests/ is on the path now)
-
 SHAPES = {"paper": (1, 300, 400), "batched": (16, 320, 320)}
 TINY_SHAPES = {"paper": (1, 112, 144), "batched": (2, 112, 112)}
 TIMING_S = 3.0  # timed seconds per side and item, within the repeat bounds
@@ -242,7 +239,7 @@ def main(argv=None):
   argv = sys.argv[1:] if argv is None else argv
   args = parse_args(argv)
   warmups = args.warmups if args.warmups is not None else (1 if args.tiny else 2)
-  overrides = dict(TINY) if args.tiny else {}
+  overrides = dict(common.TINY) if args.tiny else {}
   conv = args.conv or ("xla" if args.tiny else None)
   json_path = args.json or os.path.join(args.out, "accelerator.json")
   os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)

@@ -2,12 +2,11 @@
 
 import dataclasses
 import os
-import sys
 
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TESTS = os.path.join(REPO, "tests")  # the PyTorch reference lives with the tests
+TINY = dict(width=0.125, stages=(1, 1, 1, 1))  # the demo's small model (configs/demo.py)
 PIXEL_STD = 50.0  # inputs are N(0, 50^2): the scale of BGR minus the mean
 LEARNING_RATE = 5e-5
 WEIGHT_DECAY = 5e-4
@@ -51,11 +50,6 @@ def uint8_inputs(task, seed=0):
 
 def weights_path(directory, model):
   return os.path.join(directory, f"{model}.pth")
-
-
-def add_tests_to_path():
-  if TESTS not in sys.path:
-    sys.path.insert(0, TESTS)
 
 
 def pin_cpus(threads):

@@ -1,4 +1,4 @@
-"""The PyTorch reference side: tests/torch_poolnet.py run as the original would be."""
+"""The PyTorch reference side: reference/torch_poolnet.py run as the original would be."""
 
 import os
 import time
@@ -7,9 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from bench import common
-
-common.add_tests_to_path()
-import torch_poolnet  # noqa: E402  (tests/ is on the path only now)
+from reference import torch_poolnet
 
 
 def build_model(model, directory):

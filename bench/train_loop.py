@@ -7,7 +7,11 @@
    iter_size calls per update, batches already in host memory (no data
    pipeline), metrics read every `--log_every` updates; and the bytes each
    batch moves to the device (uint8 images and labels) against float32.
-2. With `--memory`: XLA's compiled memory of the full ResNet-50 gradient program
+2. With `--pipeline`: the host pipeline's images/s on one thread (decode + flip +
+   resize + batching, what one core gives; grain's `data.read_threads` and
+   `data.worker_count` multiply it) for 300x400 JPEGs with PNG masks, native
+   (batch 1) and fixed 320x320 (batch 8).
+3. With `--memory`: XLA's compiled memory of the full ResNet-50 gradient program
    (arguments + temporaries; outputs alias the donated gradient sums) for the
    paper step (1x300x400) and the batched step (8x320x320), remat off and on,
    beside PyTorch's peak RSS growth over one training step of the reference
@@ -16,6 +20,7 @@
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -62,6 +67,31 @@ def updates_per_second(updates, iter_size, log_every, size=112, batch=2):
   start = time.perf_counter()
   run(updates)
   return updates / (time.perf_counter() - start)
+
+
+def pipeline_images_per_second(mode, batch, batches=40):
+  """Images/s of pipeline.train_iterator on one thread over a folder of JPEGs."""
+  import tempfile  # pylint: disable=import-outside-toplevel
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  from poolnet_jax.data import FolderSource, pipeline  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(0)
+  with tempfile.TemporaryDirectory() as root:
+    for k in range(32):
+      for folder in ("img", "gt"):
+        os.makedirs(os.path.join(root, folder), exist_ok=True)
+      smooth = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
+      Image.fromarray(smooth).resize((400, 300)).save(os.path.join(root, f"img/{k}.jpg"),
+                                                      quality=90)
+      Image.fromarray((rng.uniform(size=(300, 400)) > 0.5).astype(np.uint8) * 255).save(
+          os.path.join(root, f"gt/{k}.png"))
+    source = FolderSource(os.path.join(root, "img"), os.path.join(root, "gt"))
+    it = pipeline.train_iterator(source, mode=mode, batch_size=batch, num_devices=1,
+                                 size=(320, 320), read_threads=1, prefetch=0)
+    next(it)
+    start = time.perf_counter()
+    for _ in range(batches):
+      next(it)
+    return batches * batch / (time.perf_counter() - start)
 
 
 def jax_compiled_memory(remat, shape):
@@ -112,6 +142,7 @@ def main():
   parser.add_argument("--iter_size", type=int, default=10)
   parser.add_argument("--log_every", type=int, default=50)
   parser.add_argument("--memory", action="store_true")
+  parser.add_argument("--pipeline", action="store_true")
   parser.add_argument("--json")
   args = parser.parse_args()
   results = {"updates_per_s": updates_per_second(args.updates, args.iter_size, args.log_every)}
@@ -120,6 +151,12 @@ def main():
   print(f"tiny model, batch 2 at 112x112, iter_size {args.iter_size}: "
         f"{results['updates_per_s']:.2f} updates/s; a batch moves {uint8} bytes "
         f"(float32 would be {float32})")
+  if args.pipeline:
+    results["pipeline_images_per_s"] = {
+        "native_batch1": pipeline_images_per_second("native", 1),
+        "fixed_320_batch8": pipeline_images_per_second("fixed", 8, batches=10)}
+    print("host pipeline, one thread: " + ", ".join(
+        f"{k} {v:.1f} images/s" for k, v in results["pipeline_images_per_s"].items()))
   if args.memory:
     results["memory"] = {}
     print("| step | JAX remat off MB (args + temp) | JAX remat on MB | PyTorch peak RSS growth MB |")

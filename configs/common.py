@@ -37,6 +37,13 @@ def base():
   c.data.read_threads = 1  # grain ReadOptions.num_threads
   c.data.prefetch = 2  # batches grain makes ahead (ReadOptions.prefetch_buffer_size)
   c.data.prefetch_to_device = 2  # batches on the devices ahead of the step
+  # native mode: round each image's size to a multiple of this (0: exact, the paper), so an
+  # epoch has far fewer shapes to compile (BENCHMARKS.md "Step shapes"); sides change <= M/2 px
+  c.data.native_multiple = 0
+  # Compile every step shape of an epoch before its first update (train/warmup.py): "auto"
+  # (native/buckets modes on GPU/TPU), "true", "false"; compile_workers 0: 1 on CPU, else 4.
+  c.compile_ahead = "auto"
+  c.compile_workers = 0
 
   c.batch_size = 1  # global, over all devices and hosts
   c.iter_size = 10  # gradient accumulation (calls per update), as the original

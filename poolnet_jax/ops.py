@@ -4,9 +4,9 @@ The original network relies on `F.interpolate(..., align_corners=True)`,
 `AdaptiveAvgPool2d`, `AvgPool2d(k, stride=k)` and `MaxPool2d(..., ceil_mode=True)`,
 which JAX has no exact equivalent of. Resizing and adaptive pooling are linear
 maps along each spatial axis, built with numpy at trace time: resizing gathers
-each output's two neighbours (its gradient applies the transposed
-interpolation matrices), adaptive pooling applies averaging matrices. All
-functions take and return (N, H, W, C) arrays.
+each output's two neighbours (`poolnet_jax.resize`'s taps; its gradient applies
+the transposed interpolation matrices), adaptive pooling applies averaging
+matrices. All functions take and return (N, H, W, C) arrays.
 """
 
 import functools
@@ -15,30 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-
-@functools.lru_cache(maxsize=None)
-def interpolation_taps(in_size: int, out_size: int):
-  """(lo, hi, frac) numpy arrays of linear interpolation with aligned corners.
-
-  Output i samples source coordinate i * (in - 1) / (out - 1), or 0 when
-  out_size == 1: (1 - frac[i]) * x[lo[i]] + frac[i] * x[hi[i]].
-  """
-  scale = (in_size - 1) / (out_size - 1) if out_size > 1 else 0.0
-  src = np.arange(out_size) * scale
-  lo = np.minimum(np.floor(src).astype(np.int32), in_size - 1)
-  hi = np.minimum(lo + 1, in_size - 1)
-  return lo, hi, src - lo
-
-
-@functools.lru_cache(maxsize=None)
-def interpolation_matrix(in_size: int, out_size: int) -> np.ndarray:
-  """(out_size, in_size) matrix of `interpolation_taps`."""
-  lo, hi, frac = interpolation_taps(in_size, out_size)
-  matrix = np.zeros((out_size, in_size), np.float64)
-  rows = np.arange(out_size)
-  np.add.at(matrix, (rows, lo), 1.0 - frac)
-  np.add.at(matrix, (rows, hi), frac)
-  return matrix
+from poolnet_jax.resize import interpolation_matrix, interpolation_taps  # align_corners=True
 
 
 @functools.lru_cache(maxsize=None)

@@ -75,6 +75,8 @@ def test_stages_and_resnet_style_override(monkeypatch):
     ("model", "resnet51", "model='resnet51' is not one of resnet50, resnet50_edge, vgg16"),
     ("parallel", "pmapp", "parallel='pmapp' is not one of pmap, shard_map"),
     ("eval_every_steps", 0, "eval_every_steps=0 must be an integer >= 1"),
+    ("parallel", "pjit", "parallel='pjit' is not one of pmap, shard_map, jit"),
+    ("matmul_precision", "max", "matmul_precision='max' is not one of default, high, highest"),
 ])
 def test_impossible_values_are_refused(key, value, message):
   from configs import tiny  # pylint: disable=import-outside-toplevel

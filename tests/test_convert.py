@@ -12,13 +12,13 @@ import pytest
 import torch
 
 import poolnet_jax
-import torch_poolnet
+from reference import torch_poolnet
 from poolnet_jax import convert, pretrained
 from poolnet_jax.torch_io import backbones, mapping
 from random_weights import TINY, random_variables
 from poolnet_jax.torch_io.pth import read_state_dict
 
-REFERENCE = Path(__file__).resolve().parent / "reference"  # copies of ../shared/reference
+REFERENCE = Path(__file__).resolve().parents[1] / "reference"  # the state_dict contracts
 FILES = {"resnet50": "resnet", "vgg16": "vgg", "resnet50_edge": "resnet_edge",
          "vgg16_edge": "vgg_edge"}
 REPO = Path(__file__).resolve().parents[1]
@@ -270,3 +270,11 @@ def test_convert_overwrite_replaces_a_converted_model(vgg_state_dict, tmp_path, 
   model, variables = poolnet_jax.load_pretrained(dst)
   assert (model.backbone, model.edge, model.width) == ("vgg16", True, 1.0)
   _assert_same(mapping.to_state_dict(variables), {k: v.numpy() for k, v in vgg_state_dict.items()})
+
+
+def test_convert_refuses_an_unknown_format_before_reading(tmp_path, capsys):
+  assert convert.main(["convert", str(tmp_path / "final.pth"), str(tmp_path / "out"),
+                       "--format", "onnx"]) == 2
+  err = capsys.readouterr().err
+  assert err == "error: flag --format=onnx: value should be one of <orbax|safetensors|both>\n"
+  assert not (tmp_path / "out").exists()

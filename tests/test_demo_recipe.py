@@ -6,10 +6,10 @@ import math
 import flax
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
+from configs import common
 from poolnet_jax.models import create_model
 from poolnet_jax.train import init as init_lib
 from poolnet_jax.train import setup
@@ -18,9 +18,9 @@ from poolnet_jax.torch_io import backbones
 
 
 def config(**changes):
-  c = ml_collections.ConfigDict(dict(
-      learning_rate=1e-3, weight_decay=0.0, iter_size=1, reset_optimizer_at_decay=True,
-      backbone_checkpoint="", init_checkpoint="", model="resnet50"))
+  """configs/common.base() (the one source of defaults) with the demo's optimizer keys."""
+  c = common.base()
+  c.learning_rate, c.weight_decay, c.iter_size = 1e-3, 0.0, 1
   for key, value in changes.items():
     c[key] = value
   return c

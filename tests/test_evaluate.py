@@ -1,4 +1,5 @@
-"""`poolnet_jax.evaluate`: a model over a TFDS test set, saved maps against ground truth, plots."""
+"""`poolnet_jax.evaluate` and its library (inference.evaluate_model, saved_maps, reports,
+data.datasets): a model over a TFDS test set, saved maps against ground truth, plots."""
 
 import csv
 import io
@@ -14,7 +15,8 @@ import pytest
 import tensorflow_datasets as tfds
 
 import poolnet_jax
-from poolnet_jax import evaluate, metrics, ops, plots
+from poolnet_jax import evaluate, inference, metrics, ops, plots, reports, saved_maps
+from poolnet_jax.data import datasets
 from random_weights import TINY, random_variables
 
 
@@ -107,6 +109,37 @@ def test_model_on_a_tfds_test_set_then_its_saved_maps(tiny_data, tmp_path, capsy
     assert float(again[key]) == pytest.approx(row[key], rel=1e-12), key
 
 
+def test_size_multiple_rounds_run_sizes_and_counts_the_programs(tiny_data, tmp_path, capsys):
+  model = poolnet_jax.create_model("resnet50", **TINY)
+  variables = random_variables(model, seed=3)
+  poolnet_jax.save_pretrained(tmp_path / "model", "resnet50", variables, **TINY)
+  out = tmp_path / "out"
+
+  code = evaluate.main(["evaluate", f"--checkpoint={tmp_path / 'model'}",
+                        "--datasets=synthetic_salient/tiny", f"--data_dir={tiny_data}",
+                        "--size_multiple=16", "--format=json", f"--out={out}", "--save_maps"])
+
+  captured = capsys.readouterr()
+  assert code == 0, captured.err
+  source = tfds.data_source("synthetic_salient/tiny", data_dir=tiny_data, split="test")
+  # Native sizes (63x79 ... 96x96) are below the minimum 111: scaled up, then rounded to 16.
+  runs = {}
+  for index in range(len(source)):
+    h, w = source[index]["image"].shape[:2]
+    scale = 111 / min(h, w)
+    runs[index] = tuple(max(112, 16 * int(round(n * scale) / 16 + 0.5)) for n in (h, w))
+  assert len(set(runs.values())) == 4  # 5 distinct shapes without rounding
+  assert captured.err.splitlines()[-1].startswith("4 programs compiled in "), captured.err
+  apply = jax.jit(model.apply)
+  for index, run in runs.items():
+    example = source[index]
+    x = ops.resize_bilinear(poolnet_jax.preprocess(example["image"][None]), run)
+    expected = ops.resize_bilinear(jax.nn.sigmoid(apply(variables, x)), example["mask"].shape[:2])
+    saved = _read(out / "maps" / "synthetic_salient_tiny" / f"{example['name'].decode()}.png")
+    assert saved.shape == example["mask"].shape[:2]  # the image's own size
+    assert np.abs(saved / 255 - np.asarray(expected)[0, ..., 0]).max() <= 1.001 / 255
+
+
 def _folders(tmp_path, count=3, seed=0):
   """Maps at half the masks' size, as some methods save them."""
   rng = np.random.default_rng(seed)
@@ -127,11 +160,11 @@ def _folders(tmp_path, count=3, seed=0):
 
 def test_saved_maps_are_resized_to_the_ground_truth_like_opencv(tmp_path):
   pairs = _folders(tmp_path)
-  found, problems = evaluate.evaluate_folders(tmp_path / "pred", tmp_path / "gt")
+  found, problems = saved_maps.evaluate_folders(tmp_path / "pred", tmp_path / "gt")
   assert not any(problems.values())
   resized = []
   for pred, gt in pairs:
-    ours = evaluate.resize_map(pred, gt.shape)
+    ours = saved_maps.resize_map(pred, gt.shape)
     opencv = cv2.resize(pred, gt.shape[::-1], interpolation=cv2.INTER_LINEAR)  # fixed point
     assert np.abs(ours.astype(int) - opencv).max() <= 1
     reference = cv2.resize(pred.astype(np.float32), gt.shape[::-1], interpolation=cv2.INTER_LINEAR)
@@ -145,7 +178,7 @@ def test_salmetric_protocol_and_unreadable_maps_on_the_command_line(tmp_path, ca
   pairs = _folders(tmp_path, seed=1)
   reference = metrics.SaliencyMetrics("salmetric")
   for pred, gt in pairs:
-    reference.update(evaluate.resize_map(pred, gt.shape), gt)
+    reference.update(saved_maps.resize_map(pred, gt.shape), gt)
   argv = ["evaluate", f"--pred_dir={tmp_path / 'pred'}", f"--gt_dir={tmp_path / 'gt'}",
           "--format=json"]
   assert evaluate.main(argv + ["--protocol=salmetric"]) == 0
@@ -172,24 +205,24 @@ def test_command_line_errors(tmp_path, capsys):
                         f"--gt_dir={tmp_path / 'gt'}"]) == 2
   assert "no image files" in capsys.readouterr().err
   with pytest.raises(ValueError, match="unknown dataset 'no_such_set'"):
-    evaluate.load_dataset("no_such_set", data_dir=tmp_path)
+    datasets.load_dataset("no_such_set", data_dir=tmp_path)
   with pytest.raises(ValueError, match="not built .*--manual_dir"):
-    evaluate.load_dataset("ecssd", data_dir=tmp_path)
+    datasets.load_dataset("ecssd", data_dir=tmp_path)
 
 
 def test_dataset_names_sizes_and_formats():
-  assert evaluate.parse_dataset("ecssd") == ("ecssd", "test")
-  assert evaluate.parse_dataset("duts_te") == ("duts", "test")
-  assert evaluate.parse_dataset("duts:train") == ("duts", "train")
-  assert evaluate.parse_dataset("synthetic_salient/small") == ("synthetic_salient/small", "test")
+  assert datasets.parse_dataset("ecssd") == ("ecssd", "test")
+  assert datasets.parse_dataset("duts_te") == ("duts", "test")
+  assert datasets.parse_dataset("duts:train") == ("duts", "train")
+  assert datasets.parse_dataset("synthetic_salient/small") == ("synthetic_salient/small", "test")
   assert evaluate.parse_size("320") == (320, 320) and evaluate.parse_size("288,384") == (288, 384)
   assert evaluate.parse_size(None) is None
   rows = [{"dataset": "ecssd", "images": 3, **{k: i / 10 for i, k in enumerate(metrics.KEYS)}}]
-  table = evaluate.format_results(rows, "table").splitlines()
+  table = reports.format_results(rows, "table").splitlines()
   assert table[0].split() == ["dataset", "images", *metrics.KEYS]
   assert table[1].split() == ["ecssd", "3", *[f"{i / 10:.4f}" for i in range(9)]]
-  assert json.loads(evaluate.format_results(rows, "json")) == rows[0]
-  assert evaluate.file_label("synthetic_salient/tiny:test") == "synthetic_salient_tiny_test"
+  assert json.loads(reports.format_results(rows, "json")) == rows[0]
+  assert reports.file_label("synthetic_salient/tiny:test") == "synthetic_salient_tiny_test"
 
 
 def _text_pixels(band, start, stop):
@@ -256,7 +289,7 @@ def test_0_1_ground_truths_and_background_only_ones_in_every_output(tmp_path, ca
   blank = np.zeros((40, 50), np.uint8)
   Image.fromarray(blank).save(tmp_path / "gt" / "im3.png")
   Image.fromarray(np.full((20, 25), 90, np.uint8)).save(tmp_path / "pred" / "im3.png")
-  reference, _ = evaluate.evaluate_folders(tmp_path / "pred", tmp_path / "gt")  # 0/255 masks
+  reference, _ = saved_maps.evaluate_folders(tmp_path / "pred", tmp_path / "gt")  # 0/255 masks
   Image.fromarray(pairs[0][1] // 255).save(tmp_path / "gt" / "im0.png")  # stored as 0/1
   assert np.asarray(Image.open(tmp_path / "gt" / "im0.png")).max() == 1
   out = tmp_path / "out"
@@ -273,7 +306,7 @@ def test_0_1_ground_truths_and_background_only_ones_in_every_output(tmp_path, ca
   assert row["background_only"] == 1 and row["background_only_names"] == ["im3.png"]
   note = "gt: 1 of 4 ground truths are background only (the field scores them 0): im3.png"
   assert note in (out / "results.txt").read_text()
-  assert note in evaluate.format_results([row], "table")
+  assert note in reports.format_results([row], "table")
   (written,) = csv.DictReader(io.StringIO((out / "results.csv").read_text()))
   assert written["background_only"] == "1" and written["background_only_names"] == "im3.png"
   assert json.loads((out / "results.json").read_text())["background_only_names"] == ["im3.png"]
@@ -290,8 +323,8 @@ def test_model_mode_reads_0_1_ground_truths_as_0_255(tmp_path):
     source.append({"image": rng.integers(0, 256, (121, 133, 3), dtype=np.uint8),
                    "mask": mask, "name": f"s{index}".encode()})
   stored = [{**ex, "mask": ex["mask"] // 255} for ex in source]
-  expected = evaluate.evaluate_model(model, variables, source)
-  found = evaluate.evaluate_model(model, variables, stored)
+  expected = inference.evaluate_model(model, variables, source)
+  found = inference.evaluate_model(model, variables, stored)
   assert found.scaled_gts == ["s0", "s1"] and not expected.scaled_gts
   assert found.results() == expected.results()
   assert expected.results()["maxF"] > 0.3  # a set that scores, not a degenerate one
@@ -324,6 +357,10 @@ def test_mistakes_are_one_error_line_before_any_work(tiny_data, tmp_path, capsys
         "--size=64"], "--size 64 is below the network's minimum input size 111"),
       ([f"--checkpoint={tmp_path / 'model'}", "--datasets=synthetic_salient/tiny", data,
         f"--out={tmp_path / 'afile'}"], "is a file, not a folder"),
+      ([f"--checkpoint={tmp_path / 'model'}", "--datasets=synthetic_salient/tiny", data,
+        "--size=128", "--size_multiple=16"], "--size and --size_multiple exclude each other"),
+      ([f"--pred_dir={tmp_path / 'maps'}", f"--gt_dir={tmp_path / 'gt'}", "--size_multiple=8"],
+       "--size_multiple needs a model"),
       ([f"--pred_dir={tmp_path / 'maps'}", f"--gt_dir={tmp_path / 'maps'}"],
        "are the same folder"),
       ([f"--pred_dir={tmp_path / 'maps'}", f"--gt_dir={tmp_path / 'nope'}"], "folder not found"),

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import poolnet_jax
-import torch_poolnet
+from reference import torch_poolnet
 from poolnet_jax import inspect as inspect_cli
 from poolnet_jax.inspect_checkpoint import inspect_checkpoint
 from poolnet_jax.torch_io import mapping

@@ -11,10 +11,10 @@ from poolnet_jax.models.vgg import VGG16
 from random_weights import random_variables
 
 VARIANTS = ("resnet50", "vgg16", "resnet50_edge", "vgg16_edge")
-# Trainable-shaped parameter counts of the original (POOLNET.md).
+# Trainable-shaped parameter counts of the original PyTorch models.
 PARAM_COUNTS = {"resnet50": 68_261_057, "vgg16": 52_512_705,
                 "resnet50_edge": 69_557_642, "vgg16_edge": 53_631_352}
-# Backbone feature sizes seen on the original (POOLNET.md).
+# Backbone feature sizes of the original PyTorch models at these input sizes.
 RESNET_SIZES = {(300, 400): [(150, 200), (76, 101), (38, 51), (19, 26), (19, 26)],
                 (301, 397): [(151, 199), (76, 100), (38, 50), (19, 25), (19, 25)],
                 (320, 320): [(160, 160), (81, 81), (41, 41), (21, 21), (21, 21)],
@@ -90,7 +90,7 @@ def test_too_small_input_names_the_minimum(name):
 
 
 def test_minimum_sizes_follow_the_architecture():
-  # The original fails at 100x100 and runs at 128x128 (POOLNET.md): the
+  # The original fails at 100x100 and runs at 128x128: the
   # coarsest map must hold the FAM's 8x8 pool.
   assert poolnet_jax.create_model("resnet50").min_input_size() == 111
   assert ResNet.feature_sizes(111)[-1] == 8 and ResNet.feature_sizes(110)[-1] == 7

@@ -1,7 +1,7 @@
 """Converted weights give the PyTorch reference's outputs to float32 rounding.
 
-The reference (tests/torch_poolnet.py) is written from POOLNET.md independently of
-the Flax model. Criterion (POOLNET.md, "Numerical parity"): against the PyTorch
+The reference (reference/torch_poolnet.py) is written independently of the Flax
+model. Criterion (README, "Use the authors' weights"): against the PyTorch
 model in float64, the JAX float32 logits are within 1e-5 relative L2 and no
 further than about twice PyTorch's own float32 distance; sigmoid maps within 1e-4.
 """
@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import poolnet_jax
-import torch_poolnet
+from reference import torch_poolnet
 
 # Every variant and output at an odd size (every resize and crop path); the plain models
 # also at a square and at a small size near the minimum. Each case compiles a full model.

@@ -8,6 +8,7 @@ undone by hand with the original's mean.
 import io
 import json
 
+from absl import flags
 import numpy as np
 import pytest
 from PIL import Image
@@ -84,13 +85,6 @@ def test_preprocessing_and_flips_by_hand():
   assert ids(batches[0]) + ids(batches[1]) != ids(batches[12]) + ids(batches[13])  # reshuffled
 
 
-def test_resize_matches_ops_resize_bilinear():
-  x = np.random.default_rng(0).uniform(0, 255, (1, 13, 17, 3)).astype(np.float32)
-  for size in [(13, 17), (7, 9), (26, 40), (1, 5), (5, 1), (20, 11)]:
-    np.testing.assert_allclose(transforms.resize_bilinear(x[0], size),
-                               np.asarray(ops.resize_bilinear(x, size))[0], atol=2e-3)
-
-
 @pytest.mark.parametrize("label_key", ["mask", "edge"])
 def test_fixed_mode_against_ops(label_key):
   rng = np.random.default_rng(1)
@@ -115,8 +109,7 @@ def test_fixed_mode_against_ops(label_key):
 def test_epochs_drop_the_remainder_and_reshuffle():
   it = pipeline.train_iterator([coded(i, 4, 4) for i in range(14)], mode="fixed", size=(4, 4),
                                batch_size=4, num_devices=1)
-  assert it.steps_per_epoch == 3 == pipeline.steps_per_epoch(range(14), 4)
-  assert pipeline.examples_per_epoch(range(14), 4, process_count=2) == 6
+  assert it.steps_per_epoch == 3  # 14 // 4: the last 2 of each permutation wait
   epochs = [sum((ids(b) for b in take(it, 3)), []) for _ in range(3)]
   assert all(len(set(e)) == 12 for e in epochs)  # each example at most once per epoch
   assert len({tuple(e) for e in epochs}) == 3
@@ -363,28 +356,9 @@ def test_joint_iterator_flips_saliency_only_and_resumes():
       np.testing.assert_array_equal(got[kind]["image"], want[kind]["image"])
 
 
-def test_eval_examples(tmp_path, caplog):
-  source = [coded(i, 6, 9) for i in range(3)]
-  examples = list(pipeline.eval_examples(source))
-  assert [e["name"] for e in examples] == ["ex0", "ex1", "ex2"]
-  np.testing.assert_allclose(rgb_of(examples[1]["image"][0]), source[1]["image"], atol=1e-4)
-  assert examples[1]["mask"].dtype == np.uint8
-  np.testing.assert_array_equal(examples[1]["mask"], source[1]["mask"][..., 0])
-  resized = next(pipeline.eval_examples(source, size=(4, 5), max_images=1))
-  want = np.asarray(ops.resize_bilinear(source[0]["image"][None].astype(np.float32), (4, 5)))
-  np.testing.assert_allclose(rgb_of(resized["image"]), want, atol=2e-3)
-  assert resized["mask"].shape == (6, 9)
-  _save(tmp_path / "img/a.png", np.zeros((5, 5, 3), np.uint8))
-  _save(tmp_path / "gt/a.png", np.zeros((5, 5), np.uint8))
-  (tmp_path / "img/b.png").write_bytes(b"broken")
-  _save(tmp_path / "gt/b.png", np.zeros((5, 5), np.uint8))
-  folder = list(pipeline.eval_examples(FolderSource(tmp_path / "img", tmp_path / "gt")))
-  assert [e["name"] for e in folder] == ["a"] and "b.png" in caplog.text
-  with pytest.raises(pipeline.MissingLabelError):
-    next(pipeline.eval_examples(FolderSource(tmp_path / "img")))
-
-
 def test_worker_processes_give_the_same_batches():
+  if not flags.FLAGS.is_parsed():  # grain's workers read absl flags; train.py parses them
+    flags.FLAGS.mark_as_parsed()
   source = [coded(i, 6, 9) for i in range(8)]
   make = lambda workers: pipeline.train_iterator(source, batch_size=2, num_devices=1,
                                                  worker_count=workers, seed=7)
@@ -422,3 +396,91 @@ def test_synthetic_tiny_through_tfds(tiny_train):
   for batch in take(it, 4):
     assert batch["image"].shape[:2] == (4, 1) and batch["image"].shape[2:4] in buckets
     assert batch["label"].max() == 1.0
+
+
+def shapes_of(batches):
+  """(B, H, W) of each batch as `take` returns them ([B, 1, H, W, C])."""
+  return [(b["image"].shape[0],) + b["image"].shape[2:4] for b in batches]
+
+
+def test_native_multiple_rounds_each_side_never_below_the_minimum():
+  sizes = [(100, 150), (37, 61), (9, 30), (21, 40)]
+  # By hand: an image whose short side is below the first multiple >= min_size is scaled up
+  # to it (aspect kept, as today's scaling to min_size), then each side goes to its nearest
+  # multiple (halves up). (9, 30) at min_size 20, multiple 16: (32, round(30 * 32 / 9) = 107)
+  # -> (32, 112). multiple 0: today's sizes.
+  cases = {(0, 16): [(100, 150), (37, 61), (16, 53), (21, 40)],
+           (8, 16): [(104, 152), (40, 64), (16, 56), (24, 40)],
+           (16, 20): [(96, 144), (32, 64), (32, 112), (32, 64)],
+           (32, 16): [(96, 160), (32, 64), (32, 96), (32, 64)]}
+  for (multiple, min_size), want in cases.items():
+    for k, size in enumerate(sizes):
+      it = pipeline.train_iterator(sized_source([size]), batch_size=1, num_devices=1,
+                                   min_size=min_size, native_multiple=multiple)
+      batch = take(it, 1)[0]
+      assert batch["image"].shape[2:4] == batch["label"].shape[2:4] == want[k], (multiple, size)
+      if multiple:
+        assert all(n % multiple == 0 and n >= min_size for n in want[k])
+  with pytest.raises(ValueError, match="native_multiple must be an integer >= 0"):
+    pipeline.train_iterator(sized_source(sizes), num_devices=1, native_multiple=-8)
+
+
+def test_native_multiple_at_batch_2_groups_by_the_rounded_size():
+  sizes = [(100, 150), (101, 149), (98, 152), (60, 80), (61, 79), (59, 81)]
+  # multiple 8: (104, 152) x 2 and (64, 80) x 2 make full steps; (96, 152) and (56, 80)
+  # are left over, sorted by aspect (81 / 59 < 152 / 98), and take their middle's (96, 152).
+  it = pipeline.train_iterator(sized_source(sizes), batch_size=2, num_devices=2, flip=False,
+                               native_multiple=8)
+  assert it.epoch_shapes(0) == [(2, 64, 80), (2, 96, 152), (2, 104, 152)]
+  assert sorted(shapes_of(take(it, 3))) == it.epoch_shapes(0)
+
+
+def test_step_shapes_are_the_shapes_the_batches_have():
+  sizes = [(16, 24)] * 3 + [(24, 16)] * 2 + [(20, 20), (18, 26), (13, 30)]
+  for kwargs in (dict(batch_size=1, num_devices=1, plan_sizes=True, min_size=15),
+                 dict(batch_size=2, num_devices=2), dict(batch_size=2, num_devices=1,
+                                                          process_count=2, process_index=1)):
+    it = pipeline.train_iterator(sized_source(sizes), flip=False, seed=3, **kwargs)
+    per_epoch = it.steps_per_epoch
+    planned = it.planned_steps(0, 2 * per_epoch)  # two epochs: two permutations
+    batches = take(it, 2 * per_epoch)
+    local = kwargs["batch_size"] // kwargs.get("process_count", 1)
+    assert shapes_of(batches) == [(local,) + step[0][1] for step in planned]
+    if local == kwargs["batch_size"]:  # one process: its batch holds the planned examples
+      assert [ids(b) for b in batches] == [[i for i, _ in step] for step in planned]
+    for epoch in (0, 1):
+      assert it.epoch_shapes(epoch) == sorted(set(shapes_of(
+          batches[epoch * per_epoch:(epoch + 1) * per_epoch])))
+    assert it.step_shapes(0, 2 * per_epoch) == sorted(set(shapes_of(batches)))
+  assert (1, 15, 35) in pipeline.train_iterator(  # 13x30 scaled up to min_size 15
+      sized_source(sizes), batch_size=1, num_devices=1, plan_sizes=True,
+      min_size=15).epoch_shapes(0)
+
+
+def test_reading_sizes_at_batch_1_keeps_the_order():
+  sizes = [(16, 24), (24, 16), (20, 20), (18, 26)] * 2
+  make = lambda plan: pipeline.train_iterator(sized_source(sizes), batch_size=1, num_devices=1,
+                                              seed=5, plan_sizes=plan)
+  want, got = take(make(False), 16), take(make(True), 16)
+  for w, g in zip(want, got):
+    np.testing.assert_array_equal(w["image"], g["image"])
+  with pytest.raises(ValueError, match="plan_sizes=True"):
+    make(False).epoch_shapes(0)
+  fixed = pipeline.train_iterator(sized_source(sizes), mode="fixed", size=(8, 12), batch_size=2,
+                                  num_devices=1)
+  assert fixed.epoch_shapes(3) == [(2, 8, 12)]  # no sizes needed
+
+
+def test_joint_step_shapes_per_task():
+  saliency = sized_source([(16, 24), (24, 16), (20, 20)])
+  edges = sized_source([(30, 20), (20, 30)])
+  make = lambda: pipeline.joint_iterator(saliency, edges, batch_size=1, num_devices=1,
+                                         plan_sizes=True)
+  it = make()
+  steps = take(it, 7)  # past both streams' epoch ends (3 and 2 steps)
+  shapes = make().step_shapes(0, 7)
+  assert shapes == {task: sorted(set(shapes_of([s[task] for s in steps])))
+                    for task in ("edge", "saliency")}
+  assert shapes == {"edge": [(1, 20, 30), (1, 30, 20)],
+                    "saliency": [(1, 16, 24), (1, 20, 20), (1, 24, 16)]}
+  assert make().epoch_shapes(0) == shapes

@@ -1,4 +1,5 @@
-"""`poolnet_jax.predict` end to end on tiny saved models, against the model applied directly."""
+"""`poolnet_jax.predict` and `poolnet_jax.inference` on tiny models, against the model applied
+directly; compiled programs counted."""
 
 import os
 from pathlib import Path
@@ -12,7 +13,7 @@ from PIL import Image
 import pytest
 
 import poolnet_jax
-from poolnet_jax import cli, ops, predict
+from poolnet_jax import cli, compilation, inference, ops, predict, predict_io
 from random_weights import TINY, random_variables
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -31,24 +32,11 @@ def _read(path):
   return np.asarray(Image.open(path))
 
 
-def test_resize_follows_opencv_and_pytorch():
-  x = np.random.default_rng(0).uniform(0, 255, (37, 53, 3)).astype(np.float32)
-  for size in [(20, 31), (80, 111), (37, 90)]:
-    expected = cv2.resize(x, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
-    np.testing.assert_allclose(predict.resize(x, size, align_corners=False), expected, atol=1e-3)
-  for scale in (0.5, 1.5, 2.0):
-    expected = cv2.resize(x, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
-    found = predict.resize(x, expected.shape[:2], align_corners=False, scale=scale)
-    np.testing.assert_allclose(found, expected, atol=1e-3)
-  expected = ops.resize_bilinear(x[None], (80, 29))[0]  # the network's own (jax) resize
-  np.testing.assert_allclose(predict.resize(x[None], (80, 29))[0], expected, atol=1e-3)
-
-
 def test_expand_inputs_folders_globs_and_the_output_folder(tmp_path):
   for name in ["a.png", "b.jpg", "sub/c.png", "maps/old.png", "notes.txt", ".hidden.png"]:
     (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
     (tmp_path / name).write_bytes(b"x")
-  items, unmatched = predict.expand_inputs(
+  items, unmatched = predict_io.expand_inputs(
       [str(tmp_path), str(tmp_path / "*.jpg"), str(tmp_path / "missing*.png")],
       exclude=tmp_path / "maps")
   assert {(p.relative_to(tmp_path).as_posix(), s.as_posix()) for p, s in items} == {
@@ -69,8 +57,8 @@ def test_folder_with_odd_sizes_small_grey_and_broken_images(tiny_saved, tmp_path
   model, variables, directory = tiny_saved
   rng = np.random.default_rng(0)
   images = tmp_path / "images"
-  # Two compiled shapes in all: (2, 121, 133) for a, b, d, e; (1, 111, 122) for c and for
-  # small, which is below the minimum (111) and runs upsampled at that size.
+  # Two compiled shapes in all: (2, 121, 133) for a, b, d, e; (2, 111, 122) for c with small,
+  # which is below the minimum (111) and runs upsampled to that size.
   rgb = {name: rng.integers(0, 256, (*size, 3), dtype=np.uint8) for name, size in
          {"a": (121, 133), "b": (121, 133), "sub/e": (121, 133), "c": (111, 122),
           "small": (40, 44)}.items()}
@@ -90,6 +78,7 @@ def test_folder_with_odd_sizes_small_grey_and_broken_images(tiny_saved, tmp_path
   assert code == 1  # two inputs failed; the others are written
   assert "broken.jpg" in captured.err and "trunc.png" in captured.err
   assert "6 of 8 images written" in captured.out
+  assert captured.out.splitlines()[-1].endswith("from the persistent cache")  # the summary
   assert any("below the network's minimum" in r.getMessage() for r in caplog.records)
   written = {name: _read(output / f"{name}.png") for name in rgb}
   for name, array in rgb.items():
@@ -123,7 +112,9 @@ def test_edge_task_is_the_originals_multiscale_test(tmp_path, capsys):
 
   code = predict.main(["predict", f"--checkpoint={tmp_path / 'model'}", "--task=edge",
                        str(tmp_path / "in" / "photo.png"), f"--output={tmp_path / 'edges'}"])
-  assert code == 0, capsys.readouterr().err
+  captured = capsys.readouterr()
+  assert code == 0, captured.err
+  assert captured.out.splitlines()[-1].startswith("4 programs compiled"), captured.out  # scales
 
   # The original's protocol with OpenCV: resize the preprocessed image by fx = fy = scale,
   # average sigmoid(fused) and the first three side outputs, min-max with eps 1e-8,
@@ -224,27 +215,27 @@ def test_outputs_on_each_other_are_refused(tiny_saved, tmp_path, capsys):
          f"{tmp_path / 'x/a.png'}" in err
   assert not out.exists()  # nothing written, not even the folder
   # A map named like another input's cutout.
-  items, _ = predict.expand_inputs([str(tmp_path / "y")])
-  predict.check_outputs(items, out)  # without --cutout: no collision
+  items, _ = predict_io.expand_inputs([str(tmp_path / "y")])
+  predict_io.check_outputs(items, out)  # without --cutout: no collision
   with pytest.raises(cli.UserError, match="a_cutout.png .*is also the output for"):
-    predict.check_outputs(items, out, cutout=True)
+    predict_io.check_outputs(items, out, cutout=True)
   # An output that needs a folder where a file is.
   out.mkdir()
   (out / "sub").write_bytes(b"a file")
   _photos(tmp_path / "tree/sub", ["c.png"])
-  items, _ = predict.expand_inputs([str(tmp_path / "tree")])
+  items, _ = predict_io.expand_inputs([str(tmp_path / "tree")])
   with pytest.raises(cli.UserError, match="needs the folder .*sub, which is a file"):
-    predict.check_outputs(items, out)
+    predict_io.check_outputs(items, out)
 
 
 def test_one_file_reached_twice_is_one_input(tmp_path, monkeypatch):
   _photos(tmp_path / "p", ["a.png"])
   monkeypatch.chdir(tmp_path)
-  items, unmatched = predict.expand_inputs(["p/a.png", "./p/a.png", str(tmp_path / "p"),
+  items, unmatched = predict_io.expand_inputs(["p/a.png", "./p/a.png", str(tmp_path / "p"),
                                             "p/*.png"])
   assert [(str(path), str(stem)) for path, stem in items] == [("p/a.png", "a")]
   assert not unmatched
-  predict.check_outputs(items, tmp_path / "out", cutout=True, overlay=True)  # no collision
+  predict_io.check_outputs(items, tmp_path / "out", cutout=True, overlay=True)  # no collision
 
 
 # Images that cannot run; --max_size.
@@ -267,10 +258,10 @@ def test_an_image_out_of_memory_is_skipped_and_the_others_finish(tiny_saved, tmp
   _photos(images, ["a.png", "b.png"], (121, 133), seed=1)
   _photos(images, ["big.png"], (130, 140), seed=2)
   _photos(images, ["c1.png", "c2.png"], (111, 122), seed=3)
-  real = predict.compiled_apply(model)
+  real = inference.compiled_apply(model)
   # big fails at any batch size; the c pair only as a batch of two (then one at a time works).
   fails = lambda x: x.shape[1:3] == (130, 140) or x.shape[:3] == (2, 111, 122)
-  monkeypatch.setattr(predict, "compiled_apply", lambda _: _raising_apply(real, fails))
+  monkeypatch.setattr(inference, "compiled_apply", lambda _: _raising_apply(real, fails))
   out = tmp_path / "maps"
 
   code = predict.main(["predict", f"--checkpoint={directory}", str(images), f"--output={out}",
@@ -290,13 +281,16 @@ def test_an_image_out_of_memory_is_skipped_and_the_others_finish(tiny_saved, tmp
 
 def test_run_size_with_max_size():
   model = poolnet_jax.create_model("resnet50", **TINY)
-  predictor = predict.Predictor(model, {}, max_size=1024)
+  predictor = inference.Predictor(model, {}, max_size=1024)
   assert predictor.run_size((4000, 6000)) == (683, 1024)
   assert predictor.run_size((6000, 4000)) == (1024, 683)
   assert predictor.run_size((800, 1024)) == (800, 1024)
   assert predictor.run_size((100, 20000)) == (111, 22200)  # the minimum wins
-  assert predict.Predictor(model, {}, max_size=0).run_size((4000, 6000)) == (4000, 6000)
-  limit = predict.batch_limit(predictor)  # about max_size^2 pixels per batch
+  assert inference.Predictor(model, {}, max_size=0).run_size((4000, 6000)) == (4000, 6000)
+  rounded = inference.Predictor(model, {}, max_size=1024, size_multiple=32)
+  assert rounded.run_size((4000, 6000)) == (672, 1024)  # 683 -> 21 * 32, after max_size
+  assert rounded.run_size((40, 44)) == (128, 128)  # 111x122 -> never below the minimum
+  limit = inference.batch_limit(predictor)  # about max_size^2 pixels per batch
   assert limit((300, 400)) == 8 and limit((4000, 6000)) == 1
 
 
@@ -318,6 +312,77 @@ def test_max_size_scales_large_images_down_and_maps_back_up(tiny_saved, tmp_path
   written = _read(tmp_path / "maps" / "large.png")
   assert written.shape == (242, 266)
   assert np.abs(written / 255 - np.asarray(expected)).max() <= 1.001 / 255
+
+
+# Compiled programs: counted, none needless; --size_multiple.
+
+
+def _programs(since):
+  return {name: n for name, n in compilation.snapshot().minus(since).programs.items() if n}
+
+
+def test_compiled_programs_are_counted_exactly(tiny_saved):
+  model, variables, _ = tiny_saved
+  predictor = inference.Predictor(model, variables)
+  rng = np.random.default_rng(8)
+  before = compilation.snapshot()
+  for size in [(113, 119), (114, 120), (115, 121), (113, 119)]:  # three distinct shapes
+    predictor.saliency(rng.integers(0, 256, (1, *size, 3), dtype=np.uint8))
+  assert _programs(before) == {"jit(apply)": 3}
+  assert compilation.summary(since=before).startswith("3 programs compiled in ")
+
+
+def test_a_short_last_batch_is_padded_and_exact_sizes_are_exact(tiny_saved, tmp_path):
+  model, variables, _ = tiny_saved
+  rng = np.random.default_rng(9)
+  images = [rng.integers(0, 256, (117, 126, 3), dtype=np.uint8) for _ in range(3)]
+  paths = []
+  for index, image in enumerate(images):
+    paths.append(tmp_path / f"{index}.png")
+    _save_png(paths[-1], image)
+  predictor = inference.Predictor(model, variables, size_multiple=0)
+  before = compilation.snapshot()
+
+  done = list(inference.predict_files(predictor, paths, batch_size=2))
+
+  assert _programs(before) == {"jit(apply)": 1}  # (2, 117, 126): the third runs padded
+  assert [path for path, _, _ in done] == paths
+  # Bit for bit the model's own maps at the native size, in the batches that ran.
+  apply = jax.jit(model.apply)
+  for batch in [(0, 1), (2, 2)]:  # the padding: image 2 again
+    x = poolnet_jax.preprocess(np.stack([images[k] for k in batch]))
+    expected = _sigmoid(apply(variables, x))[..., 0]
+    for k, saliency in list(zip(batch, expected))[:len(set(batch))]:
+      np.testing.assert_array_equal(done[k][2], saliency)
+      np.testing.assert_array_equal(done[k][1], images[k])
+
+
+def test_size_multiple_rounds_run_sizes_and_maps_come_back_at_each_size(tiny_saved, tmp_path,
+                                                                        capsys):
+  model, variables, directory = tiny_saved
+  rng = np.random.default_rng(10)
+  sizes = {"a": (121, 133), "b": (123, 131), "small": (40, 44)}
+  rgb = {name: rng.integers(0, 256, (*size, 3), dtype=np.uint8) for name, size in sizes.items()}
+  for name, image in rgb.items():
+    _save_png(tmp_path / "in" / f"{name}.png", image)
+
+  code = predict.main(["predict", f"--checkpoint={directory}", str(tmp_path / "in"),
+                       f"--output={tmp_path / 'maps'}", "--size_multiple=16"])
+
+  out = capsys.readouterr().out
+  assert code == 0
+  # a and b both run at 128x128 (one batch); small at 111x122, the minimum, then 112x128.
+  assert out.splitlines()[-1].startswith("2 programs compiled in "), out
+  apply = jax.jit(model.apply)
+  for names, run in [(("a", "b"), (128, 128)), (("small",), (112, 128))]:
+    x = np.concatenate([ops.resize_bilinear(poolnet_jax.preprocess(rgb[n][None]), run)
+                        for n in names])
+    probabilities = _sigmoid(apply(variables, x)).astype(np.float32)
+    for name, saliency in zip(names, probabilities):
+      written = _read(tmp_path / "maps" / f"{name}.png")
+      assert written.shape == sizes[name]  # the image's own size
+      expected = np.asarray(ops.resize_bilinear(saliency[None], sizes[name]))[0, ..., 0]
+      assert np.abs(written / 255 - expected).max() <= 1.001 / 255, name
 
 
 # Ordinary mistakes: one line, exit 2.

@@ -1,4 +1,4 @@
-"""The PyTorch reference (torch_poolnet.py) against the facts of POOLNET.md.
+"""The PyTorch reference (reference/torch_poolnet.py) against facts of the original models.
 
 The reference is the yardstick of the parity tests, so it is checked here on its own:
 state_dict contract, parameter counts, feature and output sizes, gradient flow.
@@ -10,15 +10,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import torch_poolnet
+from reference import torch_poolnet
 
-REFERENCE = Path(__file__).resolve().parent / "reference"  # copies of ../shared/reference
+REFERENCE = Path(__file__).resolve().parents[1] / "reference"  # the state_dict contracts
 FILES = {"resnet50": "resnet", "vgg16": "vgg", "resnet50_edge": "resnet_edge",
          "vgg16_edge": "vgg_edge"}
-# Trainable-shaped parameter counts of the original (POOLNET.md).
+# Trainable-shaped parameter counts of the original PyTorch models.
 PARAM_COUNTS = {"resnet50": 68_261_057, "vgg16": 52_512_705,
                 "resnet50_edge": 69_557_642, "vgg16_edge": 53_631_352}
-# Backbone feature sizes seen on the original (POOLNET.md).
+# Backbone feature sizes of the original PyTorch models at these input sizes.
 FEATURE_SIZES = {
     "resnet50": {(300, 400): [(150, 200), (76, 101), (38, 51), (19, 26), (19, 26)],
                  (301, 397): [(151, 199), (76, 100), (38, 50), (19, 25), (19, 25)],

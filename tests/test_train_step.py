@@ -1,6 +1,6 @@
 """One training step equals the PyTorch reference: loss, gradients, Adam update, frozen BN.
 
-The reference losses are written here from POOLNET.md with torch.nn.functional,
+The reference losses are written here from the original's with torch.nn.functional,
 independently of poolnet_jax.train.losses.
 """
 
@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 import poolnet_jax
 import random_weights
-import torch_poolnet
+from reference import torch_poolnet
 from poolnet_jax.torch_io import mapping
 from poolnet_jax.train import state as state_lib
 from poolnet_jax.train import step as step_lib

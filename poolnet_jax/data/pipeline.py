@@ -15,12 +15,18 @@ How the global steps are made (B = batch_size over all devices of all processes)
    - `buckets`: the (H, W) of `buckets` nearest the image's aspect ratio;
    - `native`: the image's own size (scaled up, aspect kept, if a side is
      below `min_size`): with B = 1 the paper's protocol, nothing resized.
+     `native_multiple` M > 0 (opt-in) rounds each side to the nearest multiple
+     of M (never below `min_size`), so that far fewer sizes, hence compiled
+     programs, occur: a side changes by at most M / 2 pixels.
    With B > 1, `native` and `buckets` group the permutation by that target
    size (read once from the image headers when the iterator is made): each
    size gives steps of B in permutation order; what remains of all sizes is
    sorted by aspect ratio and cut into steps of B, each resized to the size
    of its middle member (a small aspect change, only for images of rare
-   sizes). The epoch's steps are then shuffled.
+   sizes). The epoch's steps are then shuffled. With B = 1 the sizes are
+   read too if `plan_sizes` (the order stays the permutation's).
+   `step_shapes(start, stop)` / `epoch_shapes(epoch)` give the distinct batch
+   shapes of those steps before any is loaded (to compile them ahead).
 3. Process p of P takes elements p, p + P, ... of the step-major stream
    (grain slicing `[p::P]`): it decodes only its shard, its part of every
    step has the step's size, and it batches them as [local batch, ...] (the
@@ -39,13 +45,11 @@ stops training; a clear error if nothing loads.
 import sys
 import time
 
-from absl import flags
 from absl import logging
 import grain
 import jax
 import numpy as np
 
-from poolnet_jax import image as image_lib
 from poolnet_jax.data import decode
 from poolnet_jax.data import transforms
 
@@ -61,10 +65,14 @@ class MissingLabelError(ValueError):
 class _Target:
   """The size an image of shape (H, W, ...) is trained at, for one mode."""
 
-  def __init__(self, mode, size, buckets, min_size):
+  def __init__(self, mode, size, buckets, min_size, multiple=0):
     if mode not in MODES:
       raise ValueError(f"data mode must be one of {MODES}, got {mode!r}")
+    if not isinstance(multiple, int) or isinstance(multiple, bool) or multiple < 0:
+      raise ValueError(f"native_multiple must be an integer >= 0 (0: exact sizes), "
+                       f"got {multiple!r}")
     self.mode, self.size, self.buckets, self.min_size = mode, tuple(size), buckets, min_size
+    self.multiple = multiple
     if mode == "fixed" and (len(self.size) != 2 or min(self.size) < 1):
       raise ValueError(f"fixed mode needs size=(H, W), got {size!r}")
     if mode == "buckets" and (not buckets or any(len(b) != 2 or min(b) < 1 for b in buckets)):
@@ -75,7 +83,11 @@ class _Target:
       return self.size
     if self.mode == "buckets":
       return transforms.nearest_bucket(shape, self.buckets)
-    return transforms.native_size(shape, self.min_size)
+    if not self.multiple:
+      return transforms.native_size(shape, self.min_size)
+    # Scaled up (aspect kept) to the first multiple >= min_size, not rounded up to it alone.
+    smallest = -(-max(self.min_size, 1) // self.multiple) * self.multiple
+    return transforms.native_size(shape, smallest, multiple=self.multiple)
 
 
 class _Plan(grain.MapDataset):
@@ -88,6 +100,7 @@ class _Plan(grain.MapDataset):
   def __init__(self, order, usable, sizes, target, batch_size, seed, flip, shuffle):
     super().__init__(order)
     self.usable, self.target, self.batch_size = usable, target, batch_size
+    self.mode = target.mode
     self.seed, self.flip, self.shuffle = seed, flip, shuffle
     self.keys = None if sizes is None else [target(s) for s in sizes]
     self.aspects = None if sizes is None else [(s[1] / s[0], s[0] * s[1]) for s in sizes]
@@ -121,7 +134,7 @@ class _Plan(grain.MapDataset):
     rng = np.random.default_rng([self.seed, epoch])
     flips = rng.random(n) < 0.5 if self.flip else np.zeros(n, bool)
     order = order[:n - n % b]
-    if self.keys is None:
+    if self.keys is None or b == 1:  # one image a step: at its own target size
       return [[(p, None) for p in order[s:s + b]] for s in range(0, len(order), b)], flips
     groups = {}
     for position in order:
@@ -139,6 +152,20 @@ class _Plan(grain.MapDataset):
     if self.shuffle:
       steps = [steps[i] for i in rng.permutation(len(steps))]
     return steps, flips
+
+  def steps(self, start, stop):
+    """Global steps [start, stop) as lists of (source index, (H, W) it is trained at),
+    without loading an image."""
+    if self.keys is None and self.mode != "fixed":
+      raise ValueError("the image sizes were not read (train_iterator(..., plan_sizes=True) "
+                       "reads them at batch 1)")
+    steps = []
+    for step in range(start, stop):
+      epoch, step = divmod(step, self.steps_per_epoch)
+      steps.append([(int(self.usable[p]), size or (self.keys[p] if self.keys else
+                                                   self.target.size))
+                    for p, size in self._epoch(epoch)[0][step]])
+    return steps
 
 
 class _Loader:
@@ -212,12 +239,32 @@ class TrainIterator:
 
   def __init__(self, batches, loader, info, read_options, worker_count):
     self._batches, self._loader, self.info = batches, loader, info
+    self._plan = loader.plan
     self._read_options, self._worker_count = read_options, worker_count
     self._step, self._iterator = 0, None
 
   @property
   def steps_per_epoch(self):
     return self.info["steps_per_epoch"]
+
+  @property
+  def local_batch_size(self):
+    return self.info["batch_size"] // self.info["process_count"]
+
+  def planned_steps(self, start, stop):
+    """Global steps [start, stop) (step k: the k-th batch from the start, of all processes)
+    as lists of (source index, (H, W) it is trained at); needs the image sizes (read at
+    batch > 1, or with plan_sizes) except in fixed mode."""
+    return self._plan.steps(start, stop)
+
+  def step_shapes(self, start, stop):
+    """Sorted distinct (local batch, H, W) of the batches of global steps [start, stop)."""
+    return sorted({(self.local_batch_size,) + tuple(step[0][1])
+                   for step in self.planned_steps(start, stop)})
+
+  def epoch_shapes(self, epoch):
+    """Sorted distinct (local batch, H, W) of epoch `epoch` (0 = the first)."""
+    return self.step_shapes(epoch * self.steps_per_epoch, (epoch + 1) * self.steps_per_epoch)
 
   @property
   def skipped(self):
@@ -229,9 +276,7 @@ class TrainIterator:
   def __next__(self):
     if self._iterator is None:
       dataset = self._batches[self._step:].to_iter_dataset(self._read_options)
-      if self._worker_count:
-        if not flags.FLAGS.is_parsed():  # grain reads its flags; not parsed under pytest
-          flags.FLAGS.mark_as_parsed()
+      if self._worker_count:  # grain's workers read absl flags: the entry point parses them
         dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(
             num_workers=self._worker_count))
       self._iterator = iter(dataset)
@@ -296,19 +341,22 @@ def _usable_examples(source, need_sizes):
 def train_iterator(source, *, label_key="mask", mode="native", batch_size=1, num_devices=None,
                    process_index=None, process_count=None, size=(320, 320),
                    buckets=((320, 320), (288, 384), (384, 288)), flip=True, seed=0, shuffle=True,
-                   worker_count=0, min_size=0, read_threads=1, prefetch=2):
+                   worker_count=0, min_size=0, read_threads=1, prefetch=2, native_multiple=0,
+                   plan_sizes=False):
   """An infinite, checkpointable TrainIterator of this process's training batches.
 
   `batch_size` is global (all devices of all processes); `num_devices` the
   local device count (default jax.local_device_count()); process index and
   count default to jax's. `min_size`: in native mode, images with a side
   below it are scaled up (pass the model's `min_input_size()`).
+  `native_multiple` > 0: native sizes rounded to multiples of it (0: exact).
+  `plan_sizes`: read the image sizes also at batch 1 (for `step_shapes`).
   `read_threads` / `prefetch`: grain's ReadOptions (batches made ahead).
   """
   num_devices, process_index, process_count = _topology(
       batch_size, num_devices, process_index, process_count)
-  target = _Target(mode, size, buckets, min_size)
-  usable, sizes = _usable_examples(source, batch_size > 1 and mode != "fixed")
+  target = _Target(mode, size, buckets, min_size, native_multiple)
+  usable, sizes = _usable_examples(source, mode != "fixed" and (batch_size > 1 or plan_sizes))
   if len(usable) < batch_size:
     raise ValueError(f"batch_size {batch_size} exceeds the {len(usable)} training examples")
   order = grain.MapDataset.range(len(usable))
@@ -319,6 +367,8 @@ def train_iterator(source, *, label_key="mask", mode="native", batch_size=1, num
       batch_size // process_count, drop_remainder=True, batch_fn=_stack)
   info = {"mode": mode, "batch_size": batch_size, "seed": seed, "examples": len(usable),
           "steps_per_epoch": plan.steps_per_epoch, "process_count": process_count}
+  if native_multiple and mode == "native":
+    info["native_multiple"] = native_multiple
   read_options = grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=prefetch)
   return TrainIterator(batches, loader, info, read_options, worker_count)
 
@@ -342,6 +392,16 @@ class JointIterator:
     self.saliency.set_state(state["saliency"])
     self.edge.set_state(state["edge"])
 
+  def step_shapes(self, start, stop):
+    """{"edge": [...], "saliency": [...]}: each stream's TrainIterator.step_shapes (a call
+    takes one step of each, so global step k of both streams meet in call k)."""
+    return {"edge": self.edge.step_shapes(start, stop),
+            "saliency": self.saliency.step_shapes(start, stop)}
+
+  def epoch_shapes(self, epoch):
+    """{"edge": [...], "saliency": [...]}: epoch `epoch` of each stream (of its own length)."""
+    return {"edge": self.edge.epoch_shapes(epoch), "saliency": self.saliency.epoch_shapes(epoch)}
+
 
 def joint_iterator(saliency_source, edge_source, *, seed=0, flip=True, edge_flip=False,
                    **kwargs):
@@ -354,39 +414,3 @@ def joint_iterator(saliency_source, edge_source, *, seed=0, flip=True, edge_flip
       train_iterator(saliency_source, label_key="mask", seed=seed, flip=flip, **kwargs),
       train_iterator(edge_source, label_key="edge", seed=seed + 1, flip=edge_flip, **kwargs))
 
-
-def steps_per_epoch(source, batch_size):
-  """Global steps in one epoch: the N % batch_size remainder waits for a later epoch."""
-  return len(source) // batch_size
-
-
-def examples_per_epoch(source, batch_size, process_count=1):
-  """Examples one process reads in one epoch."""
-  return steps_per_epoch(source, batch_size) * batch_size // process_count
-
-
-def eval_examples(source, label_key="mask", size=None, max_images=0):
-  """Yields {"image": (1, H', W', 3) float32 preprocessed, "mask": (H, W) uint8, "name": str}.
-
-  H' x W' is the image's own size, or `size` (bilinear, aligned corners);
-  "mask" is the ground truth (`label_key`) at the original size. Examples that
-  fail to load are logged and skipped; a clear error if all of them fail.
-  """
-  count = min(len(source), max_images) if max_images else len(source)
-  skipped = []
-  loader = _Loader(source, label_key, None, None)
-  for index in range(count):
-    try:
-      rgb, label, name = loader.read(index)
-    except MissingLabelError:
-      raise
-    except Exception as error:  # pylint: disable=broad-except
-      skipped.append(f"example {index}: {error}")
-      logging.warning("evaluation data: skipping %s", skipped[-1])
-      continue
-    image = transforms.resize_bilinear(rgb, size) if size else rgb
-    yield {"image": image_lib.preprocess(image)[None], "mask": label, "name": name}
-  if skipped:
-    logging.warning("evaluation data: %d of %d examples skipped", len(skipped), count)
-    if len(skipped) == count:
-      raise ValueError(f"no evaluation example loads ({skipped[:3]})")

@@ -3,11 +3,12 @@
 - `as_rgb` / `as_label`: any array a source gives -> uint8 RGB (H, W, 3) /
   uint8 (H, W) (grey repeated, alpha dropped, deeper than 8 bits scaled as in
   `decode`; a label keeps its first channel, as the original reads masks).
-- `resize_bilinear`: bilinear with aligned corners (output pixel i samples
-  input coordinate i * (in - 1) / (out - 1)), the semantics of
+- resizing: `poolnet_jax.resize.resize` with aligned corners (output pixel i
+  samples input coordinate i * (in - 1) / (out - 1)), the semantics of
   `poolnet_jax.ops.resize_bilinear` and of every resize inside the original
-  network; no antialiasing. Images are resized as float32 RGB, labels as
-  floats in [0, 1].
+  network; no antialiasing. Images and labels are resized as float32 0..255.
+- `native_size` (`poolnet_jax.resize.native_size`): an image's own size,
+  scaled up if a side is below the network's minimum.
 - `prepare`: flip, resize, back to uint8; an edge label then has every value
   > 127.5 set to 255 and keeps the others, as the original does (its balanced
   loss weighs values other than 0 and 1 by 0). Preprocessing runs on the device.
@@ -22,6 +23,8 @@ from PIL import Image
 
 from poolnet_jax import image as image_lib
 from poolnet_jax.data import decode
+from poolnet_jax.resize import native_size  # noqa: F401  (the pipeline's; one rule with inference)
+from poolnet_jax.resize import resize
 
 
 def as_rgb(image, name="<example>"):
@@ -46,37 +49,6 @@ def as_label(label, name="<example>"):
   return label
 
 
-def _axis(in_size, out_size):
-  """Source indices (lo, hi) and weights of `hi` for aligned-corner interpolation."""
-  scale = (in_size - 1) / (out_size - 1) if out_size > 1 else 0.0
-  position = np.arange(out_size) * scale
-  lo = np.minimum(np.floor(position).astype(np.int64), in_size - 1)
-  hi = np.minimum(lo + 1, in_size - 1)
-  return lo, hi, (position - lo).astype(np.float32)
-
-
-def resize_bilinear(array, size):
-  """(H, W, C) -> (size[0], size[1], C) float32, bilinear with aligned corners."""
-  array = np.asarray(array, np.float32)
-  if array.shape[:2] == tuple(size):
-    return array
-  lo, hi, weight = _axis(array.shape[0], size[0])
-  weight = weight[:, None, None]
-  array = array[lo] * (1 - weight) + array[hi] * weight
-  lo, hi, weight = _axis(array.shape[1], size[1])
-  weight = weight[None, :, None]
-  return array[:, lo] * (1 - weight) + array[:, hi] * weight
-
-
-def native_size(shape, min_size=0):
-  """(H, W) of `shape`, scaled up (aspect kept) if a side is below `min_size`."""
-  height, width = shape[:2]
-  if not min_size or min(height, width) >= min_size:
-    return (int(height), int(width))
-  scale = min_size / min(height, width)
-  return tuple(max(min_size, round(n * scale)) for n in (height, width))
-
-
 def nearest_bucket(shape, buckets):
   """The (H, W) bucket closest to `shape` in log aspect ratio (ties: the first listed)."""
   aspect = np.log(shape[1] / shape[0])
@@ -98,7 +70,7 @@ def prepare(rgb, label, size, flip, is_edge):
   label = label[..., None]
   size = tuple(size or rgb.shape[:2])
   if size != rgb.shape[:2]:
-    rgb, label = resize_bilinear(rgb, size), resize_bilinear(label, size)
+    rgb, label = resize(rgb, size), resize(label, size)
   if is_edge:
     label = np.where(label > 127.5, label.dtype.type(255), label)
   return _to_uint8(rgb), _to_uint8(label)

@@ -31,6 +31,9 @@ class ConfigError(UserError):
   """A training config with values that cannot work."""
 
 
+# jax.default_matmul_precision's names: "default" lets accelerators use TF32 / bf16 passes.
+PRECISIONS = ("default", "high", "highest", "bfloat16", "tensorfloat32", "float32")
+
 def model_defaults():
   """create_model's default for each of MODEL_OVERRIDES (the PoolNet module's fields)."""
   fields = {f.name: f.default for f in dataclasses.fields(PoolNet)}
@@ -119,10 +122,16 @@ def _value_problems(config):
   need(config.num_train_steps > 0 or config.num_epochs > 0,
        f"num_train_steps={config.num_train_steps} and num_epochs={config.num_epochs}: "
        f"one must be > 0")
-  one_of("lr_schedule", config.get("lr_schedule", "step"), setup.SCHEDULES)
+  one_of("lr_schedule", config.lr_schedule, setup.SCHEDULES)
   one_of("parallel", config.parallel, step.MODES)
   if "conv" in config:
     one_of("conv", config.conv, ("",) + CONV_CHOICES)
+  one_of("matmul_precision", config.matmul_precision, PRECISIONS)
+  need(_int(config.data.prefetch_to_device) and config.data.prefetch_to_device >= 1,
+       f"data.prefetch_to_device={config.data.prefetch_to_device!r} must be an integer >= 1")
+  for key in ("worker_count", "read_threads", "prefetch"):
+    need(_int(config.data[key]) and config.data[key] >= 0,
+         f"data.{key}={config.data[key]!r} must be an integer >= 0")
   one_of("data.mode", config.data.mode, pipeline.MODES)
   need(_ints(config.data.size, 2, 1), f"data.size={config.data.size!r} must be (H, W) >= 1")
   need(all(_ints(b, 2, 1) for b in config.data.buckets) and len(config.data.buckets) > 0,

@@ -17,6 +17,7 @@ import tqdm
 
 from jax.experimental import multihost_utils
 
+from poolnet_jax import compilation
 from poolnet_jax import metrics as metrics_lib
 from poolnet_jax.data import pipeline
 from poolnet_jax.train import checkpoints as checkpoints_lib
@@ -26,6 +27,7 @@ from poolnet_jax.train import setup
 from poolnet_jax.train import state as state_lib
 from poolnet_jax.train import step as step_lib
 from poolnet_jax.train import validation
+from poolnet_jax.train import warmup
 from poolnet_jax.train import writer as writer_lib
 
 
@@ -55,7 +57,8 @@ def make_train_iterator(config, model):
                 buckets=tuple(map(tuple, config.data.buckets)), flip=config.data.flip,
                 seed=config.seed, worker_count=config.data.worker_count,
                 read_threads=config.data.read_threads, prefetch=config.data.prefetch,
-                min_size=model.min_input_size())
+                min_size=model.min_input_size(), native_multiple=config.data.native_multiple,
+                plan_sizes=warmup.enabled(config.compile_ahead, config.data.mode))
   saliency = setup.data_source(config.dataset, config.train_split, config.data_dir,
                                config.manual_dir)
   if not model.edge:
@@ -112,6 +115,7 @@ def train_and_evaluate(config, workdir):
   Returns the last validation metrics (a dict, empty if none ran).
   """
   config_check.check(config)
+  compiled_before = compilation.snapshot()  # every program of the run is counted from here
   workdir = os.path.abspath(workdir)
   model = setup.create_model_from_config(config)
   train_iter, num_train_images = make_train_iterator(config, model)
@@ -134,6 +138,8 @@ def train_and_evaluate(config, workdir):
   state = trainer.replicate(state)
   sums = trainer.init_sums(state)
   batches = prefetch.DevicePrefetch(train_iter, trainer.put, config.data.prefetch_to_device)
+  ahead = warmup.from_config(config, trainer, train_iter,
+                             setup.updates_per_epoch(config, num_train_images), num_updates)
   preemption = _Preemption()
   results = {}
   try:
@@ -141,6 +147,8 @@ def train_and_evaluate(config, workdir):
                     disable=jax.process_index() != 0, dynamic_ncols=True)
     window_start, window_updates = time.time(), 0
     while update < num_updates and not preemption.requested:
+      if ahead is not None:  # the epoch's new step shapes, before its first update
+        ahead.before_update(update, state, sums, batches.get_state())
       for _ in range(config.iter_size):
         sums = trainer.call(state, sums, next(batches))
       state, sums = trainer.update(state, sums)
@@ -154,8 +162,11 @@ def train_and_evaluate(config, workdir):
         images_per_sec = window_updates * _images_per_update(config, model) / max(
             time.time() - window_start, 1e-9)
         bar.set_postfix(loss=f"{metrics['loss']:.4g}", img_s=f"{images_per_sec:.1f}")
+        compiled = compilation.snapshot().minus(compiled_before)  # cumulative, this run
         writer.scalars(update, {**metrics, "images_per_sec": images_per_sec,
-                                "learning_rate": float(schedule(update - 1))}, prefix="train/")
+                                "learning_rate": float(schedule(update - 1)),
+                                "compilations": compiled.compilations,
+                                "compile_seconds": compiled.compile_seconds}, prefix="train/")
         window_start, window_updates = time.time(), 0
       if update % config.eval_every_steps == 0 or last:
         _check_finite(trainer, state, update, checkpoints, workdir)
@@ -166,6 +177,7 @@ def train_and_evaluate(config, workdir):
         _check_finite(trainer, state, update, checkpoints, workdir)  # never save a bad state
         checkpoints.save(update, trainer.unreplicate(state), batches.get_state(), force=True)
     bar.close()
+    logging.info("compilation: %s", compilation.summary(since=compiled_before))
     logging.info("process %d: final parameter fingerprint %s", jax.process_index(),
                  fingerprint(trainer.unreplicate(state).params))
   finally:

@@ -49,7 +49,7 @@ def data_source(name, split, data_dir=None, manual_dir=None):
 
 def updates_per_epoch(config, num_train_images):
   """Optimizer updates in one epoch: epoch images / (global batch * iter_size)."""
-  epoch_images = config.get("epoch_images", 0) or num_train_images
+  epoch_images = config.epoch_images or num_train_images
   return max(1, epoch_images // (config.batch_size * config.iter_size))
 
 
@@ -57,7 +57,7 @@ def schedule_steps(config, num_train_images):
   """(number of updates, updates at which the learning rate drops)."""
   per_epoch = updates_per_epoch(config, num_train_images)
   total = config.num_train_steps if config.num_train_steps > 0 else config.num_epochs * per_epoch
-  decays = tuple(config.get("lr_decay_steps", ())) or tuple(
+  decays = tuple(config.lr_decay_steps) or tuple(
       int(round(e * per_epoch)) for e in config.lr_decay_epochs)
   # Decays past the end are kept: the optimizer's structure must not depend on the
   # run's length, or a run extended after it ended could not resume.
@@ -74,12 +74,12 @@ def learning_rate(config, num_updates, decays):
   (to `lr_end_factor` * learning_rate at `num_updates`), both after
   `warmup_steps` (default 0) of linear warmup.
   """
-  kind, warmup = config.get("lr_schedule", "step"), config.get("warmup_steps", 0)
+  kind, warmup = config.lr_schedule, config.warmup_steps
   if kind == "step":
     return state_lib.learning_rate_schedule(config.learning_rate, decays, warmup_steps=warmup)
   if kind == "cosine":
     return state_lib.cosine_schedule(config.learning_rate, num_updates, warmup,
-                                     config.get("lr_end_factor", 0.0))
+                                     config.lr_end_factor)
   raise ValueError(f"unknown lr_schedule {kind!r}; expected one of {SCHEDULES}")
 
 
@@ -91,9 +91,9 @@ def optimizer(config, params, num_updates, decays):
   """
   schedule = learning_rate(config, num_updates, decays)
   resets = decays if (config.reset_optimizer_at_decay and
-                      config.get("lr_schedule", "step") == "step") else ()
+                      config.lr_schedule == "step") else ()
   tx = state_lib.create_optimizer(params, schedule, config.weight_decay, reset_moments_at=resets,
-                                  clip_norm=config.get("clip_grad_norm", 0.0))
+                                  clip_norm=config.clip_grad_norm)
   return tx, schedule
 
 
@@ -119,7 +119,7 @@ def initial_variables(config, model, rng):
   logging.warning("%sTraining PoolNet %s from RANDOM weights: no backbone_checkpoint and no "
                   "init_checkpoint in the config. The paper starts from ImageNet backbones "
                   "(--config.backbone_checkpoint=resnet50_caffe.pth).%s", LOUD, config.model, LOUD)
-  init = config.get("init", "")
+  init = config.init
   if init:
     logging.info("from-scratch initialisation: %s", init)
   return init_lib.apply_init(init, variables, jax.random.fold_in(rng, 1))

@@ -1,8 +1,9 @@
-"""PyTorch (NCHW) reference of the four original PoolNet models, from POOLNET.md alone.
+"""PyTorch (NCHW) reference of the four original PoolNet models, written from a description of
+the original architecture, independently of the Flax model.
 
-A test helper, not a test: the float64 reference of the parity tests and the source
+Not a test: the float64 reference of the parity tests and benchmarks, and the source
 of random original-format checkpoints. `build(name)` returns a module whose
-`state_dict()` names, order and shapes equal tests/reference/state_dict_*.txt (copies of the contract).
+`state_dict()` names, order and shapes equal reference/state_dict_*.txt (the original's).
 
   plain models:  model(x) -> saliency logits (N, 1, H, W)
   edge models:   model(x, mode=1) -> saliency logits (N, 1, H, W)
@@ -330,7 +331,7 @@ DEFAULT_GAINS = {"resnet50": 0.6, "vgg16": 0.6, "resnet50_edge": 0.55, "vgg16_ed
 
 
 def randomize_(model, gain=None, seed=0):
-  """Deterministic random weights keeping logits of order 1..10 (POOLNET.md, parity).
+  """Deterministic random weights keeping logits of order 1..10 (as the parity tests need).
 
   Conv weights N(0, gain / fan_in), conv biases N(0, 0.1^2); BN running_mean and bias
   N(0, 0.1^2), running_var and weight U(0.5, 1.5), num_batches_tracked a random int.
