@@ -18,8 +18,8 @@ or `--edge_sizes FILE`).
 program per shape, the update once) for the first N shapes of the list's exact
 epoch, cold (no persistent cache). `--ahead K [--tiny]`: K shapes trained
 one update each, compiled on demand (as a run without compile_ahead does) against
-compiled ahead with 1 and 2 workers (train/warmup.py): seconds to the first
-update, to the end, and compile seconds.
+compiled ahead with 1 and 2 workers (train/warmup.py; `--workers` sets the runs and
+their order): seconds to the first update, to the end, and compile seconds.
 
 The last line is `shapes per epoch: exact=N m16=M joint_exact=J` (batch 1).
 """
@@ -204,6 +204,8 @@ def main(argv=None):
   parser.add_argument("--ahead", type=int, default=0, metavar="K",
                       help="on-demand vs ahead-of-time compilation of K shapes")
   parser.add_argument("--tiny", action="store_true", help="--compile/--ahead: the demo model")
+  parser.add_argument("--workers", default="0,1,2",
+                      help="--ahead: the runs, in this order (0: on demand, n: n workers)")
   args = parser.parse_args(argv)
   runtime.apply_xla_defaults()
   compilation.watch()
@@ -235,7 +237,7 @@ def main(argv=None):
     shapes = first_shapes(saliency, args.ahead)
     print(f"{args.ahead} shapes, one update each ({'tiny' if args.tiny else 'full'} model): "
           f"s to first update / to the end / compiling")
-    for workers in (0, 1, 2):
+    for workers in (int(w) for w in args.workers.split(",")):
       first, total, seconds = ahead_run(shapes, workers, args.tiny)
       how = f"ahead, {workers} worker{'s' if workers > 1 else ''}" if workers else "on demand"
       print(f"  {how}: {first:.1f} / {total:.1f} / {seconds:.1f}")

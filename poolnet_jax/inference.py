@@ -8,11 +8,12 @@
 
 Each image runs at its run size (`resize.native_size`): its own, scaled down
 (antialiased) to `max_size` on its longest side, scaled up to the network's
-minimum on its shortest, and with `size_multiple` > 0 each side rounded to a
-multiple of it (fewer distinct shapes, so fewer compiled programs); the map
-is resized back to the image's own size (aligned corners). Each run shape
-(batch included) compiles once per process: files are batched by run size,
-and a short batch of a run size that has full ones is padded to the full size.
+minimum on its shortest, and with `size_multiple` > 0 rounded to multiples of
+it (fewer distinct shapes, so fewer compiled programs; 0, exact sizes, is the
+paper's protocol); the map is resized back to the image's own size (aligned
+corners). Each run shape (batch included) compiles once per process: files are
+batched by run size, and a short batch of a run size that has full ones is
+padded to the full size. `compilation.summary` counts what was compiled.
 """
 
 import collections

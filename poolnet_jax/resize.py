@@ -80,12 +80,15 @@ def native_size(shape, min_size=0, max_size=0, multiple=0):
   """(H, W) a network runs an image of `shape` = (H, W, ...) at.
 
   Its own size; scaled down (aspect kept) if its longest side exceeds
-  `max_size` > 0; scaled up if its shortest side is below `min_size` (the
-  minimum wins over the maximum); then, with `multiple` > 0, each side rounded
-  to the nearest multiple of it (down if that would pass a `max_size` the
-  side was within), never below `min_size`. multiple=0: exact sizes.
+  `max_size` > 0; scaled up (aspect kept) if its shortest side is below
+  `min_size` (the minimum wins over the maximum). With `multiple` > 0 the
+  minimum is first raised to a multiple of it, then each side is rounded to
+  the nearest multiple (down if that would pass a `max_size` the side was
+  within): never below `min_size`. multiple=0: exact sizes.
   """
   height, width = int(shape[0]), int(shape[1])
+  if multiple:  # scaled up to a multiple, not rounded up one side alone: the aspect holds
+    min_size = _smallest_multiple(min_size, multiple)
   scale = 1.0
   if max_size and max(height, width) > max_size:
     scale = max_size / max(height, width)
@@ -100,9 +103,7 @@ def native_size(shape, min_size=0, max_size=0, multiple=0):
 def round_to_multiple(size, multiple, min_size=0, max_size=0):
   """Each side of `size` to its nearest multiple of `multiple` (halves up), at least the
   smallest multiple >= max(min_size, 1); a side within `max_size` stays within it."""
-  if multiple < 1:
-    raise ValueError(f"multiple must be >= 1, got {multiple}")
-  lowest = max(1, -(-max(min_size, 1) // multiple)) * multiple
+  lowest = _smallest_multiple(min_size, multiple)
   rounded = []
   for n in size:
     m = (2 * n + multiple) // (2 * multiple) * multiple
@@ -110,3 +111,10 @@ def round_to_multiple(size, multiple, min_size=0, max_size=0):
       m -= multiple
     rounded.append(max(m, lowest))
   return tuple(rounded)
+
+
+def _smallest_multiple(min_size, multiple):
+  """The smallest multiple of `multiple` >= max(min_size, 1)."""
+  if multiple < 1:
+    raise ValueError(f"multiple must be >= 1, got {multiple}")
+  return -(-max(min_size, 1) // multiple) * multiple

@@ -289,7 +289,7 @@ def test_run_size_with_max_size():
   assert inference.Predictor(model, {}, max_size=0).run_size((4000, 6000)) == (4000, 6000)
   rounded = inference.Predictor(model, {}, max_size=1024, size_multiple=32)
   assert rounded.run_size((4000, 6000)) == (672, 1024)  # 683 -> 21 * 32, after max_size
-  assert rounded.run_size((40, 44)) == (128, 128)  # 111x122 -> never below the minimum
+  assert rounded.run_size((40, 44)) == (128, 128)  # up to 128 >= 111: 128x141 -> 128x128
   limit = inference.batch_limit(predictor)  # about max_size^2 pixels per batch
   assert limit((300, 400)) == 8 and limit((4000, 6000)) == 1
 
@@ -371,7 +371,8 @@ def test_size_multiple_rounds_run_sizes_and_maps_come_back_at_each_size(tiny_sav
 
   out = capsys.readouterr().out
   assert code == 0
-  # a and b both run at 128x128 (one batch); small at 111x122, the minimum, then 112x128.
+  # a and b both run at 128x128 (one batch); small scaled up to 112 (the first multiple of 16
+  # above the minimum 111), 112x123, then 112x128.
   assert out.splitlines()[-1].startswith("2 programs compiled in "), out
   apply = jax.jit(model.apply)
   for names, run in [(("a", "b"), (128, 128)), (("small",), (112, 128))]:
@@ -383,6 +384,17 @@ def test_size_multiple_rounds_run_sizes_and_maps_come_back_at_each_size(tiny_sav
       assert written.shape == sizes[name]  # the image's own size
       expected = np.asarray(ops.resize_bilinear(saliency[None], sizes[name]))[0, ..., 0]
       assert np.abs(written / 255 - expected).max() <= 1.001 / 255, name
+
+
+def test_edges_past_max_size_run_once_even_where_the_minimum_wins(monkeypatch):
+  model = poolnet_jax.create_model("resnet50_edge", **TINY)
+  predictor = inference.Predictor(model, {}, max_size=200)
+  seen = []
+  monkeypatch.setattr(predictor, "_edges",
+                      lambda image: seen.append(image.shape) or np.zeros(image.shape[:2]))
+  # 400 > 200, but 200/400 would take the short side below 111: it runs at 111x740, once.
+  assert predictor.edges(np.zeros((60, 400, 3), np.uint8)).shape == (60, 400)
+  assert seen == [(111, 740, 3)]
 
 
 # Ordinary mistakes: one line, exit 2.

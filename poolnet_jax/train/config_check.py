@@ -143,7 +143,7 @@ def _value_problems(config):
 
 
 def _dataset_problems(config):
-  from poolnet_jax import evaluate  # pylint: disable=import-outside-toplevel  (heavy)
+  from poolnet_jax.data import datasets  # pylint: disable=import-outside-toplevel  (heavy)
   problems = []
   for key in ("data_dir", "manual_dir"):
     path = config.get(key)
@@ -159,7 +159,7 @@ def _dataset_problems(config):
   for key, name, split in sets:
     spec = f"{name}:{split}"
     try:
-      evaluate.dataset_builder(spec, config.data_dir, config.manual_dir)
+      datasets.dataset_builder(spec, config.data_dir, config.manual_dir)
     except UserError as error:
       message = str(error)
       message = message[len(spec) + 2:] if message.startswith(spec + ": ") else message
