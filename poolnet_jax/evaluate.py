@@ -39,6 +39,7 @@ from pathlib import Path
 import sys
 
 from absl import flags
+import jax
 
 from poolnet_jax import cli, compilation, inference, pretrained, reports, runtime, saved_maps
 from poolnet_jax import metrics as metrics_lib
@@ -54,6 +55,10 @@ flags.DEFINE_string("manual_dir", None, "Downloaded archives or folders, to buil
                     "that is not built yet.", flag_values=FLAGS)
 flags.DEFINE_string("size", None, "Fixed inference size, H,W or one number; default: each "
                     "image's own size.", flag_values=FLAGS)
+flags.DEFINE_enum("precision", "highest", list(runtime.PRECISIONS),
+                  "Matrix product / convolution precision (jax.default_matmul_precision): "
+                  "highest is true float32 (the converter's parity); default lets GPUs use TF32 "
+                  "and TPUs bf16 passes.", flag_values=FLAGS)
 flags.DEFINE_integer("size_multiple", 0, "Round each image's run size to a multiple of this "
                      "(fewer compiled shapes; maps resized back); 0: exact native sizes.",
                      lower_bound=0, flag_values=FLAGS)
@@ -150,9 +155,10 @@ def _evaluate_model_cli(evaluated, size):
       continue
     map_dir = (os.path.join(FLAGS.out, "maps", reports.file_label(spec)) if FLAGS.save_maps
                else None)
-    evaluated[spec] = inference.evaluate_model(
-        model, variables, source, size, FLAGS.max_images, FLAGS.protocol, map_dir,
-        progress=spec, size_multiple=FLAGS.size_multiple)
+    with jax.default_matmul_precision(FLAGS.precision):
+      evaluated[spec] = inference.evaluate_model(
+          runtime.with_conv_from_environment(model), variables, source, size, FLAGS.max_images,
+          FLAGS.protocol, map_dir, progress=spec, size_multiple=FLAGS.size_multiple)
   return failures
 
 

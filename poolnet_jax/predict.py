@@ -38,6 +38,7 @@ The library underneath: `poolnet_jax.inference` (Predictor, predict_files).
 import sys
 
 from absl import flags
+import jax
 import tqdm
 
 from poolnet_jax import cli, compilation, inference, pretrained, runtime
@@ -62,6 +63,10 @@ flags.DEFINE_integer("max_size", DEFAULT_MAX_SIZE, "Longest side the network see
                      "images are scaled down (aspect kept) and their maps resized back; 0: no "
                      "limit. For --task edge, the scale-1 image.", lower_bound=0,
                      flag_values=FLAGS)
+flags.DEFINE_enum("precision", "highest", list(runtime.PRECISIONS),
+                  "Matrix product / convolution precision (jax.default_matmul_precision): "
+                  "highest is true float32 (the converter's parity); default lets GPUs use TF32 "
+                  "and TPUs bf16 passes.", flag_values=FLAGS)
 flags.DEFINE_integer("size_multiple", 0, "Round each run size to a multiple of this (fewer "
                      "compiled shapes; maps still at each image's size); 0: exact sizes.",
                      lower_bound=0, flag_values=FLAGS)
@@ -116,9 +121,11 @@ def main(argv):
   if FLAGS.task == "edge" and not model.edge:
     raise cli.UserError(f"{FLAGS.checkpoint} is a saliency-only model; --task edge needs an "
                         f"edge model")
-  predictor = inference.Predictor(model, variables, FLAGS.max_size, FLAGS.size_multiple)
-  failed = write_maps(predictor, items, FLAGS.output, FLAGS.task, FLAGS.batch_size, FLAGS.cutout,
-                      FLAGS.overlay)
+  predictor = inference.Predictor(runtime.with_conv_from_environment(model), variables,
+                                  FLAGS.max_size, FLAGS.size_multiple)
+  with jax.default_matmul_precision(FLAGS.precision):
+    failed = write_maps(predictor, items, FLAGS.output, FLAGS.task, FLAGS.batch_size,
+                        FLAGS.cutout, FLAGS.overlay)
   for path, reason in failed.items():
     print(f"failed: {path}: {reason}", file=sys.stderr)
   print(f"{len(items) - len(failed)} of {len(items)} images written to {FLAGS.output}"

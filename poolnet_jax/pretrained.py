@@ -61,7 +61,7 @@ def _checked_state_dict(name, variables, **overrides):
 def _expected(name, overrides, source):
   """mapping.expected_state_dict(name, **overrides), or CheckpointMismatch saying why not."""
   try:
-    return mapping.expected_state_dict(name, **_decode_overrides(overrides))
+    return mapping.expected_state_dict(name, **overrides)
   except (ValueError, TypeError) as error:
     raise mapping.CheckpointMismatch(
         f"{source}: no PoolNet {_describe(name, overrides)} can be made: {error}") from None
@@ -112,7 +112,7 @@ def load_safetensors(path):
               ("missing tensors", "unexpected tensors", "shape mismatches"), problems)))
     variables = mapping.unflatten(state_dict)
   mapping.log_summary(name, variables, str(path))
-  return create_model(name, **_decode_overrides(overrides)), variables
+  return create_model(name, **overrides), variables
 
 
 def save_pretrained(directory, name, variables, *, overwrite=False, **overrides):
@@ -231,7 +231,7 @@ def load_pretrained(path):
   if not (path / VARIABLES_DIR).is_dir():
     raise FileNotFoundError(f"{path} has a {META_FILE} but no {VARIABLES_DIR}/ folder (a save "
                             f"that was stopped?)")
-  model = create_model(meta["variant"], **_decode_overrides(meta.get("overrides", {})))
+  model = create_model(meta["variant"], **meta.get("overrides", {}))
   variables = ocp.StandardCheckpointer().restore((path / VARIABLES_DIR).absolute())
   logging.info("%s: PoolNet variant %s", path, meta["variant"])
   return model, variables
@@ -251,14 +251,3 @@ def _not_a_model(path):
             f"at the first validation)")
   return (f"{path} is not a poolnet-jax model directory (no {META_FILE} or {SAFETENSORS_FILE}) "
           f"nor a .pth or .safetensors file")
-
-
-def _decode_overrides(overrides):
-  """Overrides read back from JSON: stages as a tuple, dtype as a jnp dtype."""
-  overrides = dict(overrides)
-  if "stages" in overrides:
-    overrides["stages"] = tuple(overrides["stages"])
-  if "dtype" in overrides:
-    import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-    overrides["dtype"] = jnp.dtype(overrides["dtype"])
-  return overrides

@@ -36,6 +36,20 @@ def conv_from_environment(environ=os.environ):
   return environ.get("POOLNET_JAX_CONV", "") or None
 
 
+def with_conv_from_environment(model):
+  """`model` computing its convolutions as $POOLNET_JAX_CONV says, if it is set."""
+  conv = conv_from_environment()
+  if not conv:
+    return model
+  from poolnet_jax.models import layers  # pylint: disable=import-outside-toplevel
+  return model.clone(conv=layers.conv_impl(conv))
+
+
+# jax.default_matmul_precision's names: "default" lets GPUs use TF32 and TPUs bf16 passes
+# for float32 matrix products and convolutions; "highest" is true float32.
+PRECISIONS = ("default", "high", "highest", "bfloat16", "tensorfloat32", "float32")
+
+
 def enable_compilation_cache(directory=None):
   """Turns on JAX's persistent compilation cache, so a second run does not recompile.
 

@@ -4,7 +4,6 @@ data.datasets): a model over a TFDS test set, saved maps against ground truth, p
 import csv
 import io
 import json
-import os
 
 import cv2
 import jax
@@ -41,7 +40,7 @@ def _read(path):
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
-  import poolnet_jax.data  # pylint: disable=unused-import  (registers the builders)
+  import poolnet_jax.data  # noqa: F401  (registers the builders)
   data_dir = tmp_path_factory.mktemp("tfds")
   tfds.builder("synthetic_salient/tiny", data_dir=data_dir).download_and_prepare()
   return data_dir

@@ -5,7 +5,6 @@ column (or a constant), blue = row (or a constant); BGR minus the mean is
 undone by hand with the original's mean.
 """
 
-import io
 import json
 
 from absl import flags

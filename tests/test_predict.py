@@ -446,3 +446,22 @@ def test_ordinary_mistakes_are_one_error_line(tiny_saved, tmp_path, capsys):
   assert predict.main(["predict", f"--checkpoint={tmp_path / 'nope'}", photo, "--verbose"]) == 2
   err = capsys.readouterr().err
   assert "Traceback" in err and "FileNotFoundError" in err and "error: " in err
+
+
+@pytest.mark.parametrize("precision,conv", [("highest", ""), ("default", "xla")])
+def test_precision_and_conv_choices_reach_the_model(tiny_saved, tmp_path, monkeypatch, precision,
+                                                    conv):
+  _, _, directory = tiny_saved
+  _photos(tmp_path / "in", ["a.png"], (112, 112), seed=4)
+  seen = []
+
+  def record(predictor, items, *args, **kwargs):
+    seen.append((jax.config.jax_default_matmul_precision, predictor.model.conv))
+    return {}
+  monkeypatch.setattr(predict, "write_maps", record)
+  monkeypatch.setenv("POOLNET_JAX_CONV", conv)
+  code = predict.main(["predict", f"--checkpoint={directory}", f"--precision={precision}",
+                       f"--output={tmp_path / 'out'}", str(tmp_path / "in")])
+  assert code == 0
+  expected_conv = poolnet_jax.models.layers.conv_impl(conv or None)
+  assert seen == [(precision, expected_conv)]

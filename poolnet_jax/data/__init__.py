@@ -9,7 +9,7 @@ Builders: see `poolnet_jax.data.builders`. Decoding rules: `decode`.
 
 from absl import logging
 
-from poolnet_jax.data import builders
+from poolnet_jax.data import builders  # noqa: F401  (registers the TFDS builders)
 from poolnet_jax.data.builders.salient_folder import FolderConfig, folder_config
 from poolnet_jax.data.builders.synthetic_salient import SyntheticConfig, synthetic_config
 from poolnet_jax.data.decode import DecodeError, decode_image, decode_label

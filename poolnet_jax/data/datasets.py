@@ -31,7 +31,7 @@ def dataset_builder(spec, data_dir=None, manual_dir=None):
   an unknown name (with the nearest registered ones), an unknown config or split, a real set
   neither built nor buildable (no --manual_dir). Builds nothing."""
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
-  import poolnet_jax.data  # pylint: disable=import-outside-toplevel,unused-import  (registers)
+  import poolnet_jax.data  # noqa: F401  (registers the builders)
   name, split = parse_dataset(spec)
   base, _, config = name.partition("/")
   registered = tfds.list_builders(with_community_datasets=False)

@@ -21,7 +21,6 @@ import io
 import numpy as np
 from PIL import Image
 
-from poolnet_jax import image as image_lib
 from poolnet_jax.data import decode
 from poolnet_jax.resize import native_size  # noqa: F401  (the pipeline's; one rule with inference)
 from poolnet_jax.resize import resize

@@ -17,6 +17,7 @@ import re
 import jax
 import jax.numpy as jnp
 
+from poolnet_jax import runtime
 from poolnet_jax.cli import UserError
 from poolnet_jax.models import DTYPES, VARIANTS
 from poolnet_jax.models.layers import CONV_CHOICES
@@ -30,9 +31,6 @@ OVERRIDE_FLAG = re.compile(r"^--?config\.([A-Za-z0-9_.]+)(=|$)")
 class ConfigError(UserError):
   """A training config with values that cannot work."""
 
-
-# jax.default_matmul_precision's names: "default" lets accelerators use TF32 / bf16 passes.
-PRECISIONS = ("default", "high", "highest", "bfloat16", "tensorfloat32", "float32")
 
 def model_defaults():
   """create_model's default for each of MODEL_OVERRIDES (the PoolNet module's fields)."""
@@ -126,7 +124,7 @@ def _value_problems(config):
   one_of("parallel", config.parallel, step.MODES)
   if "conv" in config:
     one_of("conv", config.conv, ("",) + CONV_CHOICES)
-  one_of("matmul_precision", config.matmul_precision, PRECISIONS)
+  one_of("matmul_precision", config.matmul_precision, runtime.PRECISIONS)
   need(_int(config.data.prefetch_to_device) and config.data.prefetch_to_device >= 1,
        f"data.prefetch_to_device={config.data.prefetch_to_device!r} must be an integer >= 1")
   for key in ("worker_count", "read_threads", "prefetch"):

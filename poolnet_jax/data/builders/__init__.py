@@ -6,7 +6,7 @@ dir) and salient_folder (a user's own folders or pair list). Each module's
 docstring says how to use it.
 """
 
-from poolnet_jax.data.builders import edges
-from poolnet_jax.data.builders import saliency
-from poolnet_jax.data.builders import salient_folder
-from poolnet_jax.data.builders import synthetic_salient
+from poolnet_jax.data.builders import edges  # noqa: F401  (registers)
+from poolnet_jax.data.builders import saliency  # noqa: F401  (registers)
+from poolnet_jax.data.builders import salient_folder  # noqa: F401  (registers)
+from poolnet_jax.data.builders import synthetic_salient  # noqa: F401  (registers)
