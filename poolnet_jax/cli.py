@@ -25,6 +25,7 @@ import traceback
 
 from absl import app, flags
 
+from poolnet_jax import runtime
 from poolnet_jax.torch_io.mapping import CheckpointMismatch
 from poolnet_jax.torch_io.pth import PthError
 
@@ -50,6 +51,14 @@ def message(error):
 def define_verbose(flag_values):
   flags.DEFINE_bool("verbose", False, "Print the traceback of an error, not only its message.",
                     flag_values=flag_values)
+
+
+def define_precision(flag_values):
+  """--precision: jax.default_matmul_precision of the run, "highest" (true float32) by default."""
+  flags.DEFINE_enum("precision", "highest", list(runtime.PRECISIONS),
+                    "Matrix product / convolution precision (jax.default_matmul_precision): "
+                    "highest is true float32 (the converter's parity); default lets GPUs use "
+                    "TF32 and TPUs bf16 passes.", flag_values=flag_values)
 
 
 def reports_user_errors(flag_values):

@@ -55,10 +55,7 @@ flags.DEFINE_string("manual_dir", None, "Downloaded archives or folders, to buil
                     "that is not built yet.", flag_values=FLAGS)
 flags.DEFINE_string("size", None, "Fixed inference size, H,W or one number; default: each "
                     "image's own size.", flag_values=FLAGS)
-flags.DEFINE_enum("precision", "highest", list(runtime.PRECISIONS),
-                  "Matrix product / convolution precision (jax.default_matmul_precision): "
-                  "highest is true float32 (the converter's parity); default lets GPUs use TF32 "
-                  "and TPUs bf16 passes.", flag_values=FLAGS)
+cli.define_precision(FLAGS)
 flags.DEFINE_integer("size_multiple", 0, "Round each image's run size to a multiple of this "
                      "(fewer compiled shapes; maps resized back); 0: exact native sizes.",
                      lower_bound=0, flag_values=FLAGS)

@@ -63,10 +63,7 @@ flags.DEFINE_integer("max_size", DEFAULT_MAX_SIZE, "Longest side the network see
                      "images are scaled down (aspect kept) and their maps resized back; 0: no "
                      "limit. For --task edge, the scale-1 image.", lower_bound=0,
                      flag_values=FLAGS)
-flags.DEFINE_enum("precision", "highest", list(runtime.PRECISIONS),
-                  "Matrix product / convolution precision (jax.default_matmul_precision): "
-                  "highest is true float32 (the converter's parity); default lets GPUs use TF32 "
-                  "and TPUs bf16 passes.", flag_values=FLAGS)
+cli.define_precision(FLAGS)
 flags.DEFINE_integer("size_multiple", 0, "Round each run size to a multiple of this (fewer "
                      "compiled shapes; maps still at each image's size); 0: exact sizes.",
                      lower_bound=0, flag_values=FLAGS)

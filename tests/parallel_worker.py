@@ -50,10 +50,9 @@ def train(model, variables, mode, num_devices, out, hlo):
   state = trainer.replicate(state_lib.TrainState.create(variables, tx))
   sums = trainer.init_sums(state)
   if hlo is not None:
-    batch = trainer.put(batches(model, np.random.default_rng(1)))
-    hlo["accumulate"] = all_reduces(trainer._accumulate["saliency"].lower(
-        state, sums, batch["saliency"] if model.edge else batch).compile())
-    hlo["update"] = all_reduces(trainer._update.lower(state, sums).compile())
+    compiled = trainer.compile(state, sums, trainer.put(batches(model, np.random.default_rng(1))))
+    hlo["accumulate"] = all_reduces(compiled["accumulate_saliency"])
+    hlo["update"] = all_reduces(compiled["update"])
   rng = np.random.default_rng(0)
   before = compilation.snapshot()
   for _ in range(UPDATES):

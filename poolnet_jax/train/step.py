@@ -185,7 +185,6 @@ class _Trainer:
     return int(np.asarray(nonfinite_updates(state).addressable_data(0)).reshape(-1)[0])
 
 
-
 class PmapTrainer(_Trainer):
   """`jax.pmap` over the devices (default: all of them, of every process); the state and
   the sums carry a leading local-device axis; batches are split [devices, per_device]."""
