@@ -77,6 +77,8 @@ def test_stages_and_resnet_style_override(monkeypatch):
     ("eval_every_steps", 0, "eval_every_steps=0 must be an integer >= 1"),
     ("parallel", "pjit", "parallel='pjit' is not one of pmap, shard_map, jit"),
     ("matmul_precision", "max", "matmul_precision='max' is not one of default, high, highest"),
+    ("compile_ahead", "sometimes", "compile_ahead='sometimes' is not one of auto, true, false"),
+    ("compile_workers", -1, "compile_workers=-1 must be an integer >= 0"),
 ])
 def test_impossible_values_are_refused(key, value, message):
   from configs import tiny  # pylint: disable=import-outside-toplevel

@@ -125,6 +125,11 @@ def _value_problems(config):
   if "conv" in config:
     one_of("conv", config.conv, ("",) + CONV_CHOICES)
   one_of("matmul_precision", config.matmul_precision, runtime.PRECISIONS)
+  one_of("compile_ahead", str(config.compile_ahead).lower(), ("auto", "true", "false"))
+  need(_int(config.compile_workers) and config.compile_workers >= 0,
+       f"compile_workers={config.compile_workers!r} must be an integer >= 0")
+  need(_int(config.data.native_multiple) and config.data.native_multiple >= 0,
+       f"data.native_multiple={config.data.native_multiple!r} must be an integer >= 0")
   need(_int(config.data.prefetch_to_device) and config.data.prefetch_to_device >= 1,
        f"data.prefetch_to_device={config.data.prefetch_to_device!r} must be an integer >= 1")
   for key in ("worker_count", "read_threads", "prefetch"):

@@ -3,16 +3,17 @@
 Under XLA every distinct batch shape is a program of its own; at native size
 (the paper's protocol) an epoch of DUTS-TR meets hundreds. The pipeline knows
 the size of every coming step from the image headers (`step_shapes`,
-data/pipeline.py), so `EpochWarmup` compiles, before the first update of an
-epoch (of the run, after a resume), the gradient program of every shape the
-epoch's calls will meet that is not compiled yet, and the update, through
+data/pipeline.py), so `EpochWarmup` compiles, before the first update of the
+run (a resumed one too) and of every epoch, the gradient program of every shape
+the epoch's remaining calls will meet that is not compiled yet, and the update, through
 `trainer.compile` (lower + compile on zero batches of those shapes), with a
 progress bar, `workers` at once. JAX keeps the programs in its in-memory caches
 (2048 entries) and writes them to the persistent cache, so the steps then compile
 nothing, and a resumed run reads them back instead of compiling them.
 
 `compile_ahead` (config): "auto" (on in native and buckets modes on GPU and TPU;
-off on CPU and in fixed mode: BENCHMARKS.md, "Compiling ahead"), "true", "false".
+off on CPU and in fixed mode: BENCHMARKS.md, "Step shapes and compiling ahead"),
+"true", "false".
 """
 
 import concurrent.futures
@@ -43,12 +44,13 @@ def enabled(setting, data_mode, platform=None):
 
 
 def default_workers(platform=None):
-  """Programs compiled at once: 1 on CPU (XLA already uses every core to compile one;
-  measured, BENCHMARKS.md), else up to 4 (XLA compiles one on a single host thread)."""
+  """Programs compiled at once: 1 on CPU (XLA spreads one compilation over the cores
+  already; 2 at once showed no consistent gain on 2 cores, BENCHMARKS.md), elsewhere up
+  to 4 host threads (not measured here: no accelerator)."""
   if (platform or jax.default_backend()) == "cpu":
     return 1
-  return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else
-                    os.cpu_count() or 1))
+  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+  return max(1, min(4, cores or 1))
 
 
 def zeros_batch(shape):
@@ -133,6 +135,6 @@ def from_config(config, trainer, iterator, updates_per_epoch, num_updates):
   """The run's EpochWarmup, or None when `config.compile_ahead` says off."""
   if not enabled(config.compile_ahead, config.data.mode):
     return None
-  workers = config.get("compile_workers", 0) or default_workers()
+  workers = config.compile_workers or default_workers()
   compiler = AheadCompiler(trainer, workers, progress=jax.process_index() == 0)
   return EpochWarmup(compiler, iterator, config.iter_size, updates_per_epoch, num_updates)
