@@ -1,6 +1,7 @@
 """Data parallelism: 1 device with the global batch == 4 simulated devices with a quarter
-each, in every mode (pmap, shard_map, jit), for a plain and a joint model, iter_size 2;
-the gradient programs hold no collective and the update holds the all-reduce."""
+each (pmap, shard_map; jit on one device: over several it is refused), for a plain and
+a joint model, iter_size 2; the gradient programs hold no collective and the update
+holds the all-reduce."""
 
 import json
 import os
@@ -23,14 +24,14 @@ def runs(tmp_path_factory):
   subprocess.run([sys.executable, os.path.join(HERE, "parallel_worker.py"), str(out)],
                  check=True, env=env, timeout=1200)
   results = {f"{m}_{mode}": dict(np.load(out / f"{m}_{mode}.npz")) for m in MODELS
-             for mode in ("pmap1", "pmap4", "shard_map4", "jit4")}
+             for mode in ("pmap1", "pmap4", "shard_map4", "jit1")}
   return results, json.loads((out / "hlo.json").read_text())
 
 
 @pytest.mark.parametrize("model", MODELS)
-@pytest.mark.parametrize("mode", ["pmap", "shard_map", "jit"])
-def test_four_devices_equal_one_device_after_three_updates(model, mode, runs):
-  one_device, multi = runs[0][f"{model}_pmap1"], dict(runs[0][f"{model}_{mode}4"])
+@pytest.mark.parametrize("mode", ["pmap4", "shard_map4", "jit1"])
+def test_every_mode_equals_one_device_pmap_after_three_updates(model, mode, runs):
+  one_device, multi = runs[0][f"{model}_pmap1"], dict(runs[0][f"{model}_{mode}"])
   assert one_device.keys() == multi.keys()
   np.testing.assert_allclose(multi.pop("loss"), one_device["loss"], rtol=1e-4)  # a float32 sum
   for key, value in one_device.items():
@@ -41,7 +42,7 @@ def test_four_devices_equal_one_device_after_three_updates(model, mode, runs):
   assert moved > 1e-4  # the three updates did move the weights
 
 
-@pytest.mark.parametrize("mode", ["pmap", "shard_map", "jit"])
+@pytest.mark.parametrize("mode", ["pmap", "shard_map"])
 def test_gradient_programs_have_no_collective_and_the_update_has_it(mode, runs):
   counts = runs[1]["all_reduces"][mode]
   assert counts["accumulate"] == 0
@@ -54,7 +55,7 @@ def test_one_program_per_task_and_shape(runs):
     expected = {"jit(accumulate_saliency)": 1, "jit(update)": 1, "jit(read_metrics)": 1}
     if "edge" in name:
       expected["jit(accumulate_edge)"] = 1
-    if "4" in name and "edge" not in name:  # the HLO check compiled these two ahead of time
+    if name in ("resnet50_pmap4", "resnet50_shard_map4"):  # the HLO check compiled two ahead
       expected = {"jit(read_metrics)": 1}
     if "pmap" in name:  # jax.pmap names every program "_fun"
       assert sum(programs.values()) == sum(expected.values()), (name, programs)
