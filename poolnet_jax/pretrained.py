@@ -61,7 +61,9 @@ def _checked_state_dict(name, variables, **overrides):
 def _expected(name, overrides, source):
   """mapping.expected_state_dict(name, **overrides), or CheckpointMismatch saying why not."""
   try:
-    return mapping.expected_state_dict(name, **overrides)
+    # Hashable values for the cached table: JSON gives `stages` back as a list.
+    return mapping.expected_state_dict(
+        name, **{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()})
   except (ValueError, TypeError) as error:
     raise mapping.CheckpointMismatch(
         f"{source}: no PoolNet {_describe(name, overrides)} can be made: {error}") from None
