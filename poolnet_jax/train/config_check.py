@@ -122,6 +122,9 @@ def _value_problems(config):
        f"one must be > 0")
   one_of("lr_schedule", config.lr_schedule, setup.SCHEDULES)
   one_of("parallel", config.parallel, step.MODES)
+  need(config.parallel != "jit" or jax.device_count() == 1,
+       f"parallel='jit' over {jax.device_count()} devices gives wrong updates in this version; "
+       f"use pmap (the default) or shard_map")
   if "conv" in config:
     one_of("conv", config.conv, ("",) + CONV_CHOICES)
   one_of("matmul_precision", config.matmul_precision, runtime.PRECISIONS)
