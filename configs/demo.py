@@ -4,7 +4,7 @@
 128-160 px, about 20 s) on first use, then trains a ResNet-50 PoolNet at 1/8
 width with one block per stage at 112x112, 5,000 updates of 8 images, in
 about 7 minutes on a 2-core CPU (test split: max F 0.902, MAE 0.033). No
-ImageNet weights: `init` "skipinit" (train/init.py) replaces the original's
+ImageNet weights: `init` "skipinit" (models/init.py) replaces the original's
 N(0, 0.01) convolutions, under which activations vanish through the frozen,
 identity BatchNorm (600 updates: max F 0.75 instead of 0.62).
 The paper configs (resnet50.py, ...) keep the full-size model.
@@ -19,7 +19,7 @@ def get_config():
   c.model_overrides.width = 0.125
   c.model_overrides.stages = (1, 1, 1, 1)
   c.backbone_checkpoint = ""
-  c.init = "skipinit"  # "" = the original's N(0, 0.01); only used without checkpoints
+  c.init = "skipinit"  # "" = the original's N(0, 0.01)
 
   c.dataset = "synthetic_salient/small"
   c.eval_dataset = "synthetic_salient/small"

@@ -76,6 +76,7 @@ def test_stages_and_resnet_style_override(monkeypatch):
     ("parallel", "pmapp", "parallel='pmapp' is not one of pmap, shard_map"),
     ("eval_every_steps", 0, "eval_every_steps=0 must be an integer >= 1"),
     ("parallel", "pjit", "parallel='pjit' is not one of pmap, shard_map, jit"),
+    ("init", "fixup", "init='fixup' is not one of original, skipinit"),
     ("matmul_precision", "max", "matmul_precision='max' is not one of default, high, highest"),
     ("compile_ahead", "sometimes", "compile_ahead='sometimes' is not one of auto, true, false"),
     ("compile_workers", -1, "compile_workers=-1 must be an integer >= 0"),

@@ -11,7 +11,6 @@ import pytest
 
 from configs import common
 from poolnet_jax.models import create_model
-from poolnet_jax.train import init as init_lib
 from poolnet_jax.train import setup
 from poolnet_jax.train import state as state_lib
 from poolnet_jax.torch_io import backbones
@@ -89,65 +88,99 @@ def test_clipping_reads_the_config_key():
   np.testing.assert_allclose(mu, 0.1 * np.array([0.3, 0.4]), rtol=1e-5)
 
 
+TINY = dict(width=0.125, stages=(1, 1, 1, 1))
+
+
+def init_variables(init, seed=0):
+  model = create_model("resnet50", init=init, **TINY)
+  variables = jax.jit(model.init)(jax.random.PRNGKey(seed), jnp.zeros((1, 112, 112, 3)))
+  return model, flax.core.unfreeze(variables)
+
+
 @pytest.fixture(scope="module")
-def tiny_model_variables():
-  model = create_model("resnet50", width=0.125, stages=(1, 1, 1, 1))
-  variables = flax.core.unfreeze(
-      jax.jit(model.init)(jax.random.PRNGKey(0), jnp.zeros((1, 112, 112, 3))))
-  return model, variables
+def skipinit_model_variables():
+  return init_variables("skipinit")
 
 
-def test_skipinit_zeroes_residual_ends_and_score_and_uses_he_std(tiny_model_variables):
-  _, variables = tiny_model_variables
-  params = init_lib.skipinit(variables["params"], jax.random.PRNGKey(1))
-  flat = flax.traverse_util.flatten_dict(params, sep="/")
+def he(kernel):
+  return math.sqrt(2 / np.prod(kernel.shape[:-1]))
+
+
+def test_skipinit_zeroes_residual_ends_and_score_and_uses_he_std(skipinit_model_variables):
+  _, variables = skipinit_model_variables
+  flat = flax.traverse_util.flatten_dict(variables["params"], sep="/")
   conv3 = [k for k in flat if k.endswith("conv3/kernel")]
   assert len(conv3) == 4 and all(not np.any(flat[k]) for k in conv3)
   assert not np.any(flat["score/score/kernel"])
-  first = flat["base/resnet/conv1/kernel"]  # 7x7x3 -> 8
-  np.testing.assert_allclose(first.std(), math.sqrt(2 / 147) / init_lib.INPUT_SCALE, rtol=0.15)
+  first = flat["base/resnet/conv1/kernel"]  # 7x7x3 -> 8, divided by the input's scale 64
+  np.testing.assert_allclose(first.std(), math.sqrt(2 / 147) / 64, rtol=0.15)
   big = flat["base/resnet/layer4/0/conv2/kernel"]  # 3x3, He gain sqrt(2)
-  np.testing.assert_allclose(big.std(), math.sqrt(2 / np.prod(big.shape[:-1])), rtol=0.05)
-  fam = flat["deep_pool/0/conv_sum/kernel"]  # linear conv: gain 1
-  np.testing.assert_allclose(fam.std(), math.sqrt(1 / np.prod(fam.shape[:-1])), rtol=0.05)
+  np.testing.assert_allclose(big.std(), he(big), rtol=0.05)
+  # Convolutions summed without a ReLU: gain 1 over sqrt(terms): conv_sum is one term,
+  # each pooled branch and conv_sum_c three.
+  for name, terms in (("deep_pool/0/conv_sum/kernel", 1), ("deep_pool/0/convs/1/kernel", 3),
+                      ("deep_pool/0/conv_sum_c/kernel", 3)):
+    kernel = flat[name]
+    np.testing.assert_allclose(kernel.std(), he(kernel) / math.sqrt(2 * terms), rtol=0.05,
+                               err_msg=name)
   # Frozen BatchNorm and biases keep their values.
   np.testing.assert_array_equal(flat["base/resnet/bn1/scale"], 1.0)
   np.testing.assert_array_equal(flat["score/score/bias"], 0.0)
 
 
-def test_skipinit_keeps_activations_near_unit_scale(tiny_model_variables):
-  model, variables = tiny_model_variables
-  variables = init_lib.apply_init("skipinit", variables, jax.random.PRNGKey(1))
+def test_original_init_draws_every_kernel_from_n_0_001():
+  _, variables = init_variables(None)
+  flat = flax.traverse_util.flatten_dict(variables["params"], sep="/")
+  kernels = {k: v for k, v in flat.items() if k.endswith("kernel") and v.size > 2000}
+  assert len(kernels) > 20
+  for name, kernel in kernels.items():
+    np.testing.assert_allclose(kernel.std(), 0.01, rtol=0.1, err_msg=name)
+    assert abs(kernel.mean()) < 0.002, name
+
+
+def test_schemes_share_one_parameter_tree_and_compute_the_same(skipinit_model_variables):
+  model, variables = skipinit_model_variables
+  original, original_variables = init_variables(None)
+  assert (jax.tree_util.tree_structure(variables)
+          == jax.tree_util.tree_structure(original_variables))
+  images = jax.random.normal(jax.random.PRNGKey(3), (1, 112, 112, 3))
+  np.testing.assert_array_equal(jax.jit(model.apply)(variables, images),
+                                jax.jit(original.apply)(variables, images))
+
+
+def fam_output_stds(model, variables):
   images = 60.0 * jax.random.normal(jax.random.PRNGKey(2), (2, 112, 112, 3))
   apply = jax.jit(functools.partial(model.apply, capture_intermediates=True,
                                     mutable=["intermediates"]))
   _, state = apply(variables, images)
   flat = flax.traverse_util.flatten_dict(state["intermediates"], sep="/")
-  last_fam = flat["deep_pool/4/conv_sum/__call__"][0]
-  assert 0.2 < float(jnp.std(last_fam)) < 5.0
+  return [float(jnp.std(flat[f"deep_pool/{i}/conv_sum/__call__"][0])) for i in range(5)]
 
 
-def test_init_applies_only_without_checkpoints(tiny_model_variables, monkeypatch):
-  model, _ = tiny_model_variables
+def test_skipinit_keeps_activations_near_unit_scale_where_the_original_vanishes(
+    skipinit_model_variables):
+  assert all(0.2 < std < 10.0 for std in fam_output_stds(*skipinit_model_variables))
+  assert fam_output_stds(*init_variables(None))[-1] < 0.01
+
+
+def test_checkpoints_replace_what_they_hold_and_the_scheme_draws_the_rest(
+    skipinit_model_variables, monkeypatch):
+  model, _ = skipinit_model_variables
   rng = jax.random.PRNGKey(0)
-  overrides = dict(width=0.125, stages=(1, 1, 1, 1))
-  scratch = setup.initial_variables(config(init="skipinit", model_overrides=overrides), model,
-                                    rng)
+  scratch = setup.initial_variables(config(init="skipinit", model_overrides=TINY), model, rng)
   assert not np.any(scratch["params"]["score"]["score"]["kernel"])
-  # With a backbone file, the backbone is merged into the model's own N(0, 0.01)
-  # variables and nothing is redrawn.
   backbone, merged = {"conv1": {"kernel": np.full((7, 7, 3, 8), 0.5, np.float32)}}, []
   monkeypatch.setattr(backbones, "load_backbone", lambda *args, **kwargs: (backbone, []))
   monkeypatch.setattr(backbones, "merge_backbone", lambda v, b: merged.append((v, b)) or v)
   loaded = setup.initial_variables(config(init="skipinit", backbone_checkpoint="fake.pth",
-                                          model_overrides=overrides), model, rng)
+                                          model_overrides=TINY), model, rng)
   assert merged[0][1] is backbone and merged[0][0] is loaded
   flat = flax.traverse_util.flatten_dict(loaded["params"], sep="/")
-  assert np.any(flat["score/score/kernel"])
-  for name in ("base/resnet/layer1/0/conv3/kernel", "deep_pool/0/conv_sum/kernel"):
-    np.testing.assert_allclose(np.std(flat[name]), 0.01, rtol=0.3, err_msg=name)
+  assert not np.any(flat["score/score/kernel"])  # the decoder as the scheme draws it
 
 
-def test_unknown_init_is_an_error():
-  with pytest.raises(ValueError, match="unknown init"):
-    init_lib.apply_init("fixup", {"params": {}}, jax.random.PRNGKey(0))
+def test_setup_builds_the_configs_scheme_and_refuses_unknown_ones():
+  assert setup.create_model_from_config(config(init="skipinit")).conv.init == "skipinit"
+  assert setup.create_model_from_config(config(init="")).conv.init == "original"
+  with pytest.raises(ValueError, match="unknown initialisation 'fixup'"):
+    init_variables("fixup")

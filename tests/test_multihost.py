@@ -54,9 +54,19 @@ def _fingerprints(outputs):
   return dict(m for out in outputs for m in FINGERPRINT.findall(out))
 
 
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory):
+  """The final parameters of the same run in one process (its own data_dir)."""
+  root = tmp_path_factory.mktemp("single")
+  single = _train(root / "run", root / "tfds")
+  out = single.communicate(timeout=600)[0]
+  assert single.returncode == 0, _output_tail(out)
+  return final_params(root / "run")[1]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("parallel", ["pmap", "shard_map"])  # jit: one device only
-def test_two_processes_equal_one_process(parallel, tmp_path):
+@pytest.mark.parametrize("parallel", ["pmap", "jit"])  # shard_map: tests/test_parallel.py
+def test_two_processes_equal_one_process(parallel, tmp_path, one_process):
   data_dir = tmp_path / "tfds"  # not built yet: the two processes must not build it twice
   hosts, outputs = _two_hosts(tmp_path / "multi", data_dir, f"--config.parallel={parallel}")
   attempts = [outputs]
@@ -75,14 +85,11 @@ def test_two_processes_equal_one_process(parallel, tmp_path):
   assert [out.count("validation at update 2") for out in outputs] == [1, 0]
   assert [out.count("best model so far") for out in outputs] == [1, 0]
   assert json.loads((tmp_path / "multi" / "best" / "poolnet.json").read_text())["variant"]
-  single = _train(tmp_path / "single", data_dir)
-  single_out = single.communicate(timeout=600)[0]
-  assert single.returncode == 0, _output_tail(single_out)
   prints = _fingerprints(outputs)
   assert set(prints) == {"0", "1"} and prints["0"] == prints["1"]  # replicas agree
   step, multi = final_params(tmp_path / "multi")
   assert step == 2
-  one = final_params(tmp_path / "single")[1]
+  one = one_process
   assert multi.keys() == one.keys()
   for key in one:
     np.testing.assert_allclose(multi[key], one[key], rtol=0, atol=1e-5, err_msg=key)

@@ -22,13 +22,13 @@ def _nchw(x):
 
 def _check(jax_fn, torch_fn, x, seed=0):
   """Compares outputs and the gradients of <output, cotangent>."""
-  y = jax_fn(jnp.asarray(x))
+  y = jax.jit(jax_fn)(jnp.asarray(x))  # jitted: op-by-op dispatch compiles every op apart
   xt = _nchw(x)
   yt = torch_fn(xt)
   np.testing.assert_allclose(np.asarray(y), yt.detach().numpy().transpose(0, 2, 3, 1),
                              atol=TOL, rtol=0)
   cot = _random(y.shape, seed + 1)
-  grad = jax.grad(lambda v: jnp.sum(jax_fn(v) * cot))(jnp.asarray(x))
+  grad = jax.jit(jax.grad(lambda v: jnp.sum(jax_fn(v) * cot)))(jnp.asarray(x))
   (yt * torch.from_numpy(cot.transpose(0, 3, 1, 2).copy())).sum().backward()
   expected = xt.grad.numpy().transpose(0, 2, 3, 1)
   # A gradient sums many products: hold it to TOL relative to its own scale.

@@ -122,8 +122,8 @@ def test_a_native_run_compiles_nothing_after_the_warmup(tmp_path, monkeypatch, c
   sizes = [(112, 112), (112, 128), (128, 112)] * 2  # three step shapes per epoch
   original = setup.data_source
 
-  def data_source(name, split, *args):
-    return _source(sizes) if split == config.train_split else original(name, split, *args)
+  def data_source(config_, name, split):
+    return _source(sizes) if split == config.train_split else original(config_, name, split)
 
   monkeypatch.setattr(setup, "data_source", data_source)
   after = []

@@ -65,11 +65,28 @@ def saliency_sets():
 
 
 def load_dataset(spec, data_dir=None, manual_dir=None):
-  """The random-access TFDS source of a dataset spec, building it first if need be."""
+  """The random-access TFDS source of a dataset spec, building it first if need be.
+
+  With several processes, process 0 builds first and the others wait for it (a
+  shared `data_dir` is then built once); a process that still finds no dataset
+  afterwards (a host-local `data_dir`) builds its own copy.
+  """
+  import jax  # pylint: disable=import-outside-toplevel
+  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+  if jax.process_index() == 0:
+    builder, split = _prepared(spec, data_dir, manual_dir)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(f"poolnet_jax: dataset {spec} built")
+    if jax.process_index() != 0:
+      builder, split = _prepared(spec, data_dir, manual_dir)
+  return builder.as_data_source(split=split)
+
+
+def _prepared(spec, data_dir, manual_dir):
   import poolnet_jax.data as data_lib  # pylint: disable=import-outside-toplevel
   builder, split = dataset_builder(spec, data_dir, manual_dir)
   data_lib.prepare(builder, manual_dir)
   if split not in builder.info.splits:
     raise UserError(f"{spec}: {builder.name} has no split {split!r} (it has "
                     f"{', '.join(sorted(builder.info.splits))})")
-  return builder.as_data_source(split=split)
+  return builder, split

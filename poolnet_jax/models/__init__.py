@@ -1,5 +1,7 @@
 """The four PoolNet variants."""
 
+import dataclasses
+
 import jax.numpy as jnp
 
 from poolnet_jax.models.layers import ConvImpl, conv_impl
@@ -15,7 +17,7 @@ VARIANTS = {
 }
 
 
-def create_model(name: str, *, conv=None, resize_conv=None, **overrides) -> PoolNet:
+def create_model(name: str, *, conv=None, resize_conv=None, init=None, **overrides) -> PoolNet:
   """PoolNet variant `name` (resnet50, vgg16, resnet50_edge, vgg16_edge).
 
   Overrides: `dtype` (compute dtype, a name or jnp dtype, e.g. "bfloat16";
@@ -24,7 +26,8 @@ def create_model(name: str, *, conv=None, resize_conv=None, **overrides) -> Pool
   and `remat` (recompute blocks in the backward pass). `conv` ("fast", "xla", a
   layers.ConvImpl, or None: the default backend's choice) and `resize_conv`
   (None: as `conv`) say how convolutions are computed; the parameters and the
-  results (to float rounding) are the same either way.
+  results (to float rounding) are the same either way. `init` ("original", the
+  default, or "skipinit": models/init.py) is how `model.init` draws the kernels.
   """
   if name not in VARIANTS:
     raise ValueError(f"unknown PoolNet variant {name!r}; expected one of {sorted(VARIANTS)}")
@@ -33,7 +36,10 @@ def create_model(name: str, *, conv=None, resize_conv=None, **overrides) -> Pool
   if "stages" in overrides:
     overrides["stages"] = tuple(overrides["stages"])
   impl = conv if isinstance(conv, ConvImpl) else conv_impl(conv)
-  impl = impl if resize_conv is None else ConvImpl(impl.winograd, bool(resize_conv))
+  if resize_conv is not None:
+    impl = dataclasses.replace(impl, resize_conv=bool(resize_conv))
+  if init:
+    impl = dataclasses.replace(impl, init=init)
   return PoolNet(**{**VARIANTS[name], **overrides}, conv=impl)
 
 

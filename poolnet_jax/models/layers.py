@@ -12,26 +12,29 @@ import jax
 import jax.numpy as jnp
 
 from poolnet_jax import ops
+from poolnet_jax.models import init as init_lib
 from poolnet_jax.kernels import matmul_conv, resize_conv, winograd
 
 Dtype = Any
 BN_EPSILON = 1e-5
-conv_init = nn.initializers.normal(stddev=0.01)  # the original's N(0, 0.01)
 
 
 @dataclasses.dataclass(frozen=True)
 class ConvImpl:
-  """How every Conv2d of a model computes; the parameters are the same either way.
+  """How every Conv2d of a model is made and computes (the choices flax's nn.Conv takes
+  as constructor arguments).
 
   `winograd`: 1x1 convolutions as matrix products, stride-1 3x3 ones as Winograd
   F(2x2, 3x3) where worthwhile (kernels/winograd.py), maps smaller than the kernel
   as one matrix product. `resize_conv`: a 3x3 convolution of an upsampled map
   (`resize_to`) without making that map where it needs fewer multiplications
   (kernels/resize_conv.py; exact up to float reassociation). Both off:
-  `lax.conv_general_dilated` everywhere, the accelerators' choice.
+  `lax.conv_general_dilated` everywhere, the accelerators' choice. Neither changes
+  the parameters. `init`: the kernels' initialisation scheme (models/init.py).
   """
   winograd: bool = False
   resize_conv: bool = False
+  init: str = "original"
 
 
 XLA = ConvImpl()
@@ -64,7 +67,7 @@ def channels(c: int, width: float) -> int:
 
 class Conv2d(nn.Module):
   """`nn.Conv2d` in NHWC: HWIO `kernel`, optional `bias`, explicit padding, computed
-  as `impl` says (ConvImpl)."""
+  as `impl` says (ConvImpl); `role` (models/init.py) picks the kernel's initializer."""
   features: int
   kernel_size: int = 3
   stride: int = 1
@@ -73,12 +76,14 @@ class Conv2d(nn.Module):
   use_bias: bool = False
   dtype: Dtype = jnp.float32
   impl: ConvImpl = XLA
+  role: str = "hidden"
 
   @nn.compact
   def __call__(self, x, resize_to=None):
     """Convolves `x`, or with `resize_to` = (H, W) `ops.resize_bilinear(x, resize_to)`."""
     k = self.kernel_size
-    kernel = self.param("kernel", conv_init, (k, k, x.shape[-1], self.features), jnp.float32)
+    kernel = self.param("kernel", init_lib.kernel_init(self.impl.init, self.role),
+                        (k, k, x.shape[-1], self.features), jnp.float32)
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
     size = None if resize_to is None else tuple(resize_to)
     if size is not None and self._fuse_resize(x.shape, size):
@@ -158,6 +163,7 @@ class ConvList(nn.Module):
   relu: bool = False
   dtype: Dtype = jnp.float32
   impl: ConvImpl = XLA
+  role: str = "hidden"
 
   @nn.compact
   def __call__(self, inputs):
@@ -167,6 +173,7 @@ class ConvList(nn.Module):
         outputs.append(ConvReLU(c, self.kernel_size, self.dtype, self.impl, name=str(i))(x))
       else:
         conv = Conv2d(c, self.kernel_size, padding=self.kernel_size // 2,
-                      use_bias=self.use_bias, dtype=self.dtype, impl=self.impl, name=str(i))
+                      use_bias=self.use_bias, dtype=self.dtype, impl=self.impl,
+                      role=self.role, name=str(i))
         outputs.append(conv(x))
     return outputs

@@ -122,17 +122,19 @@ class FeatureAggregation(nn.Module):
 
   @nn.compact
   def __call__(self, x, x2=None, x3=None):
+    # Each branch is summed with x and the others before the ReLU: role "sum3".
     branches = ConvList([self.k] * len(FAM_POOLS), 3, dtype=self.dtype, impl=self.impl,
-                        name="convs")
+                        role=f"sum{len(FAM_POOLS)}", name="convs")
     pooled = branches([ops.avg_pool(x, p) for p in FAM_POOLS])
     r = x
     for y in pooled:
       r = r + ops.resize_bilinear(y, _size(x))
     r = nn.relu(r)
-    r = Conv2d(self.k_out, 3, padding=1, dtype=self.dtype, impl=self.impl, name="conv_sum")(
+    r = Conv2d(self.k_out, 3, padding=1, dtype=self.dtype, impl=self.impl, role="sum1",
+               name="conv_sum")(
         r, resize_to=_size(x2) if self.need_x2 else None)
     if self.need_fuse:
-      r = Conv2d(self.k_out, 3, padding=1, dtype=self.dtype, impl=self.impl,
+      r = Conv2d(self.k_out, 3, padding=1, dtype=self.dtype, impl=self.impl, role="sum3",
                  name="conv_sum_c")(r + x2 + x3)
     return r
 
@@ -170,7 +172,7 @@ class Score(nn.Module):
   @nn.compact
   def __call__(self, x, size):
     conv = Conv2d(1, self.kernel_size, padding=self.kernel_size // 2, use_bias=True,
-                  dtype=self.dtype, impl=self.impl, name="score")
+                  dtype=self.dtype, impl=self.impl, role="zero", name="score")
     return ops.resize_bilinear(conv(x).astype(jnp.float32), size)
 
 

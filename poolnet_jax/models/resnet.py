@@ -38,7 +38,7 @@ class Bottleneck(nn.Module):
     y = Conv2d(self.planes, 3, stride=s3, padding=self.dilation, dilation=self.dilation,
                dtype=d, impl=impl, name="conv2")(y)
     y = nn.relu(FrozenBatchNorm(d, name="bn2")(y))
-    y = Conv2d(self.planes * EXPANSION, 1, dtype=d, impl=impl, name="conv3")(y)
+    y = Conv2d(self.planes * EXPANSION, 1, dtype=d, impl=impl, role="zero", name="conv3")(y)
     y = FrozenBatchNorm(d, name="bn3")(y)
     if self.downsample:
       x = Downsample(self.planes * EXPANSION, self.stride, d, impl, name="downsample")(x)
@@ -97,7 +97,7 @@ class ResNet(nn.Module):
     if self.style not in STYLES:
       raise ValueError(f"unknown ResNet style {self.style!r}; expected one of {STYLES}")
     x = Conv2d(channels(64, self.width), 7, stride=2, padding=3, dtype=self.dtype,
-               impl=self.impl, name="conv1")(x)
+               impl=self.impl, role="input", name="conv1")(x)
     x = nn.relu(FrozenBatchNorm(self.dtype, name="bn1")(x))
     features = [x]
     x = ops.max_pool(x, 3, 2, 1, ceil_mode=self.style == "caffe")

@@ -47,7 +47,8 @@ def _conv_block(layers, x, convs):
   """3x3 conv + ReLU for each (index, channels) of `convs`, as children of `layers`."""
   for index, c in convs:
     x = nn.relu(Conv2d(channels(c, layers.width), 3, padding=1, use_bias=True,
-                       dtype=layers.dtype, impl=layers.impl, name=str(index))(x))
+                       dtype=layers.dtype, impl=layers.impl,
+                       role="input" if index == 0 else "hidden", name=str(index))(x))
   return x
 
 

@@ -14,12 +14,14 @@ import math
 import os
 import re
 
+from absl import logging
 import jax
 import jax.numpy as jnp
 
 from poolnet_jax import runtime
 from poolnet_jax.cli import UserError
 from poolnet_jax.models import DTYPES, VARIANTS
+from poolnet_jax.models import init as init_schemes
 from poolnet_jax.models.layers import CONV_CHOICES
 from poolnet_jax.models.poolnet import PoolNet
 from poolnet_jax.models.resnet import STYLES
@@ -122,9 +124,12 @@ def _value_problems(config):
        f"one must be > 0")
   one_of("lr_schedule", config.lr_schedule, setup.SCHEDULES)
   one_of("parallel", config.parallel, step.MODES)
-  need(config.parallel != "jit" or jax.device_count() == 1,
-       f"parallel='jit' over {jax.device_count()} devices gives wrong updates in this version; "
-       f"use pmap (the default) or shard_map")
+  need(config.init in ("",) + init_schemes.SCHEMES,
+       f"init={config.init!r} is not one of {', '.join(init_schemes.SCHEMES)} ('' = original)")
+  if config.parallel == "jit" and jax.device_count() > 1 and config.iter_size > 1:
+    logging.warning("parallel='jit' all-reduces the gradient of every call: %d all-reduces "
+                    "per update at iter_size=%d (pmap and shard_map run one)",
+                    config.iter_size, config.iter_size)
   if "conv" in config:
     one_of("conv", config.conv, ("",) + CONV_CHOICES)
   one_of("matmul_precision", config.matmul_precision, runtime.PRECISIONS)

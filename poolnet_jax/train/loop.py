@@ -59,11 +59,10 @@ def make_train_iterator(config, model):
                 read_threads=config.data.read_threads, prefetch=config.data.prefetch,
                 min_size=model.min_input_size(), native_multiple=config.data.native_multiple,
                 plan_sizes=warmup.enabled(config.compile_ahead, config.data.mode))
-  saliency = setup.data_source(config.dataset, config.train_split, config.data_dir,
-                               config.manual_dir)
+  saliency = setup.data_source(config, config.dataset, config.train_split)
   if not model.edge:
     return pipeline.train_iterator(saliency, label_key="mask", **kwargs), len(saliency)
-  edges = setup.data_source(config.edge_dataset, "train", config.data_dir, config.manual_dir)
+  edges = setup.data_source(config, config.edge_dataset, "train")
   return pipeline.joint_iterator(saliency, edges, **kwargs), len(saliency)
 
 
@@ -126,8 +125,7 @@ def train_and_evaluate(config, workdir):
     state, data_state = checkpoints.restore(state)
     train_iter.set_state(data_state)
     logging.info("resumed from update %d", int(state.step))
-  eval_source = setup.data_source(config.eval_dataset, config.eval_split, config.data_dir,
-                                  config.manual_dir)
+  eval_source = setup.data_source(config, config.eval_dataset, config.eval_split)
   best = validation.BestModel(os.path.join(workdir, "best"), config.model,
                               setup.model_overrides(config))
   writer = writer_lib.MetricWriter(workdir)

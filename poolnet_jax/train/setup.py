@@ -2,17 +2,15 @@
 
 from absl import logging
 import jax
-from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import numpy as np
 import flax
-import tensorflow_datasets as tfds
 
 from poolnet_jax import pretrained
+from poolnet_jax.data import datasets
 from poolnet_jax.models import create_model
 from poolnet_jax.torch_io import backbones, mapping
 from poolnet_jax.train import config_check
-from poolnet_jax.train import init as init_lib
 from poolnet_jax.train import state as state_lib
 
 LOUD = "\n" + "!" * 78 + "\n"
@@ -24,27 +22,17 @@ def model_overrides(config):
 
 
 def create_model_from_config(config):
-  """The config's model: its variant, `model_overrides`, `remat` and convolution choice
-  (`conv`: "" = the backend's default; `resize_conv`: None = as `conv`)."""
+  """The config's model: its variant, `model_overrides`, `remat`, convolution choice
+  (`conv`: "" = the backend's default; `resize_conv`: None = as `conv`) and the
+  initialisation of what no checkpoint gives (`init`: "" = the original's)."""
   return create_model(config.model, conv=config.conv or None, resize_conv=config.resize_conv,
-                      remat=config.remat, **model_overrides(config))
+                      init=config.init or None, remat=config.remat, **model_overrides(config))
 
 
-def data_source(name, split, data_dir=None, manual_dir=None):
-  """A TFDS data source, building the dataset first if it is not there yet.
-
-  With several processes, process 0 builds first and the others wait for it
-  (a shared `data_dir` is then built once); a process that still finds no
-  dataset afterwards (a host-local `data_dir`) builds its own copy.
-  """
-  import poolnet_jax.data as data_lib  # pylint: disable=import-outside-toplevel  (registers)
-  if jax.process_index() == 0:
-    data_lib.prepare(tfds.builder(name, data_dir=data_dir), manual_dir)
-  if jax.process_count() > 1:
-    multihost_utils.sync_global_devices(f"poolnet_jax: dataset {name} built")
-    if jax.process_index() != 0:
-      data_lib.prepare(tfds.builder(name, data_dir=data_dir), manual_dir)
-  return tfds.builder(name, data_dir=data_dir).as_data_source(split=split)
+def data_source(config, name, split):
+  """The TFDS source of `name`'s `split` for a run of `config` (data/datasets.load_dataset:
+  built first if need be, once for several processes)."""
+  return datasets.load_dataset(f"{name}:{split}", config.data_dir, config.manual_dir)
 
 
 def updates_per_epoch(config, num_train_images):
@@ -100,8 +88,8 @@ def optimizer(config, params, num_updates, decays):
 def initial_variables(config, model, rng):
   """Random variables, then the backbone file or a full PoolNet checkpoint on top.
 
-  Without either file, `config.init` ("" = the model's own, "skipinit") picks the
-  from-scratch initialisation (train/init.py).
+  The random draws follow the model's initialisation scheme (`config.init`,
+  models/init.py).
   """
   size = max(model.min_input_size(), 128)
   variables = jax.jit(model.init)(rng, jnp.zeros((1, size, size, 3), jnp.float32))
@@ -119,10 +107,8 @@ def initial_variables(config, model, rng):
   logging.warning("%sTraining PoolNet %s from RANDOM weights: no backbone_checkpoint and no "
                   "init_checkpoint in the config. The paper starts from ImageNet backbones "
                   "(--config.backbone_checkpoint=resnet50_caffe.pth).%s", LOUD, config.model, LOUD)
-  init = config.init
-  if init:
-    logging.info("from-scratch initialisation: %s", init)
-  return init_lib.apply_init(init, variables, jax.random.fold_in(rng, 1))
+  logging.info("from-scratch initialisation: %s", model.conv.init)
+  return variables
 
 
 def _check_same_tree(expected, loaded, source):

@@ -14,11 +14,12 @@ Batches arrive as uint8: images [local batch, H, W, 3] RGB, labels
 [local batch, H, W, 1] in 0..255. BGR-minus-mean preprocessing and label / 255
 run on the device. Loss sums stay on the device until `read_metrics`.
 
-Three data-parallel wrappers run the same per-device functions:
-`PmapTrainer` (`jax.pmap`, the default), `ShardMapTrainer` (`jax.shard_map`
-on a 1-D mesh) and `JitTrainer` (`jax.jit` with `NamedSharding`: the batch
-sharded along its leading axis, the state replicated). Each keeps the gradient
-sums as [devices, ...] arrays, one slice per device.
+Three data-parallel wrappers run the same per-device loss:
+`PmapTrainer` (`jax.pmap`, the default) and `ShardMapTrainer` (`jax.shard_map`
+on a 1-D mesh) keep the gradient sums as [devices, ...] arrays, one slice per
+device; `JitTrainer` (`jax.jit` with `NamedSharding`: the batch sharded along its
+leading axis, the state replicated) lets XLA all-reduce every call's gradient, so
+it is one all-reduce per update only at iter_size 1 (see its docstring).
 """
 
 import functools
@@ -95,19 +96,28 @@ def zero_sums(model, params):
                  calls={task: jnp.zeros((), jnp.int32) for task in tasks_of(model)})
 
 
-def accumulate(model, task, state, sums, batch):
-  """Adds one batch's local gradient and loss to `sums` (no collective).
-
-  A non-finite loss turns this device's gradient sum into NaN, so the update
-  that follows sees it on every device and skips (optax.apply_if_finite).
-  """
+def device_loss(model, task, params, batch_stats, batch):
+  """`task_loss` of one device's uint8 batch, preprocessed on the device."""
   images, labels = device_inputs(batch)
-  loss, grads = jax.value_and_grad(task_loss, argnums=1)(
-      model, state.params, state.batch_stats, images, labels, task)
-  finite = jnp.isfinite(loss)
-  grads = jax.tree_util.tree_map(lambda s, g: s + jnp.where(finite, g, jnp.nan), sums.grads,
-                                 grads)
-  return sums.replace(grads=grads, loss_sums={**sums.loss_sums, task: sums.loss_sums[task] + loss},
+  return task_loss(model, params, batch_stats, images, labels, task)
+
+
+def _finite_or_nan(loss):
+  """`loss`, whose gradient turns NaN where the loss is not finite (so the update that
+  follows sees it on every device and skips: optax.apply_if_finite)."""
+  return loss * jnp.where(jnp.isfinite(jax.lax.stop_gradient(loss)), 1.0, jnp.nan)
+
+
+def accumulate(model, task, state, sums, batch):
+  """Adds one batch's local gradient and loss to `sums` (no collective)."""
+  loss, grads = jax.value_and_grad(lambda params: _finite_or_nan(device_loss(
+      model, task, params, state.batch_stats, batch)))(state.params)
+  return _added(sums, task, grads, loss)
+
+
+def _added(sums, task, grads, loss):
+  return sums.replace(grads=jax.tree_util.tree_map(jnp.add, sums.grads, grads),
+                      loss_sums={**sums.loss_sums, task: sums.loss_sums[task] + loss},
                       calls={**sums.calls, task: sums.calls[task] + 1})
 
 
@@ -120,8 +130,8 @@ def update(state, sums, iter_size, mean):
 
 
 def read_metrics(sums, mean):
-  """(mean loss per call of each task since the last read, averaged over devices by
-  `mean`; sums with the losses restarted)."""
+  """(sums with the losses restarted, mean loss per call of each task since the last
+  read, averaged over devices by `mean`)."""
   means = mean({task: sums.loss_sums[task] / jnp.maximum(sums.calls[task], 1)
                 for task in sums.loss_sums})
   metrics = {f"{task}_loss": value for task, value in means.items()}
@@ -295,9 +305,31 @@ class ShardMapTrainer(_MeshTrainer):
 
 
 class JitTrainer(_MeshTrainer):
-  """Plain `jax.jit` with shardings: the per-device function `vmap`ped over the device
-  axis of a [devices, per_device, ...] view of the batch, so each device computes its
-  slice; XLA inserts the update's all-reduce (the mean over that axis)."""
+  """Plain `jax.jit` with shardings. Each gradient program sees the global batch as
+  [devices, per_device, ...] (sharded on the first axis), vmaps the per-device loss
+  over it and differentiates their mean, so the loss is normalised and class-balanced
+  per device as under pmap; XLA all-reduces that gradient inside the program.
+
+  So this mode runs one all-reduce per *call*, `iter_size` per update: holding
+  per-device partial gradients across programs in plain jit needs `reduced` /
+  `unreduced` shardings, which JAX 0.10 does not implement for convolutions
+  (NotImplementedError), and a vmapped per-device gradient is mis-partitioned by
+  XLA at one image per device. The gradient sum is replicated; the loss sums keep
+  one slice per device.
+  """
+
+  def _sums_sharding(self):
+    return GradSum(grads=self.replicated, loss_sums=self.split, calls=self.split)
+
+  def init_sums(self, state):
+    n = len(self.devices)
+
+    def make(params):
+      sums = zero_sums(self.model, params)
+      per_device = lambda x: jnp.broadcast_to(x, (n,))
+      return sums.replace(loss_sums=jax.tree_util.tree_map(per_device, sums.loss_sums),
+                          calls=jax.tree_util.tree_map(per_device, sums.calls))
+    return jax.jit(make, out_shardings=self._sums_sharding())(state.params)
 
   def _map_accumulate(self, task):
     n = len(self.devices)
@@ -306,24 +338,28 @@ class JitTrainer(_MeshTrainer):
       split = jax.tree_util.tree_map(
           lambda x: jax.lax.with_sharding_constraint(x.reshape((n, -1) + x.shape[1:]),
                                                      self.split), batch)
-      per_device = functools.partial(accumulate, self.model, task, state)
-      return jax.lax.with_sharding_constraint(jax.vmap(per_device)(sums, split), self.split)
+
+      def objective(params):
+        per_device = jax.vmap(lambda part: _finite_or_nan(device_loss(
+            self.model, task, params, state.batch_stats, part)))(split)
+        return jnp.mean(per_device), per_device
+      grads, per_device = jax.grad(objective, has_aux=True)(state.params)
+      return _added(sums, task, grads, per_device)
     return jax.jit(_named(f"accumulate_{task}", per_batch),
-                   in_shardings=(self.replicated, self.split, self.split),
-                   out_shardings=self.split, donate_argnums=(1,))
+                   in_shardings=(self.replicated, self._sums_sharding(), self.split),
+                   out_shardings=self._sums_sharding(), donate_argnums=(1,))
 
   def _map_update(self):
     def step(state, sums):
-      return update(state, sums, self.iter_size, _mean_over_devices)
-    return jax.jit(_named("update", step), in_shardings=(self.replicated, self.split),
-                   out_shardings=(self.replicated, self.split), donate_argnums=(0, 1))
+      return update(state, sums, self.iter_size, lambda grads: grads)
+    return jax.jit(_named("update", step), in_shardings=(self.replicated, self._sums_sharding()),
+                   out_shardings=(self.replicated, self._sums_sharding()),
+                   donate_argnums=(0, 1))
 
   def _map_read(self):
-    def read(sums):
-      sums, metrics = jax.vmap(lambda s: read_metrics(s, lambda t: t))(sums)
-      return sums, _mean_over_devices(metrics)
-    return jax.jit(_named("read_metrics", read), in_shardings=(self.split,),
-                   out_shardings=(self.split, self.replicated), donate_argnums=(0,))
+    read = functools.partial(read_metrics, mean=_mean_over_devices)
+    return jax.jit(_named("read_metrics", read), in_shardings=(self._sums_sharding(),),
+                   out_shardings=(self._sums_sharding(), self.replicated), donate_argnums=(0,))
 
 
 def _mean_over_devices(tree):
@@ -352,9 +388,4 @@ def make_trainer(model, iter_size=1, parallel="pmap", devices=None):
   trainers = {"pmap": PmapTrainer, "shard_map": ShardMapTrainer, "jit": JitTrainer}
   if parallel not in trainers:
     raise ValueError(f"unknown parallel mode {parallel!r}; expected one of {MODES}")
-  if parallel == "jit" and len(devices if devices is not None else jax.devices()) > 1:
-    # On 4 simulated CPU devices its parameters left pmap's after 3 updates (2026-12-01,
-    # tests/parallel_worker.py) although each device's vmapped slice is exact alone.
-    raise ValueError("parallel='jit' over more than one device gives wrong updates in this "
-                     "version; use parallel='pmap' (the default) or 'shard_map'")
   return trainers[parallel](model, iter_size, devices)
