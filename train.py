@@ -8,8 +8,9 @@ what it prints, logs and refuses.
 
 # The command line lives in the package (poolnet_jax/train_main.py) so that the installed
 # `poolnet-train` is the same program; tests parse flags through these names.
-from poolnet_jax.train_main import (DEFAULT_CONFIG, FLAGS, define_flags, main,  # noqa: F401
-                                    parse_flags, run)
+from poolnet_jax.train_main import DEFAULT_CONFIG, FLAGS, define_flags, main, parse_flags, run
+
+__all__ = ["DEFAULT_CONFIG", "FLAGS", "define_flags", "main", "parse_flags", "run"]
 
 if __name__ == "__main__":
   run()

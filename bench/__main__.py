@@ -23,16 +23,27 @@ EVAL_SIZES = ((128, 160), (160, 128), (128, 160), (144, 176), (160, 128), (176, 
 
 
 def parse_args(argv):
-  parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--quick", action="store_true",
-                      help="inference of both models and the ResNet-50 paper-protocol train step "
-                           "only (about 4 minutes on 2 cores)")
-  parser.add_argument("--threads", type=int, default=2,
-                      help="CPUs (and threads) for each framework (default 2)")
+  parser = argparse.ArgumentParser(
+    prog="python -m bench",
+    description=__doc__,
+    formatter_class=argparse.RawDescriptionHelpFormatter,
+  )
+  parser.add_argument(
+    "--quick",
+    action="store_true",
+    help="inference of both models and the ResNet-50 paper-protocol train step "
+    "only (about 4 minutes on 2 cores)",
+  )
+  parser.add_argument(
+    "--threads", type=int, default=2, help="CPUs (and threads) for each framework (default 2)"
+  )
   parser.add_argument("--repeats", type=int, default=10, help="timed runs per framework")
-  parser.add_argument("--train-repeats", type=int, default=None,
-                      help="timed train steps per framework (default: --repeats; 5 with --quick)")
+  parser.add_argument(
+    "--train-repeats",
+    type=int,
+    default=None,
+    help="timed train steps per framework (default: --repeats; 5 with --quick)",
+  )
   parser.add_argument("--models", default="resnet50,vgg16", help="inference models")
   parser.add_argument("--json", default="", help="also write the results to this JSON file")
   return parser.parse_args(argv)

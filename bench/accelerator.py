@@ -54,6 +54,7 @@ class Step:
   """One pair timed side by side: `a` and `b` are (framework, precision, resize_conv).
   `tiny`: part of the --tiny run, which keeps one train step (each costs a compile of
   tens of seconds on a CPU) and each other kind of step once."""
+
   section: str  # "inference", "train", "parity" or "resize_conv"
   kind: str
   shape: str  # a key of SHAPES
@@ -65,9 +66,13 @@ class Step:
 
 def plan(tiny=False):
   """The steps, most important first (the summary line's pairs, then parity, ...)."""
+
   def pair(section, kind, shape, precision, sides, in_tiny=True):
     return Step(section, kind, shape, precision, *sides, in_tiny)
-  return [step for step in [
+
+  return [
+    step
+    for step in [
       pair("inference", "infer", "batched", "bfloat16", BF16),
       pair("train", "train", "batched", "bfloat16", BF16),
       pair("inference", "infer", "paper", "bfloat16", BF16),
@@ -83,27 +88,51 @@ def plan(tiny=False):
       pair("resize_conv", "train", "batched", "bfloat16", RESIZE, False),
       pair("resize_conv", "infer", "paper", "bfloat16", RESIZE, False),
       pair("resize_conv", "train", "paper", "bfloat16", RESIZE, False),
-  ] if step.tiny or not tiny]
+    ]
+    if step.tiny or not tiny
+  ]
 
 
 def parse_args(argv):
-  parser = argparse.ArgumentParser(prog="python -m bench.accelerator", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--tiny", action="store_true",
-                      help="the CPU smoke run: small model and inputs, seconds per item")
-  parser.add_argument("--out", default="runs/accelerator",
-                      help="folder of the JSON file when --json is not given")
+  parser = argparse.ArgumentParser(
+    prog="python -m bench.accelerator",
+    description=__doc__,
+    formatter_class=argparse.RawDescriptionHelpFormatter,
+  )
+  parser.add_argument(
+    "--tiny",
+    action="store_true",
+    help="the CPU smoke run: small model and inputs, seconds per item",
+  )
+  parser.add_argument(
+    "--out", default="runs/accelerator", help="folder of the JSON file when --json is not given"
+  )
   parser.add_argument("--json", default="", help="the JSON file (default OUT/accelerator.json)")
-  parser.add_argument("--budget-s", type=float, default=420.0,
-                      help="skip the items that would end after this many seconds (default 420)")
-  parser.add_argument("--repeats", type=int, default=0,
-                      help=f"timed calls per side and item (default: about {TIMING_S:.0f} s "
-                           "worth, 5-20; 2 with --tiny)")
-  parser.add_argument("--conv", choices=("xla", "fast"), default=None,
-                      help="JAX convolutions (default: the backend's; xla with --tiny, the "
-                           "accelerators' path)")
-  parser.add_argument("--warmups", type=int, default=None,
-                      help="untimed calls after the first one (default 2; 1 with --tiny)")
+  parser.add_argument(
+    "--budget-s",
+    type=float,
+    default=420.0,
+    help="skip the items that would end after this many seconds (default 420)",
+  )
+  parser.add_argument(
+    "--repeats",
+    type=int,
+    default=0,
+    help=f"timed calls per side and item (default: about {TIMING_S:.0f} s "
+    "worth, 5-20; 2 with --tiny)",
+  )
+  parser.add_argument(
+    "--conv",
+    choices=("xla", "fast"),
+    default=None,
+    help="JAX convolutions (default: the backend's; xla with --tiny, the accelerators' path)",
+  )
+  parser.add_argument(
+    "--warmups",
+    type=int,
+    default=None,
+    help="untimed calls after the first one (default 2; 1 with --tiny)",
+  )
   return parser.parse_args(argv)
 
 
@@ -123,8 +152,12 @@ class Run:
   def build(self, side_item):
     framework, item = side_item
     reply = self.workers[framework].safe_ask({"build": dataclasses.asdict(item)})
-    return {"framework": framework, "precision": item.precision,
-            "resize_conv": item.resize_conv, **reply}
+    return {
+      "framework": framework,
+      "precision": item.precision,
+      "resize_conv": item.resize_conv,
+      **reply,
+    }
 
   def repeats(self, kind, sides):
     if self.args.repeats:
@@ -153,26 +186,38 @@ class Run:
         side["images_per_s"] = batch / side["median_s"]
         side.update(self.workers[side["framework"]].safe_ask({"memory": side["key"]}))
     ips = [s.get("images_per_s") for s in sides]
-    return {"kind": step.kind, "batch": batch, "height": height, "width": width,
-            "label": f"{'inference' if step.kind == 'infer' else 'train step'} "
-                     f"{batch}x{height}x{width}", "precision": step.precision,
-            "a": sides[0], "b": sides[1], "ratio": ips[0] / ips[1] if all(ips) else None}
+    return {
+      "kind": step.kind,
+      "batch": batch,
+      "height": height,
+      "width": width,
+      "label": f"{'inference' if step.kind == 'infer' else 'train step'} {batch}x{height}x{width}",
+      "precision": step.precision,
+      "a": sides[0],
+      "b": sides[1],
+      "ratio": ips[0] / ips[1] if all(ips) else None,
+    }
 
   def parity(self, step):
     """Logits of several settings against PyTorch float32 (TF32 off), same inputs."""
-    sides = {"PyTorch float32": ("torch", "float32", None),
-             "JAX float32, highest precision": ("jax", "float32-highest", None),
-             "JAX float32, default precision": ("jax", "float32", None),
-             "JAX bfloat16": ("jax", "bfloat16", None),
-             "PyTorch bfloat16 (autocast)": ("torch", "bfloat16", None)}
+    sides = {
+      "PyTorch float32": ("torch", "float32", None),
+      "JAX float32, highest precision": ("jax", "float32-highest", None),
+      "JAX float32, default precision": ("jax", "float32", None),
+      "JAX bfloat16": ("jax", "bfloat16", None),
+      "PyTorch bfloat16 (autocast)": ("torch", "bfloat16", None),
+    }
     if self.workers["torch"].info.get("device", "cpu") != "cpu":
       sides["PyTorch float32, TF32"] = ("torch", "float32-tf32", None)
     logits = {}
     for name, side in sides.items():
       built = self.build(self.item(step, side))
       path = os.path.join(self.directory, f"logits-{len(logits)}.npy")
-      reply = built if "error" in built else self.workers[side[0]].safe_ask(
-          {"logits": built["key"], "path": path})
+      reply = (
+        built
+        if "error" in built
+        else self.workers[side[0]].safe_ask({"logits": built["key"], "path": path})
+      )
       logits[name] = reply if "error" in reply else np.load(path).astype(np.float64)
     reference = logits.pop("PyTorch float32")
     against = {}
@@ -180,21 +225,26 @@ class Run:
       if isinstance(reference, dict) or isinstance(value, dict):
         against[name] = {"error": (value if isinstance(value, dict) else reference)["error"]}
       else:
-        against[name] = {"rel_l2": float(np.linalg.norm(value - reference)
-                                         / np.linalg.norm(reference)),
-                         "max_abs_map": float(np.max(np.abs(_sigmoid(value)
-                                                            - _sigmoid(reference))))}
-    return {"shape": list(self.shapes[step.shape]), "reference": "PyTorch float32 (TF32 off)",
-            "against": against}
+        against[name] = {
+          "rel_l2": float(np.linalg.norm(value - reference) / np.linalg.norm(reference)),
+          "max_abs_map": float(np.max(np.abs(_sigmoid(value) - _sigmoid(reference)))),
+        }
+    return {
+      "shape": list(self.shapes[step.shape]),
+      "reference": "PyTorch float32 (TF32 off)",
+      "against": against,
+    }
 
   def execute(self, step):
     cost_key = "parity" if step.section == "parity" else step.kind
     elapsed = time.time() - self.start
     estimate = self.costs.get(cost_key, 0.0)
     if elapsed + estimate > self.args.budget_s:
-      note = (f"{step.section}, {step.kind} {step.shape} {step.precision}: skipped, "
-              f"{elapsed:.0f} s of the {self.args.budget_s:.0f} s budget gone"
-              + (f" and such a step took {estimate:.0f} s" if estimate else ""))
+      note = (
+        f"{step.section}, {step.kind} {step.shape} {step.precision}: skipped, "
+        f"{elapsed:.0f} s of the {self.args.budget_s:.0f} s budget gone"
+        + (f" and such a step took {estimate:.0f} s" if estimate else "")
+      )
       self.results["skipped"].append(note)
       print(note, file=sys.stderr, flush=True)
       return
@@ -216,19 +266,26 @@ def _sigmoid(x):
 
 def summary(results):
   """bfloat16, batched: JAX images/s over PyTorch's, inference and train step (None: missing)."""
+
   def ratio(section):
-    row = next((r for r in results[section]
-                if r["shape"] == "batched" and r["precision"] == "bfloat16"), None)
+    row = next(
+      (r for r in results[section] if r["shape"] == "batched" and r["precision"] == "bfloat16"),
+      None,
+    )
     return row and row["ratio"]
+
   return {"inference_ratio": ratio("inference"), "train_ratio": ratio("train")}
 
 
 def _start_workers():
   # JAX takes GPU memory as it goes (it shares the device with PyTorch); the torch
   # worker, which imports poolnet_jax for its shapes, keeps JAX off the device.
-  env = {"jax": {"XLA_PYTHON_CLIENT_PREALLOCATE":
-                 os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE", "false")},
-         "torch": {"JAX_PLATFORMS": "cpu"}}
+  env = {
+    "jax": {
+      "XLA_PYTHON_CLIENT_PREALLOCATE": os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    },
+    "torch": {"JAX_PLATFORMS": "cpu"},
+  }
   workers = {name: AcceleratorWorker(name, env[name]) for name in ("torch", "jax")}
   for worker in workers.values():  # both started first: their imports overlap
     worker.ready_or_error()
@@ -248,19 +305,29 @@ def main(argv=None):
     workers = _start_workers()
     with workers["torch"], workers["jax"]:
       prepare = {"directory": directory, "overrides": overrides, "warmups": warmups}
-      prepared = {"torch": workers["torch"].safe_ask({"prepare": prepare}),
-                  "jax": workers["jax"].safe_ask({"prepare": {**prepare, "conv": conv}})}
+      prepared = {
+        "torch": workers["torch"].safe_ask({"prepare": prepare}),
+        "jax": workers["jax"].safe_ask({"prepare": {**prepare, "conv": conv}}),
+      }
       run = Run(args, workers, directory, start)
       results = run.results
       results.update(
-          command=["python", "-m", "bench.accelerator", *argv], tiny=args.tiny,
-          date=datetime.datetime.now().isoformat(timespec="seconds"),
-          platform=workers["jax"].info.get("backend"),
-          torch_device=workers["torch"].info.get("device"),
-          versions={"python": sys.version.split()[0], "jax": workers["jax"].info,
-                    "torch": workers["torch"].info},
-          model={"name": "resnet50", "overrides": overrides, "prepared": prepared},
-          shapes=run.shapes, budget_s=args.budget_s, warmups=warmups, conv=conv)
+        command=["python", "-m", "bench.accelerator", *argv],
+        tiny=args.tiny,
+        date=datetime.datetime.now().isoformat(timespec="seconds"),
+        platform=workers["jax"].info.get("backend"),
+        torch_device=workers["torch"].info.get("device"),
+        versions={
+          "python": sys.version.split()[0],
+          "jax": workers["jax"].info,
+          "torch": workers["torch"].info,
+        },
+        model={"name": "resnet50", "overrides": overrides, "prepared": prepared},
+        shapes=run.shapes,
+        budget_s=args.budget_s,
+        warmups=warmups,
+        conv=conv,
+      )
       for step in plan(args.tiny):
         run.execute(step)
         _write(results, json_path, start, complete=False)  # a killed run keeps what it has

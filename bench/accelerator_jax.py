@@ -30,8 +30,13 @@ _loaded = {}  # "variables", "overrides", "warmups", "conv": set by prepare()
 def make_model(dtype, resize_conv):
   """The JAX model: the one place that says how its convolutions are computed (`conv`
   and `resize_conv` None: the backend's default, `layers.conv_impl()`)."""
-  return poolnet_jax.create_model(MODEL, dtype=dtype, conv=_loaded.get("conv"),
-                                  resize_conv=resize_conv, **_loaded.get("overrides", {}))
+  return poolnet_jax.create_model(
+    MODEL,
+    dtype=dtype,
+    conv=_loaded.get("conv"),
+    resize_conv=resize_conv,
+    **_loaded.get("overrides", {}),
+  )
 
 
 def default_resize_conv():
@@ -40,8 +45,9 @@ def default_resize_conv():
 
 
 def _accelerator_plugin_installed():
-  names = {(d.metadata["Name"] or "").lower().replace("_", "-")
-           for d in importlib.metadata.distributions()}
+  names = {
+    (d.metadata["Name"] or "").lower().replace("_", "-") for d in importlib.metadata.distributions()
+  }
   return any(n.startswith(("jax-cuda", "jax-rocm", "libtpu")) for n in names)
 
 
@@ -53,13 +59,22 @@ def setup():
   # cache (the tests set it: there they are cache reads from the second run on).
   cache = runtime.enable_compilation_cache() if os.environ.get("POOLNET_JAX_CACHE") else None
   import jaxlib  # pylint: disable=import-outside-toplevel
+
   device = jax.devices()[0]
-  return {"jax": jax.__version__, "jaxlib": jaxlib.__version__, "flax": _version("flax"),
-          "optax": _version("optax"), "backend": jax.default_backend(),
-          "device": str(device), "device_kind": device.device_kind,
-          "device_count": jax.device_count(), "xla_flags": os.environ.get("XLA_FLAGS", ""),
-          "preallocate": os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE"),
-          "conv_default": str(layers.conv_impl()), "compilation_cache": cache}
+  return {
+    "jax": jax.__version__,
+    "jaxlib": jaxlib.__version__,
+    "flax": _version("flax"),
+    "optax": _version("optax"),
+    "backend": jax.default_backend(),
+    "device": str(device),
+    "device_kind": device.device_kind,
+    "device_count": jax.device_count(),
+    "xla_flags": os.environ.get("XLA_FLAGS", ""),
+    "preallocate": os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE"),
+    "conv_default": str(layers.conv_impl()),
+    "compilation_cache": cache,
+  }
 
 
 def _version(name):
@@ -109,8 +124,11 @@ class Runner:
     self.device = jax.devices()[0]
     put = lambda tree: jax.device_put(tree, self.device)
     variables = _loaded["variables"]
-    precision = (jax.default_matmul_precision("highest") if item.precision == "float32-highest"
-                 else contextlib.nullcontext())
+    precision = (
+      jax.default_matmul_precision("highest")
+      if item.precision == "float32-highest"
+      else contextlib.nullcontext()
+    )
     start = time.perf_counter()
     with precision:
       if item.kind == "infer":
@@ -127,8 +145,12 @@ class Runner:
     for _ in range(_loaded["warmups"]):
       start = time.perf_counter()
       self.call()
-    self.info = {"compile_s": compile_s, "first_call_s": first_call_s,
-                 "warm_s": time.perf_counter() - start, "resize_conv": item.resize_conv}
+    self.info = {
+      "compile_s": compile_s,
+      "first_call_s": first_call_s,
+      "warm_s": time.perf_counter() - start,
+      "resize_conv": item.resize_conv,
+    }
 
   def call(self):
     if self.kind == "infer":
@@ -165,5 +187,7 @@ def memory(runner, runners):
   del runners
   stats = runner.device.memory_stats() or {}
   peak = stats.get("peak_bytes_in_use")
-  return {"executable_bytes": _executable_bytes(runner.compiled),
-          "process_peak_bytes": None if peak is None else int(peak)}
+  return {
+    "executable_bytes": _executable_bytes(runner.compiled),
+    "process_peak_bytes": None if peak is None else int(peak),
+  }

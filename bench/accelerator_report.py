@@ -5,19 +5,32 @@ import sys
 # (what, section, shape, precision, side, target): side "a" is JAX's images/s, "ratio"
 # JAX's over PyTorch's. From the issue: the paper's ~32 FPS (Titan Xp) is the floor.
 GOALS = (
-    ("JAX inference images/s, paper shape, bfloat16 (paper: ~32 FPS)",
-     "inference", "paper", "bfloat16", "a", 32.0),
-    ("JAX inference images/s, paper shape, float32 default (paper: ~32 FPS)",
-     "inference", "paper", "float32, JAX default precision / PyTorch TF32", "a", 32.0),
-    ("JAX/PyTorch bfloat16 batched inference", "inference", "batched", "bfloat16", "ratio", 1.3),
-    ("JAX/PyTorch bfloat16 batched train step", "train", "batched", "bfloat16", "ratio", 1.3),
-    ("JAX bfloat16 batched inference images/s", "inference", "batched", "bfloat16", "a", 1000.0),
+  (
+    "JAX inference images/s, paper shape, bfloat16 (paper: ~32 FPS)",
+    "inference",
+    "paper",
+    "bfloat16",
+    "a",
+    32.0,
+  ),
+  (
+    "JAX inference images/s, paper shape, float32 default (paper: ~32 FPS)",
+    "inference",
+    "paper",
+    "float32, JAX default precision / PyTorch TF32",
+    "a",
+    32.0,
+  ),
+  ("JAX/PyTorch bfloat16 batched inference", "inference", "batched", "bfloat16", "ratio", 1.3),
+  ("JAX/PyTorch bfloat16 batched train step", "train", "batched", "bfloat16", "ratio", 1.3),
+  ("JAX bfloat16 batched inference images/s", "inference", "batched", "bfloat16", "a", 1000.0),
 )
 
 
 def _row(results, section, shape, precision):
-  return next((r for r in results[section]
-               if r["shape"] == shape and r["precision"] == precision), None)
+  return next(
+    (r for r in results[section] if r["shape"] == shape and r["precision"] == precision), None
+  )
 
 
 def goals(results):
@@ -25,10 +38,18 @@ def goals(results):
   out = []
   for what, section, shape, precision, side, target in GOALS:
     row = _row(results, section, shape, precision)
-    value = None if row is None else (row["ratio"] if side == "ratio"
-                                      else row["a"].get("images_per_s"))
-    out.append({"goal": what, "shape": row and row["label"], "target": target, "value": value,
-                "met": None if value is None else value >= target})
+    value = (
+      None if row is None else (row["ratio"] if side == "ratio" else row["a"].get("images_per_s"))
+    )
+    out.append(
+      {
+        "goal": what,
+        "shape": row and row["label"],
+        "target": target,
+        "value": value,
+        "met": None if value is None else value >= target,
+      }
+    )
   return out
 
 
@@ -46,37 +67,50 @@ def _ips(side):
 
 def progress(step, results, seconds):
   if step.section == "parity":
-    line = ", ".join(f"{name} rel L2 {_num(p.get('rel_l2'), 7)}"
-                     for name, p in results["parity"]["against"].items())
+    line = ", ".join(
+      f"{name} rel L2 {_num(p.get('rel_l2'), 7)}"
+      for name, p in results["parity"]["against"].items()
+    )
   else:
     row = results[step.section][-1]
     a, b = row["a"], row["b"]
-    line = (f"{row['label']} {row['precision']}: {a['framework']} {_num(_ips(a))} images/s, "
-            f"{b['framework']} {_num(_ips(b))} images/s, ratio {_num(row['ratio'], 2)}")
+    line = (
+      f"{row['label']} {row['precision']}: {a['framework']} {_num(_ips(a))} images/s, "
+      f"{b['framework']} {_num(_ips(b))} images/s, ratio {_num(row['ratio'], 2)}"
+    )
   print(f"[{step.section}] {line} ({seconds:.0f} s)", file=sys.stderr, flush=True)
 
 
 def comparison_table(results):
-  lines = ["| what | precision | JAX images/s | PyTorch images/s | JAX/PyTorch | JAX compile s | "
-           "PyTorch first call s | JAX executable MB | PyTorch peak MB |",
-           "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+  lines = [
+    "| what | precision | JAX images/s | PyTorch images/s | JAX/PyTorch | JAX compile s | "
+    "PyTorch first call s | JAX executable MB | PyTorch peak MB |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+  ]
   for row in results["inference"] + results["train"]:
     a, b = row["a"], row["b"]
-    lines.append(f"| {row['label']} | {row['precision']} | {_num(_ips(a))} | {_num(_ips(b))} | "
-                 f"{_num(row['ratio'], 2)} | {_num(a.get('compile_s'))} | "
-                 f"{_num(b.get('first_call_s'), 2)} | {_mb(a.get('executable_bytes'))} | "
-                 f"{_mb(b.get('peak_bytes'))} |")
+    lines.append(
+      f"| {row['label']} | {row['precision']} | {_num(_ips(a))} | {_num(_ips(b))} | "
+      f"{_num(row['ratio'], 2)} | {_num(a.get('compile_s'))} | "
+      f"{_num(b.get('first_call_s'), 2)} | {_mb(a.get('executable_bytes'))} | "
+      f"{_mb(b.get('peak_bytes'))} |"
+    )
   return "\n".join(lines)
 
 
 def resize_conv_table(results):
-  lines = ["| what (JAX, bfloat16) | resize_conv on images/s | off images/s | on/off | "
-           "compile s on / off |", "| --- | --- | --- | --- | --- |"]
+  lines = [
+    "| what (JAX, bfloat16) | resize_conv on images/s | off images/s | on/off | "
+    "compile s on / off |",
+    "| --- | --- | --- | --- | --- |",
+  ]
   for row in results["resize_conv"]:
     a, b = row["a"], row["b"]
-    lines.append(f"| {row['label']} | {_num(_ips(a))} | {_num(_ips(b))} | "
-                 f"{_num(row['ratio'], 2)} | {_num(a.get('compile_s'))} / "
-                 f"{_num(b.get('compile_s'))} |")
+    lines.append(
+      f"| {row['label']} | {_num(_ips(a))} | {_num(_ips(b))} | "
+      f"{_num(row['ratio'], 2)} | {_num(a.get('compile_s'))} / "
+      f"{_num(b.get('compile_s'))} |"
+    )
   return "\n".join(lines)
 
 
@@ -85,8 +119,11 @@ def parity_table(results):
   if not parity:
     return "parity: not measured"
   shape = "x".join(map(str, parity["shape"]))
-  lines = [f"| against {parity['reference']}, {shape} | relative L2 of logits | "
-           "max abs difference of maps |", "| --- | --- | --- |"]
+  lines = [
+    f"| against {parity['reference']}, {shape} | relative L2 of logits | "
+    "max abs difference of maps |",
+    "| --- | --- | --- |",
+  ]
   for name, p in parity["against"].items():
     if "error" in p:
       lines.append(f"| {name} | error: {p['error'][:80]} | |")
@@ -99,8 +136,9 @@ def goals_table(results):
   lines = ["| goal | measured on | target | measured | met |", "| --- | --- | --- | --- | --- |"]
   for g in results["goals"]:
     met = "n/a" if g["met"] is None else ("yes" if g["met"] else "no")
-    lines.append(f"| {g['goal']} | {g['shape'] or '-'} | {g['target']:g} | "
-                 f"{_num(g['value'], 2)} | {met} |")
+    lines.append(
+      f"| {g['goal']} | {g['shape'] or '-'} | {g['target']:g} | {_num(g['value'], 2)} | {met} |"
+    )
   return "\n".join(lines)
 
 
@@ -109,8 +147,11 @@ def errors(results):
   out = []
   for section in ("inference", "train", "resize_conv"):
     for row in results[section]:
-      out += [f"{row['label']} {side['framework']} {side['precision']}: {side['error']}"
-              for side in (row["a"], row["b"]) if "error" in side]
+      out += [
+        f"{row['label']} {side['framework']} {side['precision']}: {side['error']}"
+        for side in (row["a"], row["b"])
+        if "error" in side
+      ]
   against = results["parity"].get("against", {})
   return out + [f"parity, {name}: {p['error']}" for name, p in against.items() if "error" in p]
 
@@ -120,12 +161,18 @@ def notes(results):
   out = list(results["skipped"]) + errors(results)
   for section in ("inference", "train", "resize_conv"):
     for row in results[section]:
-      out += [f"{row['label']} {side['framework']} {side['precision']}: {side['note']}"
-              for side in (row["a"], row["b"]) if side.get("note")]
+      out += [
+        f"{row['label']} {side['framework']} {side['precision']}: {side['note']}"
+        for side in (row["a"], row["b"])
+        if side.get("note")
+      ]
   prepared = results["model"]["prepared"]["jax"]
   out.append(f"JAX convolutions (resize_conv rows aside): {prepared.get('conv', '-')}")
-  peaks = [r["a"].get("process_peak_bytes") for s in ("inference", "train", "resize_conv")
-           for r in results[s]]
+  peaks = [
+    r["a"].get("process_peak_bytes")
+    for s in ("inference", "train", "resize_conv")
+    for r in results[s]
+  ]
   peaks = [p for p in peaks if p is not None]
   out.append(f"JAX process peak (never reset, all items): {_mb(max(peaks)) if peaks else '-'} MB")
   return out
@@ -133,12 +180,14 @@ def notes(results):
 
 def print_results(results, json_path):
   jax_info, torch_info = results["versions"]["jax"], results["versions"]["torch"]
-  print(f"{'tiny CPU smoke run (not the target conditions); ' if results['tiny'] else ''}"
-        f"platform {results['platform']} ({jax_info.get('device_kind')}), "
-        f"torch on {results['torch_device']} ({torch_info.get('device_name') or 'cpu'}); "
-        f"jax {jax_info.get('jax')}, torch {torch_info.get('torch')}, python "
-        f"{results['versions']['python']}; wall {results['wall_s']:.0f} s of a "
-        f"{results['budget_s']:.0f} s budget; {json_path}")
+  print(
+    f"{'tiny CPU smoke run (not the target conditions); ' if results['tiny'] else ''}"
+    f"platform {results['platform']} ({jax_info.get('device_kind')}), "
+    f"torch on {results['torch_device']} ({torch_info.get('device_name') or 'cpu'}); "
+    f"jax {jax_info.get('jax')}, torch {torch_info.get('torch')}, python "
+    f"{results['versions']['python']}; wall {results['wall_s']:.0f} s of a "
+    f"{results['budget_s']:.0f} s budget; {json_path}"
+  )
   for table in (comparison_table, resize_conv_table, parity_table, goals_table):
     print()
     print(table(results))

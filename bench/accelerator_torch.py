@@ -39,9 +39,19 @@ def shrink_(net, width, stages):
   for module in list(net.modules()):
     for name, child in list(module.named_children()):
       if isinstance(child, nn.Conv2d):
-        setattr(module, name, nn.Conv2d(
-            scale(child.in_channels), scale(child.out_channels), child.kernel_size,
-            child.stride, child.padding, child.dilation, bias=child.bias is not None))
+        setattr(
+          module,
+          name,
+          nn.Conv2d(
+            scale(child.in_channels),
+            scale(child.out_channels),
+            child.kernel_size,
+            child.stride,
+            child.padding,
+            child.dilation,
+            bias=child.bias is not None,
+          ),
+        )
       elif isinstance(child, nn.BatchNorm2d):
         setattr(module, name, type(child)(scale(child.num_features)))
   return net
@@ -52,10 +62,15 @@ def setup():
   _state["device"] = torch.device("cuda" if cuda else "cpu")
   if cuda:
     torch.backends.cudnn.benchmark = True
-  return {"torch": torch.__version__, "device": str(_state["device"]),
-          "device_name": torch.cuda.get_device_name() if cuda else None,
-          "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if cuda else None,
-          "cudnn_benchmark": cuda, "threads": torch.get_num_threads()}
+  return {
+    "torch": torch.__version__,
+    "device": str(_state["device"]),
+    "device_name": torch.cuda.get_device_name() if cuda else None,
+    "cuda": torch.version.cuda,
+    "cudnn": torch.backends.cudnn.version() if cuda else None,
+    "cudnn_benchmark": cuda,
+    "threads": torch.get_num_threads(),
+  }
 
 
 def prepare(directory, overrides, warmups):
@@ -63,8 +78,9 @@ def prepare(directory, overrides, warmups):
   if overrides:
     net = shrink_(torch_poolnet.build(MODEL), **overrides)
     torch_poolnet.randomize_(net, seed=common.WEIGHT_SEED)
-    torch.save(net.state_dict(), common.weights_path(directory, MODEL),
-               _use_new_zipfile_serialization=False)
+    torch.save(
+      net.state_dict(), common.weights_path(directory, MODEL), _use_new_zipfile_serialization=False
+    )
   else:
     net = torch_side.build_model(MODEL, directory)
   _state.update(net=net, warmups=warmups)
@@ -105,10 +121,15 @@ class Runner:
     x, y = nchw(images).to(device), nchw(labels).to(device)
     bf16 = item.precision == "bfloat16"
     if bf16:
-      net, x = net.to(memory_format=torch.channels_last), x.contiguous(
-          memory_format=torch.channels_last)
-    autocast = ((lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16
-                else contextlib.nullcontext)
+      net, x = (
+        net.to(memory_format=torch.channels_last),
+        x.contiguous(memory_format=torch.channels_last),
+      )
+    autocast = (
+      (lambda: torch.autocast(device.type, dtype=torch.bfloat16))
+      if bf16
+      else contextlib.nullcontext
+    )
     tf32 = item.precision == "float32-tf32"
     if item.kind == "infer":
       net.eval()
@@ -123,8 +144,9 @@ class Runner:
           m.weight.requires_grad_(False)
           m.bias.requires_grad_(False)
       trainable = torch_side._trainable(net)  # pylint: disable=protected-access
-      optimizer = torch.optim.Adam(trainable, lr=common.LEARNING_RATE,
-                                   weight_decay=common.WEIGHT_DECAY)
+      optimizer = torch.optim.Adam(
+        trainable, lr=common.LEARNING_RATE, weight_decay=common.WEIGHT_DECAY
+      )
 
       def step():
         with _tf32(tf32):
@@ -134,6 +156,7 @@ class Runner:
           loss = F.binary_cross_entropy_with_logits(logits.float(), y, reduction="sum")
           (loss / task.batch).backward()
           optimizer.step()
+
     self.step, self.out = step, None
     start = time.perf_counter()
     self.call()  # cudnn.benchmark tries the algorithms here
@@ -142,9 +165,12 @@ class Runner:
       start = time.perf_counter()
       self.call()
     self.resident_bytes = (torch.cuda.memory_allocated() - before) if _cuda() else 0
-    self.info = {"first_call_s": first_call_s, "warm_s": time.perf_counter() - start,
-                 "tf32": tf32 if _cuda() else None,
-                 "note": None if _cuda() or not tf32 else "no CUDA: TF32 n/a, plain float32"}
+    self.info = {
+      "first_call_s": first_call_s,
+      "warm_s": time.perf_counter() - start,
+      "tf32": tf32 if _cuda() else None,
+      "note": None if _cuda() or not tf32 else "no CUDA: TF32 n/a, plain float32",
+    }
 
   def call(self):
     self.step()
@@ -166,7 +192,8 @@ def reset_peak(runner):
   if _cuda():
     torch.cuda.reset_peak_memory_stats()
     _state["others_bytes"] = torch.cuda.memory_allocated() - (
-        runner.resident_bytes if runner else 0)
+      runner.resident_bytes if runner else 0
+    )
 
 
 def memory(runner, runners):

@@ -27,6 +27,7 @@ class Item:
   """One measured thing on one framework. `precision`: JAX "float32" (default precision),
   "float32-highest", "bfloat16"; PyTorch "float32" (no TF32), "float32-tf32", "bfloat16".
   `resize_conv` None is the project's default (JAX only)."""
+
   kind: str  # "infer" or "train"
   batch: int
   height: int
@@ -36,8 +37,10 @@ class Item:
 
   @property
   def key(self):
-    return (f"{self.kind}-{self.batch}x{self.height}x{self.width}-{self.precision}"
-            f"-resize_conv={self.resize_conv}")
+    return (
+      f"{self.kind}-{self.batch}x{self.height}x{self.width}-{self.precision}"
+      f"-resize_conv={self.resize_conv}"
+    )
 
   def task(self):
     return common.Task(self.kind, "resnet50", self.batch, self.height, self.width)
@@ -49,9 +52,13 @@ class AcceleratorWorker(Worker):
   def __init__(self, framework, env=None):  # pylint: disable=super-init-not-called
     self.framework = framework
     self.process = subprocess.Popen(
-        [sys.executable, "-m", "bench.accelerator_worker", framework],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=common.REPO,
-        env={**os.environ, **(env or {})})
+      [sys.executable, "-m", "bench.accelerator_worker", framework],
+      stdin=subprocess.PIPE,
+      stdout=subprocess.PIPE,
+      text=True,
+      cwd=common.REPO,
+      env={**os.environ, **(env or {})},
+    )
     self.info, self.dead = {}, False
 
   def ready_or_error(self):
@@ -104,6 +111,7 @@ def _handle(side, runners, command):
     return {"times": times}
   if "logits" in command:
     import numpy as np  # pylint: disable=import-outside-toplevel
+
     np.save(command["path"], runner.logits())
     return {"path": command["path"]}
   return side.memory(runner, runners)

@@ -16,6 +16,7 @@ WEIGHT_SEED = 1
 @dataclasses.dataclass(frozen=True)
 class Task:
   """One timed thing: `kind` "infer" (forward, no gradients) or "train" (one optimizer step)."""
+
   kind: str
   model: str
   batch: int

@@ -21,8 +21,11 @@ from bench import common
 from poolnet_jax.models import layers
 
 # (name, H, W, C in, C out): decoder FAMs at 1/4 and 1/8 resolution, a ResNet stage-3 3x3.
-SHAPES = (("FAM 1/4", 75, 100, 256, 256), ("FAM 1/8", 38, 50, 512, 512),
-          ("stage-3", 38, 50, 256, 256))
+SHAPES = (
+  ("FAM 1/4", 75, 100, 256, 256),
+  ("FAM 1/8", 38, 50, 512, 512),
+  ("stage-3", 38, 50, 256, 256),
+)
 
 
 def _median_seconds(run, repeats):
@@ -43,10 +46,15 @@ def jax_times(shape, algorithm, repeats):
   k = jnp.asarray(rng.normal(size=(3, 3, cin, cout)) * 0.01, jnp.float32)
   conv = lambda x, k: layers.convolve(x, k, padding=1, impl=layers.conv_impl(algorithm))
   loss = lambda x, k: jnp.sum(conv(x, k) ** 2)
-  functions = {"forward": jax.jit(conv), "input grad": jax.jit(jax.grad(loss, 0)),
-               "kernel grad": jax.jit(jax.grad(loss, 1))}
-  return {name: _median_seconds(lambda f=f: f(x, k).block_until_ready(), repeats)
-          for name, f in functions.items()}
+  functions = {
+    "forward": jax.jit(conv),
+    "input grad": jax.jit(jax.grad(loss, 0)),
+    "kernel grad": jax.jit(jax.grad(loss, 1)),
+  }
+  return {
+    name: _median_seconds(lambda f=f: f(x, k).block_until_ready(), repeats)
+    for name, f in functions.items()
+  }
 
 
 def torch_times(shape, repeats):
@@ -62,9 +70,12 @@ def torch_times(shape, repeats):
   def forward():
     with torch.no_grad():
       conv(x, k)
-  return {"forward": _median_seconds(forward, repeats),
-          "input grad": _median_seconds(lambda: grad(0), repeats),
-          "kernel grad": _median_seconds(lambda: grad(1), repeats)}
+
+  return {
+    "forward": _median_seconds(forward, repeats),
+    "input grad": _median_seconds(lambda: grad(0), repeats),
+    "kernel grad": _median_seconds(lambda: grad(1), repeats),
+  }
 
 
 def main():
@@ -80,8 +91,10 @@ def main():
     xla, fast = jax_times(shape, "xla", args.repeats), jax_times(shape, "fast", args.repeats)
     reference = torch_times(shape, args.repeats)
     for what in ("forward", "input grad", "kernel grad"):
-      print(f"| {shape[0]} {shape[3]}->{shape[4]} {shape[1]}x{shape[2]} | {what} | "
-            f"{1e3 * xla[what]:.1f} | {1e3 * fast[what]:.1f} | {1e3 * reference[what]:.1f} |")
+      print(
+        f"| {shape[0]} {shape[3]}->{shape[4]} {shape[1]}x{shape[2]} | {what} | "
+        f"{1e3 * xla[what]:.1f} | {1e3 * fast[what]:.1f} | {1e3 * reference[what]:.1f} |"
+      )
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ from bench import common
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 _compiles = []
 jax.monitoring.register_event_duration_secs_listener(
-    lambda event, seconds, **kw: _compiles.append(seconds) if event == COMPILE_EVENT else None)
+  lambda event, seconds, **kw: _compiles.append(seconds) if event == COMPILE_EVENT else None
+)
 
 
 def compile_count():
@@ -35,8 +36,7 @@ class TrainStep:
 
   def __init__(self, model, variables, task, device=None):
     images, labels = common.uint8_inputs(task)
-    tx = state_lib.create_optimizer(variables["params"], common.LEARNING_RATE,
-                                    common.WEIGHT_DECAY)
+    tx = state_lib.create_optimizer(variables["params"], common.LEARNING_RATE, common.WEIGHT_DECAY)
     self.trainer = step_lib.make_trainer(model, 1, "jit", devices=[device or jax.devices()[0]])
     self.state = self.trainer.replicate(state_lib.TrainState.create(variables, tx))
     self.sums = self.trainer.init_sums(self.state)
@@ -81,6 +81,7 @@ def evaluation_compiles(model_name, directory, sizes):
   Runs `poolnet_jax.inference.Predictor`, the project's inference path.
   """
   from poolnet_jax import inference  # pylint: disable=g-import-not-at-top
+
   model, variables = load_model(model_name, directory)
   predictor = inference.Predictor(model, variables)
   rng = np.random.default_rng(0)
@@ -96,6 +97,11 @@ def setup(threads, cache_dir):
   runtime.apply_xla_defaults()
   runtime.enable_compilation_cache(cache_dir)
   import jaxlib  # pylint: disable=g-import-not-at-top
-  return {"jax": jax.__version__, "jaxlib": jaxlib.__version__,
-          "devices": [str(d) for d in jax.devices()], "xla_flags": os.environ.get("XLA_FLAGS", ""),
-          "conv": str(layers.conv_impl(runtime.conv_from_environment()))}
+
+  return {
+    "jax": jax.__version__,
+    "jaxlib": jaxlib.__version__,
+    "devices": [str(d) for d in jax.devices()],
+    "xla_flags": os.environ.get("XLA_FLAGS", ""),
+    "conv": str(layers.conv_impl(runtime.conv_from_environment())),
+  }

@@ -16,16 +16,21 @@ class Worker:
   def __init__(self, framework, threads, directory, cache_dir="", env=None):
     self.framework = framework
     self.process = subprocess.Popen(
-        [sys.executable, "-m", "bench.worker", framework, str(threads), directory, cache_dir],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=common.REPO,
-        env={**os.environ, **(env or {})})
+      [sys.executable, "-m", "bench.worker", framework, str(threads), directory, cache_dir],
+      stdin=subprocess.PIPE,
+      stdout=subprocess.PIPE,
+      text=True,
+      cwd=common.REPO,
+      env={**os.environ, **(env or {})},
+    )
     self.info = self._read()
 
   def _read(self):
     line = self.process.stdout.readline()
     if not line:
-      raise RuntimeError(f"the {self.framework} worker exited (code {self.process.wait()}); "
-                         "its error is above")
+      raise RuntimeError(
+        f"the {self.framework} worker exited (code {self.process.wait()}); its error is above"
+      )
     return json.loads(line)
 
   def ask(self, command):
@@ -63,10 +68,18 @@ class Pair:
       rss = {name: w.ask({"rss": 0})["peak_rss_mb"] for name, w in workers.items()}
       versions = {name: w.info for name, w in workers.items()}
     medians = {name: statistics.median(t) for name, t in times.items()}
-    return {"task": dataclasses.asdict(task), "label": task.label, "times": times,
-            "median_s": medians, "ratio": medians["torch"] / medians["jax"],
-            "compile_s": setup["jax"]["compile_s"], "warmup_s": setup, "peak_rss_mb": rss,
-            "versions": versions, "loadavg": _loadavg()}
+    return {
+      "task": dataclasses.asdict(task),
+      "label": task.label,
+      "times": times,
+      "median_s": medians,
+      "ratio": medians["torch"] / medians["jax"],
+      "compile_s": setup["jax"]["compile_s"],
+      "warmup_s": setup,
+      "peak_rss_mb": rss,
+      "versions": versions,
+      "loadavg": _loadavg(),
+    }
 
 
 def _loadavg():

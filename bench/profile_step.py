@@ -28,8 +28,10 @@ from bench import common, jax_side, torch_side
 from poolnet_jax import runtime
 
 KIND = re.compile(r"^([a-z_-]+?)(?:[._]\d+)*$")
-CONVOLUTION = re.compile(r"%((?:ynn_fusion|conv_general_dilated|convolution)\.\d+) = "
-                         r"f32\[([\d,]*)\][^\n]*")
+CONVOLUTION = re.compile(
+  r"%((?:ynn_fusion|conv_general_dilated|convolution)\.\d+) = "
+  r"f32\[([\d,]*)\][^\n]*"
+)
 
 
 def events(trace_dir):

@@ -11,8 +11,12 @@ def loadavg():
 
 def progress(row):
   m = row["median_s"]
-  print(f"{row['label']}: jax {m['jax']:.3f} s, torch {m['torch']:.3f} s, "
-        f"ratio {row['ratio']:.2f} (load {row['loadavg']:.1f})", file=os.sys.stderr, flush=True)
+  print(
+    f"{row['label']}: jax {m['jax']:.3f} s, torch {m['torch']:.3f} s, "
+    f"ratio {row['ratio']:.2f} (load {row['loadavg']:.1f})",
+    file=os.sys.stderr,
+    flush=True,
+  )
 
 
 def _images_per_s(row, name):
@@ -27,40 +31,49 @@ def summary(results):
   train = [r for r in rows if r["task"]["kind"] == "train"]
   paper = next(r for r in train if r["task"]["batch"] == 1 and r["task"]["model"] == "resnet50")
   batched = next((r for r in train if r["task"]["batch"] > 1), None)
-  batched_ratio = (_images_per_s(batched, "jax") / _images_per_s(paper, "torch")
-                   if batched else None)
+  batched_ratio = _images_per_s(batched, "jax") / _images_per_s(paper, "torch") if batched else None
   return infer_ratio, paper["ratio"], batched_ratio
 
 
 def table(results):
   """Markdown table: one row per task, medians, throughput ratio, compile time, peak memory."""
-  lines = ["| what | JAX s (median) | PyTorch s (median) | JAX/PyTorch throughput | "
-           "JAX images/s | PyTorch images/s | JAX compile s | peak RSS JAX / PyTorch MB | load |",
-           "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+  lines = [
+    "| what | JAX s (median) | PyTorch s (median) | JAX/PyTorch throughput | "
+    "JAX images/s | PyTorch images/s | JAX compile s | peak RSS JAX / PyTorch MB | load |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+  ]
   for r in results["rows"]:
     m, rss = r["median_s"], r["peak_rss_mb"]
     lines.append(
-        f"| {r['label']} | {m['jax']:.3f} | {m['torch']:.3f} | {r['ratio']:.2f} | "
-        f"{_images_per_s(r, 'jax'):.3f} | {_images_per_s(r, 'torch'):.3f} | "
-        f"{r['compile_s']:.1f} | {rss['jax']:.0f} / {rss['torch']:.0f} | {r['loadavg']:.1f} |")
+      f"| {r['label']} | {m['jax']:.3f} | {m['torch']:.3f} | {r['ratio']:.2f} | "
+      f"{_images_per_s(r, 'jax'):.3f} | {_images_per_s(r, 'torch'):.3f} | "
+      f"{r['compile_s']:.1f} | {rss['jax']:.0f} / {rss['torch']:.0f} | {r['loadavg']:.1f} |"
+    )
   return "\n".join(lines)
 
 
 def print_results(results):
   info = results["versions"]["jax"]
-  print(f"jax {info['jax']}, conv={info['conv']}, XLA_FLAGS {info['xla_flags'] or '(none)'}, "
-        f"{results['threads']} threads; load {results['load_before']:.1f} -> "
-        f"{results['load_after']:.1f}; wall {results['wall_s']:.0f} s")
+  print(
+    f"jax {info['jax']}, conv={info['conv']}, XLA_FLAGS {info['xla_flags'] or '(none)'}, "
+    f"{results['threads']} threads; load {results['load_before']:.1f} -> "
+    f"{results['load_after']:.1f}; wall {results['wall_s']:.0f} s"
+  )
   print(table(results))
   cold = next(r["compile_s"] for r in results["rows"] if r["task"]["kind"] == "train")
-  print(f"train step compile (ResNet-50, 1x300x400): cold {cold:.1f} s, "
-        f"from the persistent cache {results['cached_compile_s']:.1f} s")
+  print(
+    f"train step compile (ResNet-50, 1x300x400): cold {cold:.1f} s, "
+    f"from the persistent cache {results['cached_compile_s']:.1f} s"
+  )
   if "evaluation" in results:
     e = results["evaluation"]
-    print(f"evaluation pass, {e['images']} images of {e['sizes']} sizes: "
-          f"{e['compiles']} compilations, {e['seconds']:.1f} s")
+    print(
+      f"evaluation pass, {e['images']} images of {e['sizes']} sizes: "
+      f"{e['compiles']} compilations, {e['seconds']:.1f} s"
+    )
   infer, train, batched = summary(results)
   if batched is not None:
-    print(f"batched training (JAX 8x320x320) over PyTorch's batch-1 protocol: {batched:.2f}x "
-          "images/s")
+    print(
+      f"batched training (JAX 8x320x320) over PyTorch's batch-1 protocol: {batched:.2f}x images/s"
+    )
   print(f"jax/torch inference ratio={infer:.2f} train ratio={train:.2f}")

@@ -52,11 +52,11 @@ def duts_like_sizes(count=10_553, seed=0):
   common_side = rng.choice([300, 267, 225], count, p=[0.625, 0.25, 0.125])
   spread = np.clip(np.rint(rng.normal(290, 50, count)), 150, 400).astype(int)
   other = np.where(rng.random(count) < 0.4, common_side, spread)
-  other = np.where(longest == 400, other,
-                   np.rint(longest * rng.uniform(0.6, 1.0, count)).astype(int))
+  other = np.where(
+    longest == 400, other, np.rint(longest * rng.uniform(0.6, 1.0, count)).astype(int)
+  )
   landscape = rng.random(count) < 0.75
-  return [(int(o), int(l)) if w else (int(l), int(o))
-          for o, l, w in zip(other, longest, landscape)]
+  return [(int(o), int(l)) if w else (int(l), int(o)) for o, l, w in zip(other, longest, landscape)]
 
 
 def edge_like_sizes(seed=1):
@@ -67,8 +67,11 @@ def edge_like_sizes(seed=1):
   rng = np.random.default_rng(seed)
   bsds = [(321, 481) if rng.random() < 2 / 3 else (481, 321) for _ in range(9_600)]
   count = 10_103
-  other = np.where(rng.random(count) < 0.55, 375,
-                   np.where(rng.random(count) < 0.15 / 0.45, 333, rng.integers(150, 501, count)))
+  other = np.where(
+    rng.random(count) < 0.55,
+    375,
+    np.where(rng.random(count) < 0.15 / 0.45, 333, rng.integers(150, 501, count)),
+  )
   landscape = rng.random(count) < 0.75
   return bsds + [(int(o), 500) if w else (500, int(o)) for o, w in zip(other, landscape)]
 
@@ -110,10 +113,18 @@ class SizeSource:
 
 
 def iterator(sizes, batch_size, multiple, label_key="mask"):
-  return pipeline.train_iterator(SizeSource(sizes), label_key=label_key, mode="native",
-                                 batch_size=batch_size, num_devices=1, process_index=0,
-                                 process_count=1, min_size=MIN_SIZE, native_multiple=multiple,
-                                 plan_sizes=True)
+  return pipeline.train_iterator(
+    SizeSource(sizes),
+    label_key=label_key,
+    mode="native",
+    batch_size=batch_size,
+    num_devices=1,
+    process_index=0,
+    process_count=1,
+    min_size=MIN_SIZE,
+    native_multiple=multiple,
+    plan_sizes=True,
+  )
 
 
 def epoch_row(sizes, batch_size, multiple):
@@ -126,15 +137,19 @@ def epoch_row(sizes, batch_size, multiple):
     for index, size in step:
       exact = np.asarray(transforms.native_size(sizes[index], MIN_SIZE), float)
       change = np.abs(np.asarray(size) - exact) / exact
-      largest, resized, images = max(largest, change.max()), resized + bool(change.any()), \
-          images + 1
+      largest, resized, images = (
+        max(largest, change.max()),
+        resized + bool(change.any()),
+        images + 1,
+      )
   return len(it.epoch_shapes(0)), largest, resized / images
 
 
 def joint_counts(saliency, edges, multiple, calls=JOINT_CALLS):
   """(edge shapes, saliency shapes) of a joint epoch of `calls` calls at batch 1."""
-  it = pipeline.JointIterator(iterator(saliency, 1, multiple),
-                              iterator(edges, 1, multiple, label_key="edge"))
+  it = pipeline.JointIterator(
+    iterator(saliency, 1, multiple), iterator(edges, 1, multiple, label_key="edge")
+  )
   shapes = it.step_shapes(0, calls)
   return len(shapes["edge"]), len(shapes["saliency"])
 
@@ -142,10 +157,12 @@ def joint_counts(saliency, edges, multiple, calls=JOINT_CALLS):
 def _trainer(tiny, parallel="pmap"):
   from poolnet_jax.train import state as state_lib  # pylint: disable=import-outside-toplevel
   from poolnet_jax.train import step as step_lib  # pylint: disable=import-outside-toplevel
+
   model = create_model("resnet50", **(common.TINY if tiny else {}))
   variables = jax.jit(model.init)(jax.random.PRNGKey(0), jnp.zeros((1, 128, 128, 3)))
-  tx = state_lib.create_optimizer(variables["params"], lambda _: common.LEARNING_RATE,
-                                  common.WEIGHT_DECAY)
+  tx = state_lib.create_optimizer(
+    variables["params"], lambda _: common.LEARNING_RATE, common.WEIGHT_DECAY
+  )
   trainer = step_lib.make_trainer(model, 1, parallel)
   state = trainer.replicate(state_lib.TrainState.create(variables, tx))
   return trainer, state, trainer.init_sums(state)
@@ -167,13 +184,13 @@ def first_shapes(sizes, count):
 def compile_seconds(shapes, tiny=False):
   """[(shape, compile seconds of its programs, wall seconds)], one trainer.compile each."""
   from poolnet_jax.train import warmup  # pylint: disable=import-outside-toplevel
+
   trainer, state, sums = _trainer(tiny)
   rows = []
   for shape in shapes:
     before, start = compilation.snapshot(), time.time()
     trainer.compile(state, sums, trainer.put(warmup.zeros_batch(shape)))
-    rows.append((shape, compilation.snapshot().minus(before).compile_seconds,
-                 time.time() - start))
+    rows.append((shape, compilation.snapshot().minus(before).compile_seconds, time.time() - start))
   return rows
 
 
@@ -181,6 +198,7 @@ def ahead_run(shapes, workers, tiny):
   """(s to the first update, s to the end, compile s) of one update per shape; workers 0:
   compiled on demand by the calls, else compiled ahead (AheadCompiler) first."""
   from poolnet_jax.train import warmup  # pylint: disable=import-outside-toplevel
+
   trainer, state, sums = _trainer(tiny)  # new functions: nothing of an earlier run reused
   before, start = compilation.snapshot(), time.time()
   if workers:
@@ -199,13 +217,26 @@ def main(argv=None):
   parser.add_argument("--sizes", help="file of H,W lines (default: a DUTS-TR-like list)")
   parser.add_argument("--edge_sizes", help="file of H,W lines (default: BSDS + PASCAL-like)")
   parser.add_argument("--seed", type=int, default=0, help="of the made-up size lists")
-  parser.add_argument("--compile", type=int, default=0, metavar="N",
-                      help="compile seconds of the full ResNet-50 train step, N shapes")
-  parser.add_argument("--ahead", type=int, default=0, metavar="K",
-                      help="on-demand vs ahead-of-time compilation of K shapes")
+  parser.add_argument(
+    "--compile",
+    type=int,
+    default=0,
+    metavar="N",
+    help="compile seconds of the full ResNet-50 train step, N shapes",
+  )
+  parser.add_argument(
+    "--ahead",
+    type=int,
+    default=0,
+    metavar="K",
+    help="on-demand vs ahead-of-time compilation of K shapes",
+  )
   parser.add_argument("--tiny", action="store_true", help="--compile/--ahead: the demo model")
-  parser.add_argument("--workers", default="0,1,2",
-                      help="--ahead: the runs, in this order (0: on demand, n: n workers)")
+  parser.add_argument(
+    "--workers",
+    default="0,1,2",
+    help="--ahead: the runs, in this order (0: on demand, n: n workers)",
+  )
   args = parser.parse_args(argv)
   runtime.apply_xla_defaults()
   compilation.watch()
@@ -219,10 +250,14 @@ def main(argv=None):
     for batch in BATCHES:
       shapes, largest, resized = epoch_row(saliency, batch, multiple)
       counts[multiple, batch] = shapes
-      print(f"| {multiple or 'exact'} | {batch} | {shapes} | {100 * largest:.1f} % | "
-            f"{100 * resized:.1f} % |")
-  print(f"joint epoch ({JOINT_CALLS:,} calls, batch 1; {len(edges)} edge images, "
-        f"{len(set(edges))} distinct sizes): programs = edge + saliency shapes")
+      print(
+        f"| {multiple or 'exact'} | {batch} | {shapes} | {100 * largest:.1f} % | "
+        f"{100 * resized:.1f} % |"
+      )
+  print(
+    f"joint epoch ({JOINT_CALLS:,} calls, batch 1; {len(edges)} edge images, "
+    f"{len(set(edges))} distinct sizes): programs = edge + saliency shapes"
+  )
   joint = {}
   for multiple in MULTIPLES:
     edge, sal = joint_counts(saliency, edges, multiple)
@@ -235,8 +270,10 @@ def main(argv=None):
       print(f"  {shape}: {seconds:.1f} s compiling, {wall:.1f} s wall")
   if args.ahead:
     shapes = first_shapes(saliency, args.ahead)
-    print(f"{args.ahead} shapes, one update each ({'tiny' if args.tiny else 'full'} model): "
-          f"s to first update / to the end / compiling")
+    print(
+      f"{args.ahead} shapes, one update each ({'tiny' if args.tiny else 'full'} model): "
+      f"s to first update / to the end / compiling"
+    )
     for workers in (int(w) for w in args.workers.split(",")):
       first, total, seconds = ahead_run(shapes, workers, args.tiny)
       how = f"ahead, {workers} worker{'s' if workers > 1 else ''}" if workers else "on demand"

@@ -26,8 +26,9 @@ def _nchw(array):
 
 def _trainable(net):
   """Parameters the original optimises: everything but the frozen BatchNorm."""
-  frozen = {id(p) for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)
-            for p in m.parameters()}
+  frozen = {
+    id(p) for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d) for p in m.parameters()
+  }
   return [p for p in net.parameters() if id(p) not in frozen]
 
 
@@ -42,6 +43,7 @@ def make_runner(task, directory):
     def infer():
       with torch.no_grad():
         net(x)
+
     return infer
 
   net.train()  # BatchNorm stays frozen: FrozenBatchNorm2d always uses running statistics
@@ -49,14 +51,16 @@ def make_runner(task, directory):
     if isinstance(m, torch.nn.BatchNorm2d):
       m.weight.requires_grad_(False)
       m.bias.requires_grad_(False)
-  optimizer = torch.optim.Adam(_trainable(net), lr=common.LEARNING_RATE,
-                               weight_decay=common.WEIGHT_DECAY)
+  optimizer = torch.optim.Adam(
+    _trainable(net), lr=common.LEARNING_RATE, weight_decay=common.WEIGHT_DECAY
+  )
 
   def train():
     optimizer.zero_grad()
     loss = F.binary_cross_entropy_with_logits(net(x), y, reduction="sum") / task.batch
     loss.backward()
     optimizer.step()
+
   return train
 
 

@@ -63,6 +63,7 @@ def updates_per_second(updates, iter_size, log_every, size=112, batch=2):
       if update % log_every == 0:
         sums, _ = trainer.read_metrics(sums)
     jax.block_until_ready(state.params)
+
   run(2)  # warm-up (read_metrics compiles here)
   start = time.perf_counter()
   run(updates)
@@ -74,19 +75,29 @@ def pipeline_images_per_second(mode, batch, batches=40):
   import tempfile  # pylint: disable=import-outside-toplevel
   from PIL import Image  # pylint: disable=import-outside-toplevel
   from poolnet_jax.data import FolderSource, pipeline  # pylint: disable=import-outside-toplevel
+
   rng = np.random.default_rng(0)
   with tempfile.TemporaryDirectory() as root:
     for k in range(32):
       for folder in ("img", "gt"):
         os.makedirs(os.path.join(root, folder), exist_ok=True)
       smooth = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
-      Image.fromarray(smooth).resize((400, 300)).save(os.path.join(root, f"img/{k}.jpg"),
-                                                      quality=90)
+      Image.fromarray(smooth).resize((400, 300)).save(
+        os.path.join(root, f"img/{k}.jpg"), quality=90
+      )
       Image.fromarray((rng.uniform(size=(300, 400)) > 0.5).astype(np.uint8) * 255).save(
-          os.path.join(root, f"gt/{k}.png"))
+        os.path.join(root, f"gt/{k}.png")
+      )
     source = FolderSource(os.path.join(root, "img"), os.path.join(root, "gt"))
-    it = pipeline.train_iterator(source, mode=mode, batch_size=batch, num_devices=1,
-                                 size=(320, 320), read_threads=1, prefetch=0)
+    it = pipeline.train_iterator(
+      source,
+      mode=mode,
+      batch_size=batch,
+      num_devices=1,
+      size=(320, 320),
+      read_threads=1,
+      prefetch=0,
+    )
     next(it)
     start = time.perf_counter()
     for _ in range(batches):
@@ -107,8 +118,12 @@ def jax_compiled_memory(remat, shape):
   images, labels = common.uint8_inputs(common.Task("train", "resnet50", batch, height, width))
   compiled = trainer.compile(state, sums, trainer.put({"image": images, "label": labels}))
   analysis = compiled["accumulate_saliency"].memory_analysis()
-  return {"argument": analysis.argument_size_in_bytes, "temp": analysis.temp_size_in_bytes,
-          "output": analysis.output_size_in_bytes, "alias": analysis.alias_size_in_bytes}
+  return {
+    "argument": analysis.argument_size_in_bytes,
+    "temp": analysis.temp_size_in_bytes,
+    "output": analysis.output_size_in_bytes,
+    "alias": analysis.alias_size_in_bytes,
+  }
 
 
 TORCH_PEAK = """
@@ -131,8 +146,9 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024)
 
 
 def torch_peak_bytes(shape):
-  out = subprocess.run([sys.executable, "-c", TORCH_PEAK, *map(str, shape)], check=True,
-                       capture_output=True, text=True)
+  out = subprocess.run(
+    [sys.executable, "-c", TORCH_PEAK, *map(str, shape)], check=True, capture_output=True, text=True
+  )
   return int(out.stdout.split()[-1])
 
 
@@ -148,26 +164,35 @@ def main():
   results = {"updates_per_s": updates_per_second(args.updates, args.iter_size, args.log_every)}
   uint8, float32 = batch_bytes(2, 112, 112)
   results["batch_bytes"] = {"uint8": uint8, "float32": float32}
-  print(f"tiny model, batch 2 at 112x112, iter_size {args.iter_size}: "
-        f"{results['updates_per_s']:.2f} updates/s; a batch moves {uint8} bytes "
-        f"(float32 would be {float32})")
+  print(
+    f"tiny model, batch 2 at 112x112, iter_size {args.iter_size}: "
+    f"{results['updates_per_s']:.2f} updates/s; a batch moves {uint8} bytes "
+    f"(float32 would be {float32})"
+  )
   if args.pipeline:
     results["pipeline_images_per_s"] = {
-        "native_batch1": pipeline_images_per_second("native", 1),
-        "fixed_320_batch8": pipeline_images_per_second("fixed", 8, batches=10)}
-    print("host pipeline, one thread: " + ", ".join(
-        f"{k} {v:.1f} images/s" for k, v in results["pipeline_images_per_s"].items()))
+      "native_batch1": pipeline_images_per_second("native", 1),
+      "fixed_320_batch8": pipeline_images_per_second("fixed", 8, batches=10),
+    }
+    print(
+      "host pipeline, one thread: "
+      + ", ".join(f"{k} {v:.1f} images/s" for k, v in results["pipeline_images_per_s"].items())
+    )
   if args.memory:
     results["memory"] = {}
-    print("| step | JAX remat off MB (args + temp) | JAX remat on MB | PyTorch peak RSS growth MB |")
+    print(
+      "| step | JAX remat off MB (args + temp) | JAX remat on MB | PyTorch peak RSS growth MB |"
+    )
     print("| --- | --- | --- | --- |")
     for shape in MEMORY_SHAPES:
       row = {f"jax_remat_{flag}": jax_compiled_memory(flag, shape) for flag in (False, True)}
       row["torch_peak"] = torch_peak_bytes(shape)
       results["memory"]["x".join(map(str, shape))] = row
-      mb = lambda m: (m["argument"] + m["temp"]) / 2 ** 20
-      print(f"| {'x'.join(map(str, shape))} | {mb(row['jax_remat_False']):.0f} | "
-            f"{mb(row['jax_remat_True']):.0f} | {row['torch_peak'] / 2 ** 20:.0f} |")
+      mb = lambda m: (m["argument"] + m["temp"]) / 2**20
+      print(
+        f"| {'x'.join(map(str, shape))} | {mb(row['jax_remat_False']):.0f} | "
+        f"{mb(row['jax_remat_True']):.0f} | {row['torch_peak'] / 2**20:.0f} |"
+      )
   if args.json:
     with open(args.json, "w", encoding="utf-8") as f:
       json.dump(results, f, indent=2)

@@ -30,9 +30,11 @@ def serve(framework, threads, directory, cache_dir):
   cpus = common.pin_cpus(threads)
   if framework == "jax":
     from bench import jax_side as side  # pylint: disable=g-import-not-at-top
+
     info = side.setup(threads, cache_dir)
   else:
     from bench import torch_side as side  # pylint: disable=g-import-not-at-top
+
     info = side.setup(threads)
   reply({"ready": framework, "cpus": cpus, **info})
   runner = None

@@ -17,7 +17,9 @@ def base():
   c.model_overrides.resnet_style = "caffe"
   c.backbone_checkpoint = ""  # resnet50_caffe.pth / vgg16_20M.pth / torchvision state_dict
   c.init_checkpoint = ""  # full PoolNet (.pth or converted directory) to fine-tune from
-  c.init = ""  # what no checkpoint sets: "" = the original's N(0, 0.01), "skipinit" (models/init.py)
+  c.init = (
+    ""  # what no checkpoint sets: "" = the original's N(0, 0.01), "skipinit" (models/init.py)
+  )
 
   c.dataset = "duts"  # TFDS name of the saliency training set
   c.train_split = "train"

@@ -1,8 +1,8 @@
 """PoolNet salient object detection in JAX/Flax.
 
-    model, variables = poolnet_jax.load_pretrained("converted/")  # or "final.pth"
-    logits = model.apply(variables, poolnet_jax.preprocess(rgb[None]))
-    saliency = poolnet_jax.saliency_map(logits)
+model, variables = poolnet_jax.load_pretrained("converted/")  # or "final.pth"
+logits = model.apply(variables, poolnet_jax.preprocess(rgb[None]))
+saliency = poolnet_jax.saliency_map(logits)
 """
 
 import importlib
@@ -10,15 +10,34 @@ import importlib
 from poolnet_jax.exporting import export_saliency, load_exported
 from poolnet_jax.image import preprocess, saliency_map
 from poolnet_jax.models import VARIANTS, create_model
-from poolnet_jax.pretrained import (load_pretrained, load_torch_checkpoint, save_pretrained,
-                                    save_torch_checkpoint)
+from poolnet_jax.pretrained import (
+  load_pretrained,
+  load_torch_checkpoint,
+  save_pretrained,
+  save_torch_checkpoint,
+)
 
-__all__ = ["VARIANTS", "create_model", "preprocess", "saliency_map", "load_pretrained",
-           "load_torch_checkpoint", "save_pretrained", "save_torch_checkpoint",
-           "export_saliency", "load_exported", "to_nnx", "create_nnx", "load_nnx"]
+__all__ = [
+  "VARIANTS",
+  "create_model",
+  "preprocess",
+  "saliency_map",
+  "load_pretrained",
+  "load_torch_checkpoint",
+  "save_pretrained",
+  "save_torch_checkpoint",
+  "export_saliency",
+  "load_exported",
+  "to_nnx",
+  "create_nnx",
+  "load_nnx",
+]
 
-_LAZY = {"to_nnx": "poolnet_jax.nnx_bridge", "create_nnx": "poolnet_jax.nnx_bridge",
-         "load_nnx": "poolnet_jax.nnx_bridge"}  # flax.nnx only when asked for
+_LAZY = {
+  "to_nnx": "poolnet_jax.nnx_bridge",
+  "create_nnx": "poolnet_jax.nnx_bridge",
+  "load_nnx": "poolnet_jax.nnx_bridge",
+}  # flax.nnx only when asked for
 
 
 def __getattr__(name):

@@ -37,8 +37,17 @@ class UserError(ValueError):
   """A mistake of the user's, with a message that says what to do."""
 
 
-USER_ERRORS = (UserError, flags.Error, FileNotFoundError, FileExistsError, PermissionError,
-               NotADirectoryError, IsADirectoryError, PthError, CheckpointMismatch)
+USER_ERRORS = (
+  UserError,
+  flags.Error,
+  FileNotFoundError,
+  FileExistsError,
+  PermissionError,
+  NotADirectoryError,
+  IsADirectoryError,
+  PthError,
+  CheckpointMismatch,
+)
 
 
 def message(error):
@@ -49,20 +58,30 @@ def message(error):
 
 
 def define_verbose(flag_values):
-  flags.DEFINE_bool("verbose", False, "Print the traceback of an error, not only its message.",
-                    flag_values=flag_values)
+  flags.DEFINE_bool(
+    "verbose",
+    False,
+    "Print the traceback of an error, not only its message.",
+    flag_values=flag_values,
+  )
 
 
 def define_precision(flag_values):
   """--precision: jax.default_matmul_precision of the run, "highest" (true float32) by default."""
-  flags.DEFINE_enum("precision", "highest", list(runtime.PRECISIONS),
-                    "Matrix product / convolution precision (jax.default_matmul_precision): "
-                    "highest is true float32 (the converter's parity); default lets GPUs use "
-                    "TF32 and TPUs bf16 passes.", flag_values=flag_values)
+  flags.DEFINE_enum(
+    "precision",
+    "highest",
+    list(runtime.PRECISIONS),
+    "Matrix product / convolution precision (jax.default_matmul_precision): "
+    "highest is true float32 (the converter's parity); default lets GPUs use "
+    "TF32 and TPUs bf16 passes.",
+    flag_values=flag_values,
+  )
 
 
 def reports_user_errors(flag_values):
   """Decorator for main(argv) -> exit code: USER_ERRORS become `error: ...` and exit 2."""
+
   def decorate(main):
     @functools.wraps(main)
     def wrapper(argv):
@@ -73,7 +92,9 @@ def reports_user_errors(flag_values):
           traceback.print_exc()
         print(f"error: {message(error)}", file=sys.stderr)
         return USAGE_ERROR
+
     return wrapper
+
   return decorate
 
 
@@ -92,11 +113,13 @@ def parse_flags(flag_values, argv):
 
 def run_main(main, flag_values, doc):
   """app.run for a module with private flags: absl's own flags (--verbosity...) also work."""
+
   def parser(argv):
     if any(arg in HELP_FLAGS for arg in argv[1:]):
       print(doc.strip() + "\n\nFlags:\n" + flag_values.get_help())
       sys.exit(0)
     return [argv[0]] + flags.FLAGS(argv, known_only=True)[1:]
+
   app.run(main, flags_parser=parser)
 
 
@@ -115,5 +138,6 @@ def check_writable_folder(path, what="output folder"):
     with tempfile.TemporaryFile(dir=existing):
       pass
   except OSError as error:
-    raise UserError(f"{what} {path}: cannot write in {existing}: "
-                    f"{error.strerror or error}") from error
+    raise UserError(
+      f"{what} {path}: cannot write in {existing}: {error.strerror or error}"
+    ) from error

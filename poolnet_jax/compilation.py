@@ -30,6 +30,7 @@ _watching = [False]
 @dataclasses.dataclass(frozen=True)
 class Snapshot:
   """Cumulative counts at one moment."""
+
   programs: dict
   seconds: dict
   cache_hits: int
@@ -45,9 +46,11 @@ class Snapshot:
   def minus(self, earlier):
     """What happened since `earlier`."""
     keys = set(self.programs) | set(earlier.programs)
-    return Snapshot({k: self.programs.get(k, 0) - earlier.programs.get(k, 0) for k in keys},
-                    {k: self.seconds.get(k, 0.0) - earlier.seconds.get(k, 0.0) for k in keys},
-                    self.cache_hits - earlier.cache_hits)
+    return Snapshot(
+      {k: self.programs.get(k, 0) - earlier.programs.get(k, 0) for k in keys},
+      {k: self.seconds.get(k, 0.0) - earlier.seconds.get(k, 0.0) for k in keys},
+      self.cache_hits - earlier.cache_hits,
+    )
 
 
 def _on_duration(event, seconds, **kwargs):
@@ -85,5 +88,7 @@ def summary(since=None):
   """One line: programs compiled, seconds, how many came from the persistent cache."""
   now = snapshot()
   done = now.minus(since) if since is not None else now
-  return (f"{done.compilations} program{'s' if done.compilations != 1 else ''} compiled in "
-          f"{done.compile_seconds:.1f} s, {done.cache_hits} from the persistent cache")
+  return (
+    f"{done.compilations} program{'s' if done.compilations != 1 else ''} compiled in "
+    f"{done.compile_seconds:.1f} s, {done.cache_hits} from the persistent cache"
+  )

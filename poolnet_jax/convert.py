@@ -25,13 +25,23 @@ from poolnet_jax import cli, pretrained
 from poolnet_jax.models import variant_name
 
 FLAGS = flags.FlagValues()  # private, so the tools can share one process
-flags.DEFINE_string("name", None, "Variant (resnet50, vgg16, resnet50_edge, vgg16_edge); "
-                    "detected from the tensor names when omitted.", flag_values=FLAGS)
-flags.DEFINE_bool("overwrite", False, "Replace a converted model already in DST_DIR.",
-                  flag_values=FLAGS)
-flags.DEFINE_enum("format", "both", ["orbax", "safetensors", "both"],
-                  "What to write in DST_DIR: poolnet.json and variables/ (orbax), "
-                  "model.safetensors, or both.", flag_values=FLAGS)
+flags.DEFINE_string(
+  "name",
+  None,
+  "Variant (resnet50, vgg16, resnet50_edge, vgg16_edge); "
+  "detected from the tensor names when omitted.",
+  flag_values=FLAGS,
+)
+flags.DEFINE_bool(
+  "overwrite", False, "Replace a converted model already in DST_DIR.", flag_values=FLAGS
+)
+flags.DEFINE_enum(
+  "format",
+  "both",
+  ["orbax", "safetensors", "both"],
+  "What to write in DST_DIR: poolnet.json and variables/ (orbax), model.safetensors, or both.",
+  flag_values=FLAGS,
+)
 cli.define_verbose(FLAGS)
 
 
@@ -40,8 +50,10 @@ def main(argv):
   """`python -m poolnet_jax.convert SRC.pth DST_DIR`; returns the exit code (0, or 2)."""
   args = cli.parse_flags(FLAGS, argv)
   if len(args) != 2:
-    raise cli.UserError("usage: python -m poolnet_jax.convert SRC.pth DST_DIR [--name NAME] "
-                        "[--overwrite] [--format orbax|safetensors|both]")
+    raise cli.UserError(
+      "usage: python -m poolnet_jax.convert SRC.pth DST_DIR [--name NAME] "
+      "[--overwrite] [--format orbax|safetensors|both]"
+    )
   src, dst = args
   pretrained.check_save_target(dst, FLAGS.overwrite)  # before reading a large file
   cli.check_writable_folder(dst, "destination")

@@ -47,34 +47,62 @@ from poolnet_jax.cli import UserError
 from poolnet_jax.data.datasets import dataset_builder, load_dataset
 
 FLAGS = flags.FlagValues()  # private, so predict and evaluate can share one process
-flags.DEFINE_string("checkpoint", None, "Model directory (converted or trained) or original "
-                    ".pth.", flag_values=FLAGS)
+flags.DEFINE_string(
+  "checkpoint", None, "Model directory (converted or trained) or original .pth.", flag_values=FLAGS
+)
 flags.DEFINE_list("datasets", [], "Comma-separated TFDS names or name:split.", flag_values=FLAGS)
 flags.DEFINE_string("data_dir", None, "TFDS data_dir.", flag_values=FLAGS)
-flags.DEFINE_string("manual_dir", None, "Downloaded archives or folders, to build a dataset "
-                    "that is not built yet.", flag_values=FLAGS)
-flags.DEFINE_string("size", None, "Fixed inference size, H,W or one number; default: each "
-                    "image's own size.", flag_values=FLAGS)
+flags.DEFINE_string(
+  "manual_dir",
+  None,
+  "Downloaded archives or folders, to build a dataset that is not built yet.",
+  flag_values=FLAGS,
+)
+flags.DEFINE_string(
+  "size",
+  None,
+  "Fixed inference size, H,W or one number; default: each image's own size.",
+  flag_values=FLAGS,
+)
 cli.define_precision(FLAGS)
-flags.DEFINE_integer("size_multiple", 0, "Round each image's run size to a multiple of this "
-                     "(fewer compiled shapes; maps resized back); 0: exact native sizes.",
-                     lower_bound=0, flag_values=FLAGS)
-flags.DEFINE_integer("max_images", 0, "Evaluate only the first N images of each set (0: all).",
-                     lower_bound=0, flag_values=FLAGS)
-flags.DEFINE_string("pred_dir", None, "Folder of saved maps (instead of a model).",
-                    flag_values=FLAGS)
-flags.DEFINE_string("gt_dir", None, "Folder of ground-truth masks for --pred_dir.",
-                    flag_values=FLAGS)
-flags.DEFINE_string("name", None, "Row name for --pred_dir (default: the gt folder's name).",
-                    flag_values=FLAGS)
-flags.DEFINE_enum("protocol", "pysodmetrics", list(metrics_lib.PROTOCOLS),
-                  "pysodmetrics: today's toolkits; salmetric: the PoolNet authors' evaluator.",
-                  flag_values=FLAGS)
-flags.DEFINE_enum("format", "table", ["table", "json", "csv"], "Output format on stdout.",
-                  flag_values=FLAGS)
+flags.DEFINE_integer(
+  "size_multiple",
+  0,
+  "Round each image's run size to a multiple of this "
+  "(fewer compiled shapes; maps resized back); 0: exact native sizes.",
+  lower_bound=0,
+  flag_values=FLAGS,
+)
+flags.DEFINE_integer(
+  "max_images",
+  0,
+  "Evaluate only the first N images of each set (0: all).",
+  lower_bound=0,
+  flag_values=FLAGS,
+)
+flags.DEFINE_string(
+  "pred_dir", None, "Folder of saved maps (instead of a model).", flag_values=FLAGS
+)
+flags.DEFINE_string(
+  "gt_dir", None, "Folder of ground-truth masks for --pred_dir.", flag_values=FLAGS
+)
+flags.DEFINE_string(
+  "name", None, "Row name for --pred_dir (default: the gt folder's name).", flag_values=FLAGS
+)
+flags.DEFINE_enum(
+  "protocol",
+  "pysodmetrics",
+  list(metrics_lib.PROTOCOLS),
+  "pysodmetrics: today's toolkits; salmetric: the PoolNet authors' evaluator.",
+  flag_values=FLAGS,
+)
+flags.DEFINE_enum(
+  "format", "table", ["table", "json", "csv"], "Output format on stdout.", flag_values=FLAGS
+)
 flags.DEFINE_string("out", None, "Folder for the results, curves and maps.", flag_values=FLAGS)
-flags.DEFINE_bool("save_maps", False, "Save the 8-bit maps under --out/maps/<dataset>/.",
-                  flag_values=FLAGS)
+flags.DEFINE_bool(
+  "save_maps", False, "Save the 8-bit maps under --out/maps/<dataset>/.", flag_values=FLAGS
+)
 cli.define_verbose(FLAGS)
 
 
@@ -99,8 +127,9 @@ def _check_flags(rest):
   with_model = bool(FLAGS.checkpoint or FLAGS.datasets)
   with_folders = bool(FLAGS.pred_dir or FLAGS.gt_dir)
   if with_model == with_folders:
-    raise flags.ValidationError("give either --checkpoint and --datasets (a model) or "
-                                "--pred_dir and --gt_dir (saved maps)")
+    raise flags.ValidationError(
+      "give either --checkpoint and --datasets (a model) or --pred_dir and --gt_dir (saved maps)"
+    )
   if with_model and not (FLAGS.checkpoint and FLAGS.datasets):
     raise flags.ValidationError("--checkpoint and --datasets go together")
   if with_folders and not (FLAGS.pred_dir and FLAGS.gt_dir):
@@ -120,10 +149,13 @@ def _check_flags(rest):
 
 def _evaluate_folders_cli(evaluated):
   dataset = FLAGS.name or Path(FLAGS.gt_dir.rstrip("/\\")).name or "folder"
-  metrics, problems = saved_maps.evaluate_folders(FLAGS.pred_dir, FLAGS.gt_dir, FLAGS.protocol,
-                                                  progress=dataset)
-  for key, what in (("unmatched_maps", "maps without ground truth"),
-                    ("unmatched_gts", "ground truths without a map")):
+  metrics, problems = saved_maps.evaluate_folders(
+    FLAGS.pred_dir, FLAGS.gt_dir, FLAGS.protocol, progress=dataset
+  )
+  for key, what in (
+    ("unmatched_maps", "maps without ground truth"),
+    ("unmatched_gts", "ground truths without a map"),
+  ):
     if problems[key]:
       names = ", ".join(os.path.basename(p) for p in problems[key][:10])
       more = f" and {len(problems[key]) - 10} more" if len(problems[key]) > 10 else ""
@@ -140,8 +172,9 @@ def _evaluate_model_cli(evaluated, size):
     dataset_builder(spec, FLAGS.data_dir, FLAGS.manual_dir)
   model, variables = pretrained.load_pretrained(FLAGS.checkpoint)
   if size and min(size) < model.min_input_size():
-    raise UserError(f"--size {FLAGS.size} is below the network's minimum input size "
-                    f"{model.min_input_size()}")
+    raise UserError(
+      f"--size {FLAGS.size} is below the network's minimum input size {model.min_input_size()}"
+    )
   failures = 0
   for spec in FLAGS.datasets:
     try:
@@ -150,12 +183,19 @@ def _evaluate_model_cli(evaluated, size):
       print(f"error: {error}", file=sys.stderr)
       failures += 1
       continue
-    map_dir = (os.path.join(FLAGS.out, "maps", reports.file_label(spec)) if FLAGS.save_maps
-               else None)
+    map_dir = os.path.join(FLAGS.out, "maps", reports.file_label(spec)) if FLAGS.save_maps else None
     with jax.default_matmul_precision(FLAGS.precision):
       evaluated[spec] = inference.evaluate_model(
-          runtime.with_conv_from_environment(model), variables, source, size, FLAGS.max_images,
-          FLAGS.protocol, map_dir, progress=spec, size_multiple=FLAGS.size_multiple)
+        runtime.with_conv_from_environment(model),
+        variables,
+        source,
+        size,
+        FLAGS.max_images,
+        FLAGS.protocol,
+        map_dir,
+        progress=spec,
+        size_multiple=FLAGS.size_multiple,
+      )
   return failures
 
 
@@ -163,8 +203,11 @@ def _warn_scaled(dataset, metrics, listed=20):
   names = metrics.scaled_gts
   if names:
     more = f" and {len(names) - listed} more" if len(names) > listed else ""
-    print(f"warning: {dataset}: {len(names)} ground truths stored as 0/1 were read as 0/255: "
-          f"{', '.join(names[:listed])}{more}", file=sys.stderr)
+    print(
+      f"warning: {dataset}: {len(names)} ground truths stored as 0/1 were read as 0/255: "
+      f"{', '.join(names[:listed])}{more}",
+      file=sys.stderr,
+    )
 
 
 @cli.reports_user_errors(FLAGS)
@@ -176,8 +219,9 @@ def main(argv):
   runtime.enable_compilation_cache()
   compiled = compilation.snapshot()
   evaluated = {}
-  failures = (_evaluate_folders_cli(evaluated) if FLAGS.pred_dir
-              else _evaluate_model_cli(evaluated, size))
+  failures = (
+    _evaluate_folders_cli(evaluated) if FLAGS.pred_dir else _evaluate_model_cli(evaluated, size)
+  )
   for dataset, metrics in evaluated.items():
     _warn_scaled(dataset, metrics)
   rows = [reports.result_row(dataset, metrics) for dataset, metrics in evaluated.items()]

@@ -25,20 +25,34 @@ from absl import flags
 from poolnet_jax import cli, exporting, pretrained, runtime
 
 FLAGS = flags.FlagValues()  # private, so the tools can share one process
-flags.DEFINE_string("sizes", ",".join(f"{h}x{w}" for h, w in exporting.DEFAULT_SIZES),
-                    "Input sizes HEIGHTxWIDTH, comma separated: one artifact each.",
-                    flag_values=FLAGS)
-flags.DEFINE_string("platforms", ",".join(exporting.DEFAULT_PLATFORMS),
-                    f"jax format: platforms the artifacts run on, among "
-                    f"{', '.join(exporting.PLATFORMS)}.", flag_values=FLAGS)
-flags.DEFINE_enum("format", "jax", list(exporting.FORMATS), "jax (jax.export) or onnx "
-                  "(needs jax2onnx).", flag_values=FLAGS)
-flags.DEFINE_integer("batch", 1, "onnx format: the fixed batch size.", lower_bound=1,
-                     flag_values=FLAGS)
+flags.DEFINE_string(
+  "sizes",
+  ",".join(f"{h}x{w}" for h, w in exporting.DEFAULT_SIZES),
+  "Input sizes HEIGHTxWIDTH, comma separated: one artifact each.",
+  flag_values=FLAGS,
+)
+flags.DEFINE_string(
+  "platforms",
+  ",".join(exporting.DEFAULT_PLATFORMS),
+  f"jax format: platforms the artifacts run on, among {', '.join(exporting.PLATFORMS)}.",
+  flag_values=FLAGS,
+)
+flags.DEFINE_enum(
+  "format",
+  "jax",
+  list(exporting.FORMATS),
+  "jax (jax.export) or onnx (needs jax2onnx).",
+  flag_values=FLAGS,
+)
+flags.DEFINE_integer(
+  "batch", 1, "onnx format: the fixed batch size.", lower_bound=1, flag_values=FLAGS
+)
 flags.DEFINE_bool("overwrite", False, "Replace an export already in OUT.", flag_values=FLAGS)
 cli.define_verbose(FLAGS)
-USAGE = ("usage: python -m poolnet_jax.export CHECKPOINT OUT [--sizes 300x400,320x320] "
-         "[--platforms cpu,cuda] [--format jax|onnx] [--batch N] [--overwrite]")
+USAGE = (
+  "usage: python -m poolnet_jax.export CHECKPOINT OUT [--sizes 300x400,320x320] "
+  "[--platforms cpu,cuda] [--format jax|onnx] [--batch N] [--overwrite]"
+)
 
 
 def check_target(out, overwrite):
@@ -70,18 +84,24 @@ def main(argv):
   runtime.enable_compilation_cache()
   model, variables = pretrained.load_pretrained(checkpoint)
   try:
-    index = exporting.export_directory(model, variables, out, sizes, platforms, FLAGS.format,
-                                       FLAGS.batch, source=checkpoint)
+    index = exporting.export_directory(
+      model, variables, out, sizes, platforms, FLAGS.format, FLAGS.batch, source=checkpoint
+    )
   except exporting.ExportError as error:
     raise cli.UserError(str(error)) from error
   where = ", ".join(index["platforms"]) if index["platforms"] else f"batch {FLAGS.batch}"
   for entry in index["sizes"]:
     checked = entry.get("onnxruntime_max_difference", "")
     if checked != "":
-      checked = ("; onnxruntime not installed, not checked" if checked is None
-                 else f"; onnxruntime vs JAX max difference {checked:.1e}")
-    print(f"{Path(out) / entry['file']}: {index['format']} ({where}), {entry['bytes']:,} bytes, "
-          f"{entry['export_seconds']} s{checked}")
+      checked = (
+        "; onnxruntime not installed, not checked"
+        if checked is None
+        else f"; onnxruntime vs JAX max difference {checked:.1e}"
+      )
+    print(
+      f"{Path(out) / entry['file']}: {index['format']} ({where}), {entry['bytes']:,} bytes, "
+      f"{entry['export_seconds']} s{checked}"
+    )
   print(f"{Path(out) / exporting.INDEX_FILE}: PoolNet {index['variant']} from {checkpoint}")
   return 0
 

@@ -45,8 +45,10 @@ DEFAULT_PLATFORMS = ("cpu", "cuda")
 DEFAULT_SIZES = ((300, 400), (320, 320))
 INDEX_FILE = "index.json"
 SUFFIXES = {"jax": ".jax", "onnx": ".onnx"}
-ONNX_INSTALL = ("pip install onnx onnx-ir onnxruntime && pip install --no-deps jax2onnx "
-                "(jax2onnx 0.17's own requirements would downgrade orbax-checkpoint to < 0.11.37)")
+ONNX_INSTALL = (
+  "pip install onnx onnx-ir onnxruntime && pip install --no-deps jax2onnx "
+  "(jax2onnx 0.17's own requirements would downgrade orbax-checkpoint to < 0.11.37)"
+)
 
 
 class ExportError(ValueError):
@@ -74,16 +76,19 @@ def check_platforms(platforms):
   platforms = tuple(platforms)
   unknown = [p for p in platforms if p not in PLATFORMS]
   if unknown or not platforms or len(set(platforms)) != len(platforms):
-    raise ExportError(f"platforms {','.join(platforms)!r}: expected distinct names among "
-                      f"{', '.join(PLATFORMS)}")
+    raise ExportError(
+      f"platforms {','.join(platforms)!r}: expected distinct names among {', '.join(PLATFORMS)}"
+    )
   return platforms
 
 
 def saliency_function(model, variables):
   """One uint8 RGB image (H, W, 3) -> its saliency map (H, W) in [0, 1], float32."""
+
   def saliency(rgb):
     logits = model.apply(variables, image.preprocess(rgb[None]))
     return image.saliency_map(logits)[0, ..., 0]
+
   return saliency
 
 
@@ -92,8 +97,9 @@ def _per_platform(model, variables, platforms):
   choices = {}
   for platform in platforms:
     choices.setdefault(conv_impl(backend=platform), []).append(platform)
-  branches = {impl: jax.vmap(saliency_function(model.clone(conv=impl), variables))
-              for impl in choices}
+  branches = {
+    impl: jax.vmap(saliency_function(model.clone(conv=impl), variables)) for impl in choices
+  }
   if len(branches) == 1:
     return next(iter(branches.values()))
   per_platform = {p: branches[impl] for impl, names in choices.items() for p in names}
@@ -103,8 +109,10 @@ def _per_platform(model, variables, platforms):
 def _check_size(model, size):
   smallest = model.min_input_size()
   if min(size) < smallest:
-    raise ExportError(f"size {size[0]}x{size[1]} is below the smallest input PoolNet-"
-                      f"{model.backbone} takes, {smallest}x{smallest}")
+    raise ExportError(
+      f"size {size[0]}x{size[1]} is below the smallest input PoolNet-"
+      f"{model.backbone} takes, {smallest}x{smallest}"
+    )
   return size
 
 
@@ -113,8 +121,7 @@ def export_saliency(model, variables, size, platforms=DEFAULT_PLATFORMS):
   platforms = check_platforms(platforms)
   height, width = _check_size(model, size)
   variables = jax.tree_util.tree_map(np.asarray, jax.device_get(variables))
-  spec = jax.ShapeDtypeStruct(
-      jax.export.symbolic_shape(f"b, {height}, {width}, 3"), jnp.uint8)
+  spec = jax.ShapeDtypeStruct(jax.export.symbolic_shape(f"b, {height}, {width}, 3"), jnp.uint8)
   function = jax.jit(_per_platform(model, variables, platforms))
   return jax.export.export(function, platforms=platforms)(spec)
 
@@ -144,9 +151,15 @@ def export_onnx(model, variables, size, batch=1):
 
   def saliency(rgb):
     return image.saliency_map(xla.apply(variables, image.preprocess(rgb)))[..., 0]
+
   spec = jax.ShapeDtypeStruct((batch, *size, 3), jnp.uint8)
-  return jax2onnx.to_onnx(saliency, [spec], model_name=f"poolnet_{variant_name(model)}",
-                          input_names=["rgb"], output_names=["saliency"])
+  return jax2onnx.to_onnx(
+    saliency,
+    [spec],
+    model_name=f"poolnet_{variant_name(model)}",
+    input_names=["rgb"],
+    output_names=["saliency"],
+  )
 
 
 def onnx_difference(proto, model, variables, seed=0):
@@ -159,8 +172,9 @@ def onnx_difference(proto, model, variables, seed=0):
   rgb = np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
   options = onnxruntime.SessionOptions()
   options.log_severity_level = 3  # no notes on unused initializers
-  session = onnxruntime.InferenceSession(proto.SerializeToString(), options,
-                                         providers=["CPUExecutionProvider"])
+  session = onnxruntime.InferenceSession(
+    proto.SerializeToString(), options, providers=["CPUExecutionProvider"]
+  )
   got = session.run(None, {"rgb": rgb})[0]
   want = jax.jit(jax.vmap(saliency_function(model, variables)))(rgb)
   return float(np.abs(got - np.asarray(want)).max())
@@ -170,8 +184,16 @@ def artifact_name(size, fmt="jax"):
   return f"{size[0]}x{size[1]}{SUFFIXES[fmt]}"
 
 
-def export_directory(model, variables, out, sizes=DEFAULT_SIZES, platforms=DEFAULT_PLATFORMS,
-                     fmt="jax", batch=1, source=None):
+def export_directory(
+  model,
+  variables,
+  out,
+  sizes=DEFAULT_SIZES,
+  platforms=DEFAULT_PLATFORMS,
+  fmt="jax",
+  batch=1,
+  source=None,
+):
   """Writes one artifact per size to `out` and `index.json` describing them; returns the index.
 
   `fmt` "jax" (jax.export, symbolic batch, `platforms`) or "onnx" (fixed `batch`,
@@ -197,20 +219,25 @@ def export_directory(model, variables, out, sizes=DEFAULT_SIZES, platforms=DEFAU
       data = proto.SerializeToString()
       entry["onnxruntime_max_difference"] = onnx_difference(proto, model, variables)
     (out / entry["file"]).write_bytes(data)
-    entries.append({**entry, "bytes": len(data),
-                    "export_seconds": round(time.perf_counter() - start, 2)})
+    entries.append(
+      {**entry, "bytes": len(data), "export_seconds": round(time.perf_counter() - start, 2)}
+    )
   shape = "batch symbolic" if fmt == "jax" else f"batch {batch}"
   index = {
-      "format": "jax.export" if fmt == "jax" else "onnx",
-      "variant": variant_name(model),
-      "overrides": _overrides(model),
-      "source": None if source is None else str(source),
-      "input": f"uint8 RGB (batch, height, width, 3), {shape}",
-      "output": "float32 saliency map in [0, 1] (batch, height, width)",
-      "platforms": list(platforms) if fmt == "jax" else None,
-      "sizes": entries,
-      "versions": {name: _version(name) for name in (
-          ("jax", "jaxlib", "flax", "numpy") + (("jax2onnx", "onnx") if fmt == "onnx" else ()))},
+    "format": "jax.export" if fmt == "jax" else "onnx",
+    "variant": variant_name(model),
+    "overrides": _overrides(model),
+    "source": None if source is None else str(source),
+    "input": f"uint8 RGB (batch, height, width, 3), {shape}",
+    "output": "float32 saliency map in [0, 1] (batch, height, width)",
+    "platforms": list(platforms) if fmt == "jax" else None,
+    "sizes": entries,
+    "versions": {
+      name: _version(name)
+      for name in (
+        ("jax", "jaxlib", "flax", "numpy") + (("jax2onnx", "onnx") if fmt == "onnx" else ())
+      )
+    },
   }
   (out / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
   return index
@@ -226,6 +253,7 @@ def _overrides(model):
 
 def _version(package):
   from importlib import metadata  # pylint: disable=import-outside-toplevel
+
   try:
     return metadata.version(package)
   except metadata.PackageNotFoundError:
@@ -241,16 +269,19 @@ class ExportedSaliency:
     try:
       self.exported = jax.export.deserialize(bytearray(data))
     except Exception as error:  # flatbuffers raises its own internals on garbage
-      raise ExportError(f"{self.path}: not a jax.export artifact ({type(error).__name__}: "
-                        f"{error})") from error
+      raise ExportError(
+        f"{self.path}: not a jax.export artifact ({type(error).__name__}: {error})"
+      ) from error
     self.platforms = tuple(self.exported.platforms)
     self.size = tuple(int(n) for n in self.exported.in_avals[0].shape[1:3])
 
   def __call__(self, rgb):
     rgb = np.asarray(rgb)
     if rgb.ndim != 4 or rgb.shape[1:] != (*self.size, 3) or rgb.dtype != np.uint8:
-      raise ExportError(f"{self.path} takes uint8 RGB images (N, {self.size[0]}, "
-                        f"{self.size[1]}, 3), got {rgb.dtype} {rgb.shape}")
+      raise ExportError(
+        f"{self.path} takes uint8 RGB images (N, {self.size[0]}, "
+        f"{self.size[1]}, 3), got {rgb.dtype} {rgb.shape}"
+      )
     here = jax.export.default_export_platform()  # "cuda", not the backend's "gpu"
     try:
       return self.exported.call(rgb)
@@ -258,8 +289,9 @@ class ExportedSaliency:
       if "exported for platform" not in str(error):
         raise
       raise PlatformMismatch(
-          f"{self.path} was exported for {', '.join(self.platforms)} only; JAX here runs on "
-          f"{here}: export it again with --platforms including {here}") from error
+        f"{self.path} was exported for {', '.join(self.platforms)} only; JAX here runs on "
+        f"{here}: export it again with --platforms including {here}"
+      ) from error
 
 
 def load_exported(path):

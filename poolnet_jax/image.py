@@ -23,6 +23,7 @@ def saliency_map(logits):
   if isinstance(logits, np.ndarray):
     return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
   import jax
+
   return jax.nn.sigmoid(logits)
 
 
@@ -33,4 +34,5 @@ def to_uint8_map(saliency):
 
 def _jnp():
   import jax.numpy as jnp
+
   return jnp

@@ -86,10 +86,12 @@ class Predictor:
       raise ValueError(f"one batch, one run size: these images run at {sorted(runs)}")
     run = runs.pop()
     if min(run) < self.min_size:
-      raise ValueError(f"inference size {run[0]}x{run[1]} is below the network's minimum "
-                       f"{self.min_size}")
-    x = np.stack([self._network_input(np.asarray(image), run, fixed=bool(size))
-                  for image in images])
+      raise ValueError(
+        f"inference size {run[0]}x{run[1]} is below the network's minimum {self.min_size}"
+      )
+    x = np.stack(
+      [self._network_input(np.asarray(image), run, fixed=bool(size)) for image in images]
+    )
     count = len(x)
     if count < pad_to:
       x = np.concatenate([x, np.repeat(x[-1:], pad_to - count, axis=0)])
@@ -174,13 +176,16 @@ def _antialiased(image, size):
 
 # Image files.
 
+
 def batch_limit(predictor):
   """Images of a size per batch such that a batch runs at most about max_size^2 pixels."""
   if not predictor.max_size:
     return None
+
   def limit(size):
     height, width = predictor.run_size(size)
-    return max(1, predictor.max_size ** 2 // (height * width))
+    return max(1, predictor.max_size**2 // (height * width))
+
   return limit
 
 
@@ -189,8 +194,10 @@ def run_failure(error, size, predictor):
   text = str(error)
   run = predictor.run_size(size)
   if isinstance(error, MemoryError) or "RESOURCE_EXHAUSTED" in text:
-    return (f"out of memory at {size[0]}x{size[1]} (run at {run[0]}x{run[1]}): a smaller "
-            f"--max_size would fit")
+    return (
+      f"out of memory at {size[0]}x{size[1]} (run at {run[0]}x{run[1]}): a smaller "
+      f"--max_size would fit"
+    )
   return f"cannot run at {run[0]}x{run[1]}: {text.strip().splitlines()[0] if text else error!r}"
 
 
@@ -239,8 +246,9 @@ def _run_size_batches(predictor, paths, batch_size, failed):
   for group in groups.values():
     size_batch = min(batch_size, limit(sizes[group[0]])) if limit else batch_size
     pad_to = size_batch if len(group) >= size_batch else 0
-    batches += [(group[start:start + size_batch], pad_to)
-                for start in range(0, len(group), size_batch)]
+    batches += [
+      (group[start : start + size_batch], pad_to) for start in range(0, len(group), size_batch)
+    ]
   return batches
 
 
@@ -267,6 +275,7 @@ def _run(predictor, task, paths, images, pad_to, failed):
 
 # A model over a source with ground truth.
 
+
 def _text(name):
   return name.decode("utf-8") if isinstance(name, bytes) else str(name)
 
@@ -285,15 +294,26 @@ def predict_maps(model, variables, source, size=None, max_images=0, size_multipl
     example = source[index]
     name = _text(example.get("name", index))
     if "mask" not in example:
-      raise ValueError(f"{name}: the source has no saliency mask ('mask'), only "
-                       f"{', '.join(sorted(example))}")
+      raise ValueError(
+        f"{name}: the source has no saliency mask ('mask'), only {', '.join(sorted(example))}"
+      )
     image = np.asarray(example["image"])
     saliency = predictor.saliency(image[None], size)[0]
     yield name, image, saliency, metrics_lib.as_uint8_mask(example["mask"], name)
 
 
-def evaluate_model(model, variables, source, size=None, max_images=0, protocol="pysodmetrics",
-                   map_dir=None, progress=None, size_multiple=0, on_map=None):
+def evaluate_model(
+  model,
+  variables,
+  source,
+  size=None,
+  max_images=0,
+  protocol="pysodmetrics",
+  map_dir=None,
+  progress=None,
+  size_multiple=0,
+  on_map=None,
+):
   """SaliencyMetrics of `model` over `source` (see predict_maps); maps saved in `map_dir` if set.
 
   `progress` is a label for a progress bar (none if None); `on_map(index,

@@ -35,6 +35,7 @@ class Tensor:
 @dataclasses.dataclass
 class Report:
   """One checkpoint: its tensors (file order) and the variant it matches or is nearest to."""
+
   path: str
   format: str  # "zip" (torch >= 1.6) or "legacy" (torch <= 1.5)
   tensors: list
@@ -52,16 +53,18 @@ class Report:
 
   def as_dict(self):
     out = dataclasses.asdict(self)
-    out["tensors"] = [{"name": t.name, "shape": list(t.shape), "dtype": t.dtype}
-                      for t in self.tensors]
-    out["overrides"] = {k: list(v) if isinstance(v, tuple) else v
-                        for k, v in self.overrides.items()}
+    out["tensors"] = [
+      {"name": t.name, "shape": list(t.shape), "dtype": t.dtype} for t in self.tensors
+    ]
+    out["overrides"] = {
+      k: list(v) if isinstance(v, tuple) else v for k, v in self.overrides.items()
+    }
     out["values"] = self.values
     return out
 
 
 def file_format(path):
-  """"zip" or "legacy" from the first bytes (read_state_dict has checked the rest)."""
+  """ "zip" or "legacy" from the first bytes (read_state_dict has checked the rest)."""
   with open(path, "rb") as file:
     return "zip" if file.read(4) == b"PK\x03\x04" else "legacy"
 
@@ -88,8 +91,18 @@ def inspect_checkpoint(path):
     if best is None or score < best[0]:
       best = (score, name, overrides, missing, unexpected, mis_shaped)
   score, name, overrides, missing, unexpected, mis_shaped = best
-  return Report(str(path), file_format(path), tensors, prefix, name, overrides, score == 0,
-                missing, unexpected, mis_shaped)
+  return Report(
+    str(path),
+    file_format(path),
+    tensors,
+    prefix,
+    name,
+    overrides,
+    score == 0,
+    missing,
+    unexpected,
+    mis_shaped,
+  )
 
 
 def _dtype_name(array):
@@ -136,16 +149,21 @@ def describe_variant(report):
 
 def format_text(report, shown=SHOWN):
   """The report as lines of text: a summary, the differences, then every tensor."""
-  lines = [f"{report.path}: {report.format} format, {len(report.tensors)} tensors, "
-           f"{report.values:,} values"]
+  lines = [
+    f"{report.path}: {report.format} format, {len(report.tensors)} tensors, "
+    f"{report.values:,} values"
+  ]
   if report.prefix:
     lines.append(f"names carry nn.DataParallel's {report.prefix!r} prefix (ignored for matching)")
   if report.matches:
     lines.append(f"PoolNet variant: {describe_variant(report)} (every name and shape matches)")
   else:
     lines.append(f"no PoolNet variant matches; nearest: {describe_variant(report)}")
-    for label, items in (("missing", report.missing), ("unexpected", report.unexpected),
-                         ("wrong shape", report.mis_shaped)):
+    for label, items in (
+      ("missing", report.missing),
+      ("unexpected", report.unexpected),
+      ("wrong shape", report.mis_shaped),
+    ):
       if items:
         more = f" (and {len(items) - shown} more)" if len(items) > shown else ""
         lines.append(f"  {len(items)} {label}: " + ", ".join(items[:shown]) + more)

@@ -50,8 +50,9 @@ def as_uint8_map(pred, name="prediction"):
   if pred.dtype == bool or not np.issubdtype(pred.dtype, np.floating):
     raise TypeError(f"{name}: expected a uint8 map or a float map in [0, 1], got {pred.dtype}")
   if pred.size and not (pred.min() >= 0.0 and pred.max() <= 1.0):  # also false for NaN
-    raise ValueError(f"{name}: float map values must lie in [0, 1], got "
-                     f"[{np.min(pred):.4g}, {np.max(pred):.4g}]")
+    raise ValueError(
+      f"{name}: float map values must lie in [0, 1], got [{np.min(pred):.4g}, {np.max(pred):.4g}]"
+    )
   return image_lib.to_uint8_map(pred)
 
 
@@ -88,8 +89,9 @@ def fmeasure(precision, recall, beta2=BETA2):
   """F-measure of precision and recall arrays; 0 where both are 0."""
   numerator = (1 + beta2) * precision * recall
   denominator = beta2 * precision + recall
-  return np.divide(numerator, denominator, out=np.zeros_like(numerator, dtype=np.float64),
-                   where=denominator > 0)
+  return np.divide(
+    numerator, denominator, out=np.zeros_like(numerator, dtype=np.float64), where=denominator > 0
+  )
 
 
 class SaliencyMetrics:
@@ -102,11 +104,13 @@ class SaliencyMetrics:
     self.count = 0
     self.scaled_gts = []  # names of ground truths stored as 0/1, read as 0/255
     self.background_only = []  # names of ground truths without a foreground pixel
-    self._fmeasure = py_sod_metrics.FmeasureV2({
+    self._fmeasure = py_sod_metrics.FmeasureV2(
+      {
         "fm": py_sod_metrics.FmeasureHandler(with_dynamic=True, with_adaptive=True, beta=BETA2),
         "p": py_sod_metrics.PrecisionHandler(with_dynamic=True, with_adaptive=False),
         "r": py_sod_metrics.RecallHandler(with_dynamic=True, with_adaptive=False),
-    })
+      }
+    )
     self._mae = py_sod_metrics.MAE()
     self._smeasure = py_sod_metrics.Smeasure()
     self._emeasure = py_sod_metrics.Emeasure()
@@ -128,8 +132,9 @@ class SaliencyMetrics:
     pred = as_uint8_map(pred, f"{label}prediction")
     gt = as_uint8_mask(gt, f"{label}ground truth")
     if pred.shape != gt.shape:
-      raise ValueError(f"{label}prediction shape {pred.shape} differs from ground truth "
-                       f"shape {gt.shape}")
+      raise ValueError(
+        f"{label}prediction shape {pred.shape} differs from ground truth shape {gt.shape}"
+      )
     gt, scaled = decode.scale_01_mask(gt)
     name = str(self.count) if name is None else name
     if scaled:
@@ -150,12 +155,20 @@ class SaliencyMetrics:
     self._check_not_empty()
     if self.protocol == "salmetric":
       precision, recall = self._sal_precision / self.count, self._sal_recall / self.count
-      return dict(thresholds=np.arange(LEVELS), precision=precision, recall=recall,
-                  fmeasure=fmeasure(precision, recall))
+      return dict(
+        thresholds=np.arange(LEVELS),
+        precision=precision,
+        recall=recall,
+        fmeasure=fmeasure(precision, recall),
+      )
     # pysodmetrics orders its curves from threshold 255 down to 0.
     found = self._fmeasure.get_results()
-    return dict(thresholds=np.arange(LEVELS), precision=found["p"]["dynamic"][::-1],
-                recall=found["r"]["dynamic"][::-1], fmeasure=found["fm"]["dynamic"][::-1])
+    return dict(
+      thresholds=np.arange(LEVELS),
+      precision=found["p"]["dynamic"][::-1],
+      recall=found["r"]["dynamic"][::-1],
+      fmeasure=found["fm"]["dynamic"][::-1],
+    )
 
   def results(self):
     """{key: float for key in KEYS} and "images": the number of images."""
@@ -163,16 +176,19 @@ class SaliencyMetrics:
     f_curve = self.curves()["fmeasure"]
     emeasure = self._emeasure.get_results()["em"]
     results = {
-        "maxF": f_curve.max(),
-        "meanF": f_curve.mean(),
-        "adpF": self._fmeasure.get_results()["fm"]["adaptive"],
-        "MAE": (self._sal_mae / self.count if self.protocol == "salmetric"
-                else self._mae.get_results()["mae"]),
-        "Sm": self._smeasure.get_results()["sm"],
-        "maxE": emeasure["curve"].max(),
-        "meanE": emeasure["curve"].mean(),
-        "adpE": emeasure["adp"],
-        "wF": self._weighted_f.get_results()["wfm"],
+      "maxF": f_curve.max(),
+      "meanF": f_curve.mean(),
+      "adpF": self._fmeasure.get_results()["fm"]["adaptive"],
+      "MAE": (
+        self._sal_mae / self.count
+        if self.protocol == "salmetric"
+        else self._mae.get_results()["mae"]
+      ),
+      "Sm": self._smeasure.get_results()["sm"],
+      "maxE": emeasure["curve"].max(),
+      "meanE": emeasure["curve"].mean(),
+      "adpE": emeasure["adp"],
+      "wF": self._weighted_f.get_results()["wfm"],
     }
     return {**{key: float(value) for key, value in results.items()}, "images": self.count}
 

@@ -36,6 +36,7 @@ def _abstract(model):
     module = bridge.ToNNX(model, rngs=nnx.Rngs(0)).lazy_init(x)
     module.to_nnx__rngs = None  # the weights come from elsewhere: no random streams kept
     return module
+
   return nnx.eval_shape(build)
 
 
@@ -45,8 +46,10 @@ def to_nnx(model, variables):
   Raises VariablesMismatch naming missing, unexpected and wrong-shape variables.
   """
   graphdef, state = nnx.split(_abstract(model))
-  given = {tuple(path): value for path, value in
-           flax.traverse_util.flatten_dict(jax.device_get(dict(variables))).items()}
+  given = {
+    tuple(path): value
+    for path, value in flax.traverse_util.flatten_dict(jax.device_get(dict(variables))).items()
+  }
   leaves, wanted, mis_shaped = [], set(), []
   for path, variable in nnx.to_flat_state(state):
     key = (variablelib.variable_name_from_type(type(variable)), *map(str, path))
@@ -58,16 +61,23 @@ def to_nnx(model, variables):
       mis_shaped.append(f"{'/'.join(key)}: given {value.shape}, model {variable.value.shape}")
       continue
     leaves.append((path, variable.replace(value=jnp.asarray(value, variable.value.dtype))))
-  problems = (("missing", ["/".join(k) for k in sorted(wanted - set(given))]),
-              ("unexpected", ["/".join(k) for k in sorted(set(given) - wanted)]),
-              ("wrong shape", mis_shaped))
+  problems = (
+    ("missing", ["/".join(k) for k in sorted(wanted - set(given))]),
+    ("unexpected", ["/".join(k) for k in sorted(set(given) - wanted)]),
+    ("wrong shape", mis_shaped),
+  )
   if any(items for _, items in problems):
     raise VariablesMismatch(
-        f"variables do not fit PoolNet {model.backbone}{' + edge' if model.edge else ''} "
-        f"(width {model.width}):" + "".join(
-            f"\n  {len(items)} {label}: " + ", ".join(items[:SHOWN]) +
-            (f" (and {len(items) - SHOWN} more)" if len(items) > SHOWN else "")
-            for label, items in problems if items))
+      f"variables do not fit PoolNet {model.backbone}{' + edge' if model.edge else ''} "
+      f"(width {model.width}):"
+      + "".join(
+        f"\n  {len(items)} {label}: "
+        + ", ".join(items[:SHOWN])
+        + (f" (and {len(items) - SHOWN} more)" if len(items) > SHOWN else "")
+        for label, items in problems
+        if items
+      )
+    )
   return nnx.merge(graphdef, nnx.from_flat_state(leaves))
 
 
@@ -80,8 +90,9 @@ def create_nnx(name, variables=None, *, seed=0, **overrides):
   model = create_model(name, **overrides)
   if variables is None:
     size = model.min_input_size()
-    variables = jax.jit(model.init)(jax.random.PRNGKey(seed),
-                                    jnp.zeros((1, size, size, 3), jnp.float32))
+    variables = jax.jit(model.init)(
+      jax.random.PRNGKey(seed), jnp.zeros((1, size, size, 3), jnp.float32)
+    )
   return to_nnx(model, variables)
 
 
@@ -92,6 +103,8 @@ def load_nnx(path):
 
 def to_linen(module):
   """(Linen model, variables) back from a module made by `to_nnx` (e.g. after training)."""
-  flat = {(variablelib.variable_name_from_type(type(v)), *map(str, path)): np.asarray(v.value)
-          for path, v in nnx.to_flat_state(nnx.state(module))}
+  flat = {
+    (variablelib.variable_name_from_type(type(v)), *map(str, path)): np.asarray(v.value)
+    for path, v in nnx.to_flat_state(nnx.state(module))
+  }
   return module.to_nnx__module, flax.traverse_util.unflatten_dict(flat)

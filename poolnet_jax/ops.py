@@ -38,13 +38,14 @@ def _apply_along(x, matrix: np.ndarray, axis: int):
   matrix would outweigh the map, through a plain product.
   """
   lead = int(np.prod(x.shape[:axis]))
-  rest = x.shape[axis + 1:]
+  rest = x.shape[axis + 1 :]
   x3 = x.reshape(lead, x.shape[axis], -1)
   matrix = jnp.asarray(matrix, x.dtype)
   precision = jax.lax.Precision.HIGHEST
   if x3.shape[-1] >= matrix.shape[0]:
-    y = jnp.einsum("boi,bix->box", jnp.broadcast_to(matrix, (lead,) + matrix.shape), x3,
-                   precision=precision)
+    y = jnp.einsum(
+      "boi,bix->box", jnp.broadcast_to(matrix, (lead,) + matrix.shape), x3, precision=precision
+    )
   else:
     y = jnp.einsum("oi,bix->box", matrix, x3, precision=precision)
   return y.reshape(x.shape[:axis] + (matrix.shape[0],) + rest)
@@ -102,8 +103,7 @@ def resize_bilinear(x, size):
 def adaptive_avg_pool(x, bins: int):
   """Adaptive average pooling to (bins, bins) with PyTorch's bin rule."""
   in_h, in_w = x.shape[1], x.shape[2]
-  return _apply_separable(
-      x, adaptive_pool_matrix(in_h, bins), adaptive_pool_matrix(in_w, bins))
+  return _apply_separable(x, adaptive_pool_matrix(in_h, bins), adaptive_pool_matrix(in_w, bins))
 
 
 def avg_pool(x, k: int):
@@ -112,7 +112,7 @@ def avg_pool(x, k: int):
   out_h, out_w = h // k, w // k
   if out_h == 0 or out_w == 0:
     raise ValueError(f"avg_pool({k}) needs a map of at least {k}x{k}, got {h}x{w}")
-  x = x[:, :out_h * k, :out_w * k, :].reshape(n, out_h, k, out_w, k, c)
+  x = x[:, : out_h * k, : out_w * k, :].reshape(n, out_h, k, out_w, k, c)
   return x.mean(axis=(2, 4))
 
 
@@ -147,10 +147,16 @@ def _windows(padded, geometry):
   """The kernel * kernel strided views of `padded`, one per window position, row-major."""
   kernel, stride, _, (out_h, out_w) = geometry
   n, c = padded.shape[0], padded.shape[-1]
-  return [jax.lax.slice(padded, (0, i, j, 0),
-                        (n, i + (out_h - 1) * stride + 1, j + (out_w - 1) * stride + 1, c),
-                        (1, stride, stride, 1))
-          for i in range(kernel) for j in range(kernel)]
+  return [
+    jax.lax.slice(
+      padded,
+      (0, i, j, 0),
+      (n, i + (out_h - 1) * stride + 1, j + (out_w - 1) * stride + 1, c),
+      (1, stride, stride, 1),
+    )
+    for i in range(kernel)
+    for j in range(kernel)
+  ]
 
 
 def _pad_for_pool(x, geometry):
@@ -183,12 +189,16 @@ def _max_pool_gradient(geometry, residuals, dy):
     hit = (window == y) & ~taken
     taken = taken | hit
     i, j = divmod(index, kernel)
-    placement = [(0, 0, 0)] + [
+    placement = (
+      [(0, 0, 0)]
+      + [
         (start, size - start - (out - 1) * stride - 1, stride - 1)
         for start, size, out in ((i, padded.shape[1], y.shape[1]), (j, padded.shape[2], y.shape[2]))
-    ] + [(0, 0, 0)]
+      ]
+      + [(0, 0, 0)]
+    )
     dx = dx + jax.lax.pad(jnp.where(hit, dy, 0), jnp.zeros((), dy.dtype), placement)
-  return (dx[:, top:top + x.shape[1], left:left + x.shape[2]],)
+  return (dx[:, top : top + x.shape[1], left : left + x.shape[2]],)
 
 
 _max_pool.defvjp(_max_pool_forward, _max_pool_gradient)

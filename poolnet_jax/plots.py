@@ -47,10 +47,11 @@ def fmeasure_curve(curves, path, title="F-measure (beta^2 = 0.3) per threshold")
   for label, curve in curves.items():
     thresholds, values = np.asarray(curve["thresholds"]), np.asarray(curve["fmeasure"])
     best = int(np.argmax(values))
-    line, = axes.plot(thresholds, values, label=f"{label} (max {values[best]:.4f} at {best})")
+    (line,) = axes.plot(thresholds, values, label=f"{label} (max {values[best]:.4f} at {best})")
     axes.plot([thresholds[best]], [values[best]], "o", color=line.get_color())
-  axes.set(xlabel="Threshold (8-bit level)", ylabel="F-measure", xlim=(0, 255), ylim=(0, 1.02),
-           title=title)
+  axes.set(
+    xlabel="Threshold (8-bit level)", ylabel="F-measure", xlim=(0, 255), ylim=(0, 1.02), title=title
+  )
   axes.grid(alpha=0.3)
   axes.legend(loc="best")
   figure.tight_layout()
@@ -101,8 +102,10 @@ def prediction_grid(images, preds, gts, row_height=128, title=None):
   widest panel (and its title), so the three columns line up; the rest is black.
   """
   if not len(images) == len(preds) == len(gts):
-    raise ValueError(f"prediction_grid needs as many images, predictions and ground truths, "
-                     f"got {len(images)}, {len(preds)} and {len(gts)}")
+    raise ValueError(
+      f"prediction_grid needs as many images, predictions and ground truths, "
+      f"got {len(images)}, {len(preds)} and {len(gts)}"
+    )
   if not len(images):
     raise ValueError("prediction_grid needs at least one example")
   panels = [[_panel(p, row_height) for p in triple] for triple in zip(images, preds, gts)]
@@ -110,6 +113,11 @@ def prediction_grid(images, preds, gts, row_height=128, title=None):
   width = max([title_width] + [panel.shape[1] for row in panels for panel in row])
   bands = [_text_band(3 * width, [title], [0])] if title else []
   bands.append(_text_band(3 * width, COLUMN_TITLES, [0, width, 2 * width]))
-  return np.concatenate(bands + [
+  return np.concatenate(
+    bands
+    + [
       np.concatenate([np.pad(p, ((0, 0), (0, width - p.shape[1]), (0, 0))) for p in row], axis=1)
-      for row in panels], axis=0)
+      for row in panels
+    ],
+    axis=0,
+  )

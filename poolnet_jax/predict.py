@@ -47,38 +47,61 @@ from poolnet_jax.predict_io import check_outputs, expand_inputs, output_paths, w
 DEFAULT_MAX_SIZE = 1024  # full ResNet-50, 6000x4000 photo: see README (Predict)
 
 FLAGS = flags.FlagValues()  # private, so predict and evaluate can share one process
-flags.DEFINE_string("checkpoint", None, "Converted or trained model directory, or an original "
-                    ".pth file.", flag_values=FLAGS)
+flags.DEFINE_string(
+  "checkpoint",
+  None,
+  "Converted or trained model directory, or an original .pth file.",
+  flag_values=FLAGS,
+)
 flags.DEFINE_string("output", "predictions", "Folder for the maps.", flag_values=FLAGS)
-flags.DEFINE_enum("task", "saliency", ["saliency", "edge"],
-                  "edge: the original's multi-scale edge test (edge models only).",
-                  flag_values=FLAGS)
-flags.DEFINE_bool("cutout", False, "Also write the image cut out by its map (RGBA).",
-                  flag_values=FLAGS)
-flags.DEFINE_bool("overlay", False, "Also write the map laid over the image in red.",
-                  flag_values=FLAGS)
-flags.DEFINE_integer("batch_size", 4, "Images of one run size run together.", lower_bound=1,
-                     flag_values=FLAGS)
-flags.DEFINE_integer("max_size", DEFAULT_MAX_SIZE, "Longest side the network sees: larger "
-                     "images are scaled down (aspect kept) and their maps resized back; 0: no "
-                     "limit. For --task edge, the scale-1 image.", lower_bound=0,
-                     flag_values=FLAGS)
+flags.DEFINE_enum(
+  "task",
+  "saliency",
+  ["saliency", "edge"],
+  "edge: the original's multi-scale edge test (edge models only).",
+  flag_values=FLAGS,
+)
+flags.DEFINE_bool(
+  "cutout", False, "Also write the image cut out by its map (RGBA).", flag_values=FLAGS
+)
+flags.DEFINE_bool(
+  "overlay", False, "Also write the map laid over the image in red.", flag_values=FLAGS
+)
+flags.DEFINE_integer(
+  "batch_size", 4, "Images of one run size run together.", lower_bound=1, flag_values=FLAGS
+)
+flags.DEFINE_integer(
+  "max_size",
+  DEFAULT_MAX_SIZE,
+  "Longest side the network sees: larger "
+  "images are scaled down (aspect kept) and their maps resized back; 0: no "
+  "limit. For --task edge, the scale-1 image.",
+  lower_bound=0,
+  flag_values=FLAGS,
+)
 cli.define_precision(FLAGS)
-flags.DEFINE_integer("size_multiple", 0, "Round each run size to a multiple of this (fewer "
-                     "compiled shapes; maps still at each image's size); 0: exact sizes.",
-                     lower_bound=0, flag_values=FLAGS)
+flags.DEFINE_integer(
+  "size_multiple",
+  0,
+  "Round each run size to a multiple of this (fewer "
+  "compiled shapes; maps still at each image's size); 0: exact sizes.",
+  lower_bound=0,
+  flag_values=FLAGS,
+)
 cli.define_verbose(FLAGS)
 
 
-def write_maps(predictor, items, output, task="saliency", batch_size=4, cutout=False,
-               overlay=False):
+def write_maps(
+  predictor, items, output, task="saliency", batch_size=4, cutout=False, overlay=False
+):
   """Writes a map for each (path, output stem) under `output`; returns {path: reason} of the
   inputs that failed (unreadable, could not run, could not be written). Call check_outputs
   first."""
   stems, failed = dict(items), {}
   with tqdm.tqdm(total=len(items), unit="img", desc=task) as bar:
-    for path, image, result in inference.predict_files(predictor, list(stems), task, batch_size,
-                                                       failed):
+    for path, image, result in inference.predict_files(
+      predictor, list(stems), task, batch_size, failed
+    ):
       bar.update()
       if result is None:
         continue
@@ -92,6 +115,7 @@ def write_maps(predictor, items, output, task="saliency", batch_size=4, cutout=F
 
 
 # Command line.
+
 
 @cli.reports_user_errors(FLAGS)
 def main(argv):
@@ -116,18 +140,23 @@ def main(argv):
   compiled = compilation.snapshot()
   model, variables = pretrained.load_pretrained(FLAGS.checkpoint)
   if FLAGS.task == "edge" and not model.edge:
-    raise cli.UserError(f"{FLAGS.checkpoint} is a saliency-only model; --task edge needs an "
-                        f"edge model")
-  predictor = inference.Predictor(runtime.with_conv_from_environment(model), variables,
-                                  FLAGS.max_size, FLAGS.size_multiple)
+    raise cli.UserError(
+      f"{FLAGS.checkpoint} is a saliency-only model; --task edge needs an edge model"
+    )
+  predictor = inference.Predictor(
+    runtime.with_conv_from_environment(model), variables, FLAGS.max_size, FLAGS.size_multiple
+  )
   with jax.default_matmul_precision(FLAGS.precision):
-    failed = write_maps(predictor, items, FLAGS.output, FLAGS.task, FLAGS.batch_size,
-                        FLAGS.cutout, FLAGS.overlay)
+    failed = write_maps(
+      predictor, items, FLAGS.output, FLAGS.task, FLAGS.batch_size, FLAGS.cutout, FLAGS.overlay
+    )
   for path, reason in failed.items():
     print(f"failed: {path}: {reason}", file=sys.stderr)
-  print(f"{len(items) - len(failed)} of {len(items)} images written to {FLAGS.output}"
-        + (f"; {len(failed)} failed" if failed else "")
-        + (f"; {len(unmatched)} inputs matched nothing" if unmatched else ""))
+  print(
+    f"{len(items) - len(failed)} of {len(items)} images written to {FLAGS.output}"
+    + (f"; {len(failed)} failed" if failed else "")
+    + (f"; {len(unmatched)} inputs matched nothing" if unmatched else "")
+  )
   print(compilation.summary(since=compiled))
   return 1 if failed or unmatched else 0
 

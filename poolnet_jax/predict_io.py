@@ -1,8 +1,8 @@
 """predict's files: the inputs found from files, folders and globs; the outputs planned and checked.
 
-    items, unmatched = expand_inputs(["photos/", "extra/*.jpg"], exclude="maps/")
-    check_outputs(items, "maps/", cutout=True)  # UserError listing any collision
-    write_outputs(output_paths(stem, "maps/")[0], image, saliency, cutout=True)
+items, unmatched = expand_inputs(["photos/", "extra/*.jpg"], exclude="maps/")
+check_outputs(items, "maps/", cutout=True)  # UserError listing any collision
+write_outputs(output_paths(stem, "maps/")[0], image, saliency, cutout=True)
 """
 
 import glob
@@ -29,15 +29,23 @@ def expand_inputs(inputs, exclude=None):
   for item in inputs:
     if os.path.isdir(item):
       root = Path(item)
-      images = [p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")
-                and p.suffix.lower() in decode.IMAGE_EXTENSIONS]
+      images = [
+        p
+        for p in root.rglob("*")
+        if p.is_file()
+        and not p.name.startswith(".")
+        and p.suffix.lower() in decode.IMAGE_EXTENSIONS
+      ]
       paths = sorted(p for p in images if not (exclude and exclude in p.resolve().parents))
       if images and not paths:
         item = f"{item} (its images are all under --output {exclude})"
       pairs = [(p, p.relative_to(root).with_suffix("")) for p in paths]
     else:
-      paths = [Path(item)] if os.path.isfile(item) else sorted(
-          Path(p) for p in glob.glob(item, recursive=True) if os.path.isfile(p))
+      paths = (
+        [Path(item)]
+        if os.path.isfile(item)
+        else sorted(Path(p) for p in glob.glob(item, recursive=True) if os.path.isfile(p))
+      )
       pairs = [(p, Path(p.stem)) for p in paths]
     for path, stem in pairs:
       real = os.path.realpath(path)
@@ -78,9 +86,11 @@ def check_outputs(items, output, cutout=False, overlay=False, listed=20):
   if problems:
     more = f"\n  ... and {len(problems) - listed} more" if len(problems) > listed else ""
     raise UserError(
-        f"{len(problems)} outputs would overwrite an input or another output, nothing written "
-        f"(choose another --output, or rename the inputs):\n  " + "\n  ".join(problems[:listed])
-        + more)
+      f"{len(problems)} outputs would overwrite an input or another output, nothing written "
+      f"(choose another --output, or rename the inputs):\n  "
+      + "\n  ".join(problems[:listed])
+      + more
+    )
 
 
 def write_outputs(target, image, saliency, cutout=False, overlay=False):

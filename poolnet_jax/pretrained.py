@@ -53,8 +53,11 @@ def _checked_state_dict(name, variables, **overrides):
   problems = mapping.mismatch(state_dict, _expected(name, overrides, "variables"))
   if any(problems):
     raise mapping.CheckpointMismatch(
-        f"variables do not fit PoolNet variant {_describe(name, overrides)}:" + "".join(
-            mapping.describe(*p) for p in zip(("missing", "unexpected", "mis-shaped"), problems)))
+      f"variables do not fit PoolNet variant {_describe(name, overrides)}:"
+      + "".join(
+        mapping.describe(*p) for p in zip(("missing", "unexpected", "mis-shaped"), problems)
+      )
+    )
   return state_dict
 
 
@@ -63,15 +66,16 @@ def _expected(name, overrides, source):
   try:
     # Hashable values for the cached table: JSON gives `stages` back as a list.
     return mapping.expected_state_dict(
-        name, **{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()})
+      name, **{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    )
   except (ValueError, TypeError) as error:
     raise mapping.CheckpointMismatch(
-        f"{source}: no PoolNet {_describe(name, overrides)} can be made: {error}") from None
+      f"{source}: no PoolNet {_describe(name, overrides)} can be made: {error}"
+    ) from None
 
 
 def _describe(name, overrides):
-  shown = ", ".join(f"{k}={tuple(v) if isinstance(v, list) else v}"
-                    for k, v in overrides.items())
+  shown = ", ".join(f"{k}={tuple(v) if isinstance(v, list) else v}" for k, v in overrides.items())
   return f"{name} ({shown})" if shown else name
 
 
@@ -101,17 +105,22 @@ def load_safetensors(path):
       name, variables = mapping.to_flax(state_dict, source=str(path))
     except mapping.CheckpointMismatch as error:
       raise safetensors_io.SafetensorsError(
-          f"{error}\n  ({path} has no poolnet-jax metadata in its header, so its variant was "
-          f"looked for by its tensor names)") from None
+        f"{error}\n  ({path} has no poolnet-jax metadata in its header, so its variant was "
+        f"looked for by its tensor names)"
+      ) from None
     overrides = {}
   else:
     name, overrides = meta["variant"], meta["overrides"]
     problems = mapping.mismatch(state_dict, _expected(name, overrides, str(path)))
     if any(problems):
       raise safetensors_io.SafetensorsError(
-          f"{path} does not hold the PoolNet its metadata names, "
-          f"{_describe(name, overrides)}:" + "".join(mapping.describe(*p) for p in zip(
-              ("missing tensors", "unexpected tensors", "shape mismatches"), problems)))
+        f"{path} does not hold the PoolNet its metadata names, "
+        f"{_describe(name, overrides)}:"
+        + "".join(
+          mapping.describe(*p)
+          for p in zip(("missing tensors", "unexpected tensors", "shape mismatches"), problems)
+        )
+      )
     variables = mapping.unflatten(state_dict)
   mapping.log_summary(name, variables, str(path))
   return create_model(name, **overrides), variables
@@ -158,11 +167,15 @@ def check_save_target(directory, overwrite=False):
     return
   if not is_model_dir(directory):
     shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
-    raise FileExistsError(f"{directory} is not empty ({shown}) and is not a converted model: "
-                          f"choose a new or empty folder")
+    raise FileExistsError(
+      f"{directory} is not empty ({shown}) and is not a converted model: "
+      f"choose a new or empty folder"
+    )
   if not overwrite:
-    raise FileExistsError(f"{directory} already holds a converted model; pass --overwrite "
-                          f"(save_pretrained(..., overwrite=True)) to replace it")
+    raise FileExistsError(
+      f"{directory} already holds a converted model; pass --overwrite "
+      f"(save_pretrained(..., overwrite=True)) to replace it"
+    )
 
 
 def is_model_dir(directory):
@@ -172,8 +185,11 @@ def is_model_dir(directory):
   variables = directory / VARIABLES_DIR
   if variables.exists() and not variables.is_dir():
     return False
-  return (_read_meta(directory) is not None or (variables / ORBAX_MARK).is_file() or
-          safetensors_io.has_poolnet_metadata(directory / SAFETENSORS_FILE))
+  return (
+    _read_meta(directory) is not None
+    or (variables / ORBAX_MARK).is_file()
+    or safetensors_io.has_poolnet_metadata(directory / SAFETENSORS_FILE)
+  )
 
 
 def remove_formats(directory, formats):
@@ -196,8 +212,9 @@ def remove_formats(directory, formats):
 def _leftover(name):
   """Temporary names of an interrupted save: its orbax staging folder, its meta file, its
   safetensors file."""
-  return (name in (META_FILE + ".tmp", SAFETENSORS_FILE + ".tmp") or
-          name.startswith(VARIABLES_DIR + ".orbax-checkpoint-tmp"))
+  return name in (META_FILE + ".tmp", SAFETENSORS_FILE + ".tmp") or name.startswith(
+    VARIABLES_DIR + ".orbax-checkpoint-tmp"
+  )
 
 
 def _read_meta(directory):
@@ -231,8 +248,9 @@ def load_pretrained(path):
   if meta is None:
     raise FileNotFoundError(_not_a_model(path))
   if not (path / VARIABLES_DIR).is_dir():
-    raise FileNotFoundError(f"{path} has a {META_FILE} but no {VARIABLES_DIR}/ folder (a save "
-                            f"that was stopped?)")
+    raise FileNotFoundError(
+      f"{path} has a {META_FILE} but no {VARIABLES_DIR}/ folder (a save that was stopped?)"
+    )
   model = create_model(meta["variant"], **meta.get("overrides", {}))
   variables = ocp.StandardCheckpointer().restore((path / VARIABLES_DIR).absolute())
   logging.info("%s: PoolNet variant %s", path, meta["variant"])
@@ -242,14 +260,20 @@ def load_pretrained(path):
 def _not_a_model(path):
   """Why `path` (not a .pth file, no model metadata) is no model, and where one may be."""
   if not path.exists():
-    return (f"{path}: no such file or folder (give a converted or trained model folder, a .pth "
-            f"or a .safetensors file)")
+    return (
+      f"{path}: no such file or folder (give a converted or trained model folder, a .pth "
+      f"or a .safetensors file)"
+    )
   if (path / META_FILE).is_file():
     return f"{path / META_FILE}: not a readable poolnet-jax model description"
   if _read_meta(path / "best") is not None:
     return f"{path} is a training workdir; its best model is {path / 'best'}"
   if (path / "checkpoints").is_dir():
-    return (f"{path} is a training workdir without a best model yet ({path / 'best'} is written "
-            f"at the first validation)")
-  return (f"{path} is not a poolnet-jax model directory (no {META_FILE} or {SAFETENSORS_FILE}) "
-          f"nor a .pth or .safetensors file")
+    return (
+      f"{path} is a training workdir without a best model yet ({path / 'best'} is written "
+      f"at the first validation)"
+    )
+  return (
+    f"{path} is not a poolnet-jax model directory (no {META_FILE} or {SAFETENSORS_FILE}) "
+    f"nor a .pth or .safetensors file"
+  )

@@ -1,8 +1,8 @@
 """Evaluation results as rows, as table / JSON lines / CSV text, and as report files.
 
-    rows = [result_row("ecssd", metrics)]
-    print(format_results(rows, "table"))
-    write_report("results/", rows, {"ecssd": metrics.curves()})
+rows = [result_row("ecssd", metrics)]
+print(format_results(rows, "table"))
+write_report("results/", rows, {"ecssd": metrics.curves()})
 """
 
 import csv
@@ -22,10 +22,13 @@ def result_row(dataset, metrics):
   """{"dataset", "images", "maxF", ..., "background_only", "background_only_names"} of one
   evaluated set, in the report's key order."""
   results = metrics.results()
-  return {"dataset": dataset, "images": results["images"],
-          **{key: results[key] for key in metrics_lib.KEYS},
-          "background_only": len(metrics.background_only),
-          "background_only_names": list(metrics.background_only)}
+  return {
+    "dataset": dataset,
+    "images": results["images"],
+    **{key: results[key] for key in metrics_lib.KEYS},
+    "background_only": len(metrics.background_only),
+    "background_only_names": list(metrics.background_only),
+  }
 
 
 def background_note(row, listed=20):
@@ -34,8 +37,10 @@ def background_note(row, listed=20):
   if not row.get("background_only"):
     return None
   more = f" and {len(names) - listed} more" if len(names) > listed else ""
-  return (f"{row['dataset']}: {row['background_only']} of {row['images']} ground truths are "
-          f"background only (the field scores them 0): {', '.join(names[:listed])}{more}")
+  return (
+    f"{row['dataset']}: {row['background_only']} of {row['images']} ground truths are "
+    f"background only (the field scores them 0): {', '.join(names[:listed])}{more}"
+  )
 
 
 def format_results(rows, fmt="table"):
@@ -46,19 +51,24 @@ def format_results(rows, fmt="table"):
   columns = ["dataset", "images", *metrics_lib.KEYS]
   if fmt == "csv":
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, columns + ["background_only", "background_only_names"],
-                            lineterminator="\n")
+    writer = csv.DictWriter(
+      buffer, columns + ["background_only", "background_only_names"], lineterminator="\n"
+    )
     writer.writeheader()
-    writer.writerows({**row, "background_only_names": " ".join(row.get(
-        "background_only_names") or [])} for row in rows)
+    writer.writerows(
+      {**row, "background_only_names": " ".join(row.get("background_only_names") or [])}
+      for row in rows
+    )
     return buffer.getvalue().rstrip("\n")
   if fmt != "table":
     raise ValueError(f"unknown format {fmt!r}; expected table, json or csv")
   width = max([len("dataset")] + [len(row["dataset"]) for row in rows])
   lines = [f"{'dataset':<{width}}  {'images':>6}" + "".join(f"  {k:>6}" for k in metrics_lib.KEYS)]
   for row in rows:
-    lines.append(f"{row['dataset']:<{width}}  {row['images']:>6}"
-                 + "".join(f"  {row[k]:>6.4f}" for k in metrics_lib.KEYS))
+    lines.append(
+      f"{row['dataset']:<{width}}  {row['images']:>6}"
+      + "".join(f"  {row[k]:>6.4f}" for k in metrics_lib.KEYS)
+    )
   notes = [note for note in map(background_note, rows) if note]
   return "\n".join(lines + ([""] + notes if notes else []))
 
@@ -75,11 +85,22 @@ def write_report(out, rows, curves):
     Path(out, f"results.{suffix}").write_text(format_results(rows, fmt) + "\n")
   for dataset, curve in curves.items():
     label = file_label(dataset)
-    plots.precision_recall_curve({dataset: curve}, os.path.join(out, f"{label}_pr.png"),
-                                 title=f"{dataset}: precision-recall")
-    plots.fmeasure_curve({dataset: curve}, os.path.join(out, f"{label}_fmeasure.png"),
-                         title=f"{dataset}: F-measure per threshold")
-    table = np.stack([curve["thresholds"], curve["precision"], curve["recall"],
-                      curve["fmeasure"]], axis=1)
-    np.savetxt(os.path.join(out, f"{label}_curves.csv"), table, delimiter=",",
-               header="threshold,precision,recall,fmeasure", comments="", fmt="%.8g")
+    plots.precision_recall_curve(
+      {dataset: curve}, os.path.join(out, f"{label}_pr.png"), title=f"{dataset}: precision-recall"
+    )
+    plots.fmeasure_curve(
+      {dataset: curve},
+      os.path.join(out, f"{label}_fmeasure.png"),
+      title=f"{dataset}: F-measure per threshold",
+    )
+    table = np.stack(
+      [curve["thresholds"], curve["precision"], curve["recall"], curve["fmeasure"]], axis=1
+    )
+    np.savetxt(
+      os.path.join(out, f"{label}_curves.csv"),
+      table,
+      delimiter=",",
+      header="threshold,precision,recall,fmeasure",
+      comments="",
+      fmt="%.8g",
+    )

@@ -42,8 +42,9 @@ def interpolation_taps(in_size: int, out_size: int, align_corners: bool = True, 
 
 
 @functools.lru_cache(maxsize=None)
-def interpolation_matrix(in_size: int, out_size: int, align_corners: bool = True,
-                         scale=None) -> np.ndarray:
+def interpolation_matrix(
+  in_size: int, out_size: int, align_corners: bool = True, scale=None
+) -> np.ndarray:
   """(out_size, in_size) float64 matrix of `interpolation_taps` (read-only)."""
   lo, hi, frac = interpolation_taps(in_size, out_size, align_corners, scale)
   matrix = np.zeros((out_size, in_size), np.float64)

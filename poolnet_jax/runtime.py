@@ -8,9 +8,9 @@ DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "poolnet_jax", "
 # XLA flags that train.py, predict, evaluate, the benchmark and the tests add to $XLA_FLAGS
 # (measured, BENCHMARKS.md).
 DEFAULT_XLA_FLAGS = {
-    # No YNNPACK fusions on CPU: XLA's own convolutions and matrix products are faster
-    # for PoolNet, above all their kernel gradients (1.2x at batch 1, 4x at batch 8).
-    "--xla_cpu_experimental_ynn_fusion_type": "",
+  # No YNNPACK fusions on CPU: XLA's own convolutions and matrix products are faster
+  # for PoolNet, above all their kernel gradients (1.2x at batch 1, 4x at batch 8).
+  "--xla_cpu_experimental_ynn_fusion_type": "",
 }
 
 
@@ -42,6 +42,7 @@ def with_conv_from_environment(model):
   if not conv:
     return model
   from poolnet_jax.models import layers  # pylint: disable=import-outside-toplevel
+
   return model.clone(conv=layers.conv_impl(conv))
 
 
@@ -56,8 +57,9 @@ def enable_compilation_cache(directory=None):
   The directory comes from the argument, else $POOLNET_JAX_CACHE, else
   ~/.cache/poolnet_jax/xla; set $POOLNET_JAX_CACHE to "" to switch it off.
   """
-  directory = directory if directory is not None else os.environ.get(
-      "POOLNET_JAX_CACHE", DEFAULT_CACHE)
+  directory = (
+    directory if directory is not None else os.environ.get("POOLNET_JAX_CACHE", DEFAULT_CACHE)
+  )
   if not directory:
     return None
   os.makedirs(directory, exist_ok=True)

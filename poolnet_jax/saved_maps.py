@@ -29,8 +29,11 @@ def match_by_stem(pred_dir, gt_dir):
   """([(stem, map path, gt path)], unmatched map paths, unmatched gt paths)."""
   preds, gts = files.list_images(pred_dir), files.list_images(gt_dir)
   pairs = [(stem, preds[stem], gts[stem]) for stem in sorted(preds.keys() & gts.keys())]
-  return (pairs, [preds[s] for s in sorted(preds.keys() - gts.keys())],
-          [gts[s] for s in sorted(gts.keys() - preds.keys())])
+  return (
+    pairs,
+    [preds[s] for s in sorted(preds.keys() - gts.keys())],
+    [gts[s] for s in sorted(gts.keys() - preds.keys())],
+  )
 
 
 def evaluate_folders(pred_dir, gt_dir, protocol="pysodmetrics", progress=None):
@@ -42,21 +45,27 @@ def evaluate_folders(pred_dir, gt_dir, protocol="pysodmetrics", progress=None):
   missing or holds no image, or if both are the same folder.
   """
   if os.path.realpath(pred_dir) == os.path.realpath(gt_dir):
-    raise UserError(f"--pred_dir and --gt_dir are the same folder ({pred_dir}): every map "
-                    f"would be scored against itself")
+    raise UserError(
+      f"--pred_dir and --gt_dir are the same folder ({pred_dir}): every map "
+      f"would be scored against itself"
+    )
   try:
     pairs, unmatched_maps, unmatched_gts = match_by_stem(pred_dir, gt_dir)
   except ValueError as error:  # a folder missing, empty, or with two files of one stem
     raise UserError(str(error)) from error
   metrics = metrics_lib.SaliencyMetrics(protocol)
   failed = {}
-  for _, pred_path, gt_path in tqdm.tqdm(pairs, unit="img", desc=progress,
-                                         disable=progress is None):
+  for _, pred_path, gt_path in tqdm.tqdm(
+    pairs, unit="img", desc=progress, disable=progress is None
+  ):
     pred, gt = _read_label(pred_path, failed), _read_label(gt_path, failed)
     if pred is not None and gt is not None:
       metrics.update(resize_map(pred, gt.shape), gt, os.path.basename(gt_path))
-  return metrics, {"unmatched_maps": unmatched_maps, "unmatched_gts": unmatched_gts,
-                   "failed": failed}
+  return metrics, {
+    "unmatched_maps": unmatched_maps,
+    "unmatched_gts": unmatched_gts,
+    "failed": failed,
+  }
 
 
 def _read_label(path, failed):

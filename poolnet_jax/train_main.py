@@ -63,19 +63,31 @@ def make_configs_importable(config_path):
 
 
 def define_flags(flag_values):
-  config_flags.DEFINE_config_file("config", DEFAULT_CONFIG, "Training configuration file.",
-                                  lock_config=True, flag_values=flag_values)
-  flags.DEFINE_string("workdir", "runs/demo", "Checkpoints, logs and the best model go here.",
-                      flag_values=flag_values)
-  flags.DEFINE_bool("distributed", False,
-                    "Call jax.distributed.initialize() (cluster auto-detect).",
-                    flag_values=flag_values)
-  flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (multi-host).",
-                      flag_values=flag_values)
-  flags.DEFINE_integer("num_processes", None, "Number of processes (multi-host).",
-                       flag_values=flag_values)
-  flags.DEFINE_integer("process_id", None, "This process's index (multi-host).",
-                       flag_values=flag_values)
+  config_flags.DEFINE_config_file(
+    "config",
+    DEFAULT_CONFIG,
+    "Training configuration file.",
+    lock_config=True,
+    flag_values=flag_values,
+  )
+  flags.DEFINE_string(
+    "workdir", "runs/demo", "Checkpoints, logs and the best model go here.", flag_values=flag_values
+  )
+  flags.DEFINE_bool(
+    "distributed",
+    False,
+    "Call jax.distributed.initialize() (cluster auto-detect).",
+    flag_values=flag_values,
+  )
+  flags.DEFINE_string(
+    "coordinator_address", None, "host:port of process 0 (multi-host).", flag_values=flag_values
+  )
+  flags.DEFINE_integer(
+    "num_processes", None, "Number of processes (multi-host).", flag_values=flag_values
+  )
+  flags.DEFINE_integer(
+    "process_id", None, "This process's index (multi-host).", flag_values=flag_values
+  )
   cli.define_verbose(flag_values)
 
 
@@ -167,8 +179,13 @@ def main(argv):
     raise cli.UserError(f"--workdir {FLAGS.workdir} is a file, not a folder")
   path = log_file(FLAGS.workdir)
   logs.route_logs(path, console_sources=(__file__,))
-  logging.info("process %d of %d, %d local devices; the full log is in %s", jax.process_index(),
-               jax.process_count(), jax.local_device_count(), path)
+  logging.info(
+    "process %d of %d, %d local devices; the full log is in %s",
+    jax.process_index(),
+    jax.process_count(),
+    jax.local_device_count(),
+    path,
+  )
   with jax.default_matmul_precision(FLAGS.config.matmul_precision):
     loop.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   return 0

@@ -21,14 +21,22 @@ RESNET_FEATURES = (64, 256, 512, 1024, 2048)
 CONVERTED = (128, 256, 256, 512, 512)
 # Decoder (deep_pool) rows: (k, k_out, need_x2, need_fuse); guiding-flow channels.
 DEEP_POOL = {
-    "resnet50": [(512, 512, False, True), (512, 256, True, True), (256, 256, True, True),
-                 (256, 128, True, True), (128, 128, False, False)],
-    "vgg16": [(512, 512, True, True), (512, 256, True, True), (256, 128, True, True),
-              (128, 128, False, False)],
+  "resnet50": [
+    (512, 512, False, True),
+    (512, 256, True, True),
+    (256, 256, True, True),
+    (256, 128, True, True),
+    (128, 128, False, False),
+  ],
+  "vgg16": [
+    (512, 512, True, True),
+    (512, 256, True, True),
+    (256, 128, True, True),
+    (128, 128, False, False),
+  ],
 }
 INFOS = {"resnet50": (512, 256, 256, 128), "vgg16": (512, 256, 128)}
-VGG_CONVS = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
-             512, 512, 512, "M")
+VGG_CONVS = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 VGG_FEATURE_LAYERS = (8, 15, 22, 29)
 
 
@@ -39,16 +47,25 @@ def resize(x, size):
 
 def conv(cin, cout, k, bias=False, dilation=1, stride=1):
   """k x k convolution that keeps the size (1x1: no padding)."""
-  return nn.Conv2d(cin, cout, k, stride=stride, padding=dilation * (k // 2),
-                   dilation=dilation, bias=bias)
+  return nn.Conv2d(
+    cin, cout, k, stride=stride, padding=dilation * (k // 2), dilation=dilation, bias=bias
+  )
 
 
 class FrozenBatchNorm2d(nn.BatchNorm2d):
   """BatchNorm that always uses its running statistics (eps 1e-5), even in train()."""
 
   def forward(self, x):
-    return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
-                        training=False, momentum=0.0, eps=self.eps)
+    return F.batch_norm(
+      x,
+      self.running_mean,
+      self.running_var,
+      self.weight,
+      self.bias,
+      training=False,
+      momentum=0.0,
+      eps=self.eps,
+    )
 
 
 class Bottleneck(nn.Module):
@@ -64,8 +81,9 @@ class Bottleneck(nn.Module):
     self.bn3 = FrozenBatchNorm2d(4 * width)
     self.downsample = None
     if project:
-      self.downsample = nn.Sequential(conv(cin, 4 * width, 1, stride=stride),
-                                      FrozenBatchNorm2d(4 * width))
+      self.downsample = nn.Sequential(
+        conv(cin, 4 * width, 1, stride=stride), FrozenBatchNorm2d(4 * width)
+      )
 
   def forward(self, x):
     y = F.relu(self.bn1(self.conv1(x)))
@@ -138,10 +156,10 @@ class GlobalGuidance(nn.Module):
     else:
       self.vgg16 = VGG16()
     self.ppms = nn.ModuleList(
-        nn.Sequential(nn.AdaptiveAvgPool2d(n), conv(512, 512, 1), nn.ReLU()) for n in (1, 3, 5))
+      nn.Sequential(nn.AdaptiveAvgPool2d(n), conv(512, 512, 1), nn.ReLU()) for n in (1, 3, 5)
+    )
     self.ppm_cat = nn.Sequential(conv(2048, 512, 3), nn.ReLU())
-    self.infos = nn.ModuleList(
-        nn.Sequential(conv(512, c, 3), nn.ReLU()) for c in INFOS[backbone])
+    self.infos = nn.ModuleList(nn.Sequential(conv(512, c, 3), nn.ReLU()) for c in INFOS[backbone])
 
   @property
   def backbone(self):
@@ -155,8 +173,9 @@ class GlobalGuidance(nn.Module):
     size = top.shape[2:]
     guidance = self.ppm_cat(torch.cat([top] + [resize(p(top), size) for p in self.ppms], 1))
     last = len(self.infos) - 1
-    infos = [info(resize(guidance, features[last - k].shape[2:]))
-             for k, info in enumerate(self.infos)]
+    infos = [
+      info(resize(guidance, features[last - k].shape[2:])) for k, info in enumerate(self.infos)
+    ]
     return features, infos
 
 
@@ -166,8 +185,8 @@ class Convert(nn.Module):
   def __init__(self):
     super().__init__()
     self.convert0 = nn.ModuleList(
-        nn.Sequential(conv(cin, cout, 1), nn.ReLU())
-        for cin, cout in zip(RESNET_FEATURES, CONVERTED))
+      nn.Sequential(conv(cin, cout, 1), nn.ReLU()) for cin, cout in zip(RESNET_FEATURES, CONVERTED)
+    )
 
   def forward(self, features):
     return [layer(f) for layer, f in zip(self.convert0, features)]
@@ -291,8 +310,9 @@ class PoolNet(nn.Module):
 
   def forward(self, x, mode=1):
     if mode not in ((0, 1) if self.edge else (1,)):
-      raise ValueError(f"torch_poolnet.py: {self.name} has no mode {mode} "
-                       "(0: edge, edge models only; 1: saliency)")
+      raise ValueError(
+        f"torch_poolnet.py: {self.name} has no mode {mode} (0: edge, edge models only; 1: saliency)"
+      )
     size = x.shape[2:]
     merges = self.decode(x)
     if mode == 0:
@@ -359,8 +379,7 @@ def randomize_(model, gain=None, seed=0):
         module.running_var.copy_(uniform(module.running_var, 0.5, 1.5))
         module.weight.copy_(uniform(module.weight, 0.5, 1.5))
         module.bias.copy_(normal(module.bias, 0.1))
-        module.num_batches_tracked.fill_(
-            int(torch.randint(0, 100_000, (), generator=generator)))
+        module.num_batches_tracked.fill_(int(torch.randint(0, 100_000, (), generator=generator)))
   return model
 
 

@@ -30,11 +30,14 @@ RUNS = (("pmap", 1), ("pmap", 4), ("shard_map", 4), ("jit", 4))
 
 def batches(model, rng):
   """One call's host batch: uint8 images and labels, per task for joint models."""
+
   def one(edge):
     images = rng.integers(0, 256, (GLOBAL_BATCH, SIZE, SIZE, 3), dtype=np.uint8)
-    labels = rng.choice(np.array([0, 255] if edge else [0, 90, 255], np.uint8),
-                        (GLOBAL_BATCH, SIZE, SIZE, 1))
+    labels = rng.choice(
+      np.array([0, 255] if edge else [0, 90, 255], np.uint8), (GLOBAL_BATCH, SIZE, SIZE, 1)
+    )
     return {"image": images, "label": labels}
+
   return {"saliency": one(False), "edge": one(True)} if model.edge else one(False)
 
 
@@ -64,8 +67,9 @@ def train(model, variables, mode, num_devices, out, hlo):
   sums, metrics = trainer.read_metrics(sums)
   params = trainer.unreplicate(state).params
   flat = flax.traverse_util.flatten_dict(jax.device_get(params), sep="/")
-  np.savez(out, loss=metrics["loss"], **flat,
-           **{f"initial/{k}": np.asarray(v) for k, v in initial.items()})
+  np.savez(
+    out, loss=metrics["loss"], **flat, **{f"initial/{k}": np.asarray(v) for k, v in initial.items()}
+  )
   programs = compilation.snapshot().minus(before).programs
   return {name: count for name, count in programs.items() if count}
 
@@ -81,8 +85,8 @@ def main(out_dir, name):
     hlo.setdefault(mode, {})
     wanted = hlo[mode] if devices == 4 and name == "resnet50" else None
     programs[f"{name}_{mode}{devices}"] = train(
-        model, variables, mode, devices, os.path.join(out_dir, f"{name}_{mode}{devices}.npz"),
-        wanted)
+      model, variables, mode, devices, os.path.join(out_dir, f"{name}_{mode}{devices}.npz"), wanted
+    )
   with open(os.path.join(out_dir, f"{name}.json"), "w", encoding="utf-8") as f:
     json.dump({"all_reduces": hlo, "programs": programs}, f)
 

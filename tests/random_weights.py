@@ -15,10 +15,12 @@ def random_variables(model, seed=0, gain=0.5):
     name = path[-1].key
     if name == "kernel":
       return rng.standard_normal(leaf.shape, np.float32) * np.float32(
-          np.sqrt(gain / np.prod(leaf.shape[:-1])))
+        np.sqrt(gain / np.prod(leaf.shape[:-1]))
+      )
     if name in ("scale", "var"):
       return np.ones(leaf.shape, np.float32)
     if name == "num_batches_tracked":
       return np.zeros(leaf.shape, leaf.dtype)
     return rng.standard_normal(leaf.shape, np.float32) * np.float32(0.01)
+
   return jax.tree_util.tree_map_with_path(draw, shapes)

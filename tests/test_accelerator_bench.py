@@ -16,16 +16,32 @@ import sys
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODULES = ("bench.accelerator", "bench.accelerator_jax", "bench.accelerator_torch",
-           "bench.accelerator_worker", "bench.accelerator_report")
-ABSENT_ON_GPU_MACHINE = ("tensorflow_datasets", "grain", "array_record", "pysodmetrics",
-                         "ml_collections", "tensorboardX")
+MODULES = (
+  "bench.accelerator",
+  "bench.accelerator_jax",
+  "bench.accelerator_torch",
+  "bench.accelerator_worker",
+  "bench.accelerator_report",
+)
+ABSENT_ON_GPU_MACHINE = (
+  "tensorflow_datasets",
+  "grain",
+  "array_record",
+  "pysodmetrics",
+  "ml_collections",
+  "tensorboardX",
+)
 LAST_LINE = re.compile(r"^gpu jax/torch inference ratio=(\d+\.\d\d) train ratio=(\d+\.\d\d)$")
 
 
 def _run(args, timeout):
-  return subprocess.run([sys.executable, "-m", "bench.accelerator", *args], cwd=REPO,
-                        capture_output=True, text=True, timeout=timeout)
+  return subprocess.run(
+    [sys.executable, "-m", "bench.accelerator", *args],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+  )
 
 
 def _positive(value):
@@ -58,11 +74,15 @@ def test_tiny_run_measures_every_section(tmp_path):
       _check_side(row["b"], "torch")
       assert row["ratio"] == pytest.approx(row["a"]["images_per_s"] / row["b"]["images_per_s"])
   assert {r["precision"] for r in results["inference"]} == {
-      "bfloat16", "float32, JAX default precision / PyTorch TF32",
-      "float32, JAX highest precision / PyTorch no TF32"}
+    "bfloat16",
+    "float32, JAX default precision / PyTorch TF32",
+    "float32, JAX highest precision / PyTorch no TF32",
+  }
   assert [(r["shape"], r["precision"]) for r in results["train"]] == [("batched", "bfloat16")]
   assert {(r["kind"], r["batch"], r["height"], r["width"]) for r in results["inference"]} == {
-      ("infer", 2, 112, 112), ("infer", 1, 112, 144)}
+    ("infer", 2, 112, 112),
+    ("infer", 1, 112, 144),
+  }
 
   assert [(r["kind"], r["shape"]) for r in results["resize_conv"]] == [("infer", "batched")]
   for row in results["resize_conv"]:
@@ -87,8 +107,9 @@ def test_tiny_run_measures_every_section(tmp_path):
 
 
 def _row(results, section):
-  return next(r for r in results[section]
-              if r["shape"] == "batched" and r["precision"] == "bfloat16")
+  return next(
+    r for r in results[section] if r["shape"] == "batched" and r["precision"] == "bfloat16"
+  )
 
 
 def test_budget_skips_items_with_a_note(tmp_path):
@@ -105,9 +126,12 @@ def test_budget_skips_items_with_a_note(tmp_path):
 
 
 def test_imports_nothing_the_gpu_machine_lacks():
-  code = (f"import json, sys; import {', '.join(MODULES)}; print(json.dumps(sorted("
-          f"m for m in sys.modules if m.split('.')[0] in {ABSENT_ON_GPU_MACHINE!r})))")
-  done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                        timeout=120)
+  code = (
+    f"import json, sys; import {', '.join(MODULES)}; print(json.dumps(sorted("
+    f"m for m in sys.modules if m.split('.')[0] in {ABSENT_ON_GPU_MACHINE!r})))"
+  )
+  done = subprocess.run(
+    [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
+  )
   assert done.returncode == 0, done.stderr[-2000:]
   assert json.loads(done.stdout.strip().splitlines()[-1]) == []

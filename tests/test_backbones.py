@@ -30,16 +30,23 @@ def tiny_state_dict():
   variables = jax.jit(model.init)(jax.random.PRNGKey(3), np.zeros((1, 128, 128, 3), np.float32))
   rng = np.random.default_rng(0)
   state = mapping.to_state_dict(variables)
-  return OrderedDict((k, torch.from_numpy(
-      v if v.dtype.kind in "iu" else rng.normal(size=v.shape).astype(np.float32)))
-                     for k, v in state.items())
+  return OrderedDict(
+    (
+      k,
+      torch.from_numpy(v if v.dtype.kind in "iu" else rng.normal(size=v.shape).astype(np.float32)),
+    )
+    for k, v in state.items()
+  )
 
 
 def backbone_file(tiny_state_dict, path, counters=True, legacy=True):
   """The ResNet part of `tiny_state_dict` as an ImageNet backbone file (fc head included)."""
   prefix = backbones.PREFIX["resnet50"]
-  state = OrderedDict((k[len(prefix):], v) for k, v in tiny_state_dict.items()
-                      if k.startswith(prefix) and (counters or "num_batches_tracked" not in k))
+  state = OrderedDict(
+    (k[len(prefix) :], v)
+    for k, v in tiny_state_dict.items()
+    if k.startswith(prefix) and (counters or "num_batches_tracked" not in k)
+  )
   state["fc.weight"], state["fc.bias"] = torch.zeros(10, 8), torch.zeros(10)
   torch.save(state, path, _use_new_zipfile_serialization=not legacy)
   return state
@@ -48,6 +55,7 @@ def backbone_file(tiny_state_dict, path, counters=True, legacy=True):
 def tiny_config(**changes):
   sys.path.insert(0, str(ROOT))
   from configs import tiny  # pylint: disable=import-outside-toplevel
+
   config = tiny.get_config()
   for key, value in changes.items():
     config[key] = value
@@ -77,9 +85,11 @@ def test_backbone_file_initialises_training(tiny_state_dict, tmp_path, counters)
 def test_full_poolnet_file_given_as_backbone_names_init_checkpoint(tiny_state_dict, tmp_path):
   path = tmp_path / "final.pth"
   pth_writer.write_state_dict(path, {k: v.numpy() for k, v in tiny_state_dict.items()})
-  with pytest.raises(mapping.CheckpointMismatch,
-                     match=rf"final.pth is a full PoolNet checkpoint \(resnet50\), not an "
-                           rf"ImageNet backbone; use --config.init_checkpoint={path}"):
+  with pytest.raises(
+    mapping.CheckpointMismatch,
+    match=rf"final.pth is a full PoolNet checkpoint \(resnet50\), not an "
+    rf"ImageNet backbone; use --config.init_checkpoint={path}",
+  ):
     backbones.load_backbone(path, "resnet50", **TINY)
 
 
@@ -91,22 +101,33 @@ def test_converted_folder_given_as_backbone_names_init_checkpoint(tmp_path):
 
 @pytest.mark.parametrize("legacy", [True, False], ids=["legacy", "zip"])
 def test_backbone_file_given_as_init_checkpoint_names_backbone_checkpoint(
-    tiny_state_dict, tmp_path, legacy):
+  tiny_state_dict, tmp_path, legacy
+):
   path = tmp_path / "resnet50_caffe.pth"
   backbone_file(tiny_state_dict, path, counters=False, legacy=legacy)
   config = tiny_config(init_checkpoint=str(path))
   model = setup.create_model_from_config(config)
-  with pytest.raises(mapping.CheckpointMismatch,
-                     match=r"resnet50_caffe.pth is an ImageNet backbone \(resnet50\), not a full "
-                           rf"PoolNet checkpoint; to train from it use "
-                           rf"--config.backbone_checkpoint={path}"):
+  with pytest.raises(
+    mapping.CheckpointMismatch,
+    match=r"resnet50_caffe.pth is an ImageNet backbone \(resnet50\), not a full "
+    rf"PoolNet checkpoint; to train from it use "
+    rf"--config.backbone_checkpoint={path}",
+  ):
     setup.initial_variables(config, model, jax.random.PRNGKey(0))
 
 
 def test_vgg_backbone_file_given_to_the_converter_says_what_it_is(tmp_path):
   path = tmp_path / "vgg16_20M.pth"
-  torch.save(OrderedDict([("0.weight", torch.zeros(64, 3, 3, 3)), ("0.bias", torch.zeros(64)),
-                          ("2.weight", torch.zeros(64, 64, 3, 3)), ("2.bias", torch.zeros(64))]),
-             path)
+  torch.save(
+    OrderedDict(
+      [
+        ("0.weight", torch.zeros(64, 3, 3, 3)),
+        ("0.bias", torch.zeros(64)),
+        ("2.weight", torch.zeros(64, 64, 3, 3)),
+        ("2.bias", torch.zeros(64)),
+      ]
+    ),
+    path,
+  )
   with pytest.raises(mapping.CheckpointMismatch, match=r"is an ImageNet backbone \(vgg16\)"):
     poolnet_jax.load_pretrained(path)

@@ -15,6 +15,7 @@ from poolnet_jax.train import checkpoints as checkpoints_lib
 
 class State(struct.PyTreeNode):
   """The fields Checkpoints saves, as a TrainState has them."""
+
   step: jnp.ndarray
   params: dict
   batch_stats: dict
@@ -23,9 +24,12 @@ class State(struct.PyTreeNode):
 
 def make_state(width=3, value=0.0):
   params = {"conv": {"kernel": jnp.full((3, 3, 2, width), value), "bias": jnp.zeros((width,))}}
-  return State(step=jnp.asarray(0, jnp.int32), params=params,
-               batch_stats={"bn": {"mean": jnp.full((width,), value)}},
-               opt_state=optax.adam(1e-3).init(params))
+  return State(
+    step=jnp.asarray(0, jnp.int32),
+    params=params,
+    batch_stats={"bn": {"mean": jnp.full((width,), value)}},
+    opt_state=optax.adam(1e-3).init(params),
+  )
 
 
 def save_steps(directory, steps, keep=2):
@@ -39,8 +43,11 @@ def save_steps(directory, steps, keep=2):
 
 def data_files(directory, step):
   """The array data files of a step, largest first."""
-  files = [p for p in (Path(directory) / str(step) / "state").rglob("*")
-           if p.is_file() and p.parent.name == "d"]
+  files = [
+    p
+    for p in (Path(directory) / str(step) / "state").rglob("*")
+    if p.is_file() and p.parent.name == "d"
+  ]
   return sorted(files, key=lambda p: p.stat().st_size, reverse=True)
 
 
@@ -95,9 +102,11 @@ def test_restore_without_an_intact_step_is_one_clear_error(tmp_path, capfd):
 def test_restore_refuses_a_checkpoint_of_another_model(tmp_path):
   directory = tmp_path / "checkpoints"
   save_steps(directory, [1])
-  with pytest.raises(checkpoints_lib.CheckpointDoesNotFit,
-                     match=r"1 does not fit the configured model .*params:conv:bias: "
-                           r"checkpoint \(3,\), config \(5,\)"):
+  with pytest.raises(
+    checkpoints_lib.CheckpointDoesNotFit,
+    match=r"1 does not fit the configured model .*params:conv:bias: "
+    r"checkpoint \(3,\), config \(5,\)",
+  ):
     restore(directory, make_state(width=5))
 
 

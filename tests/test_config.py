@@ -34,12 +34,20 @@ def parse(monkeypatch, *args):
 
 def run_train(*args, timeout=300):
   env = {**os.environ, "PYTHONPATH": str(ROOT)}
-  return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, env=env,
-                        capture_output=True, text=True, timeout=timeout, check=False)
+  return subprocess.run(
+    [sys.executable, str(ROOT / "train.py"), *args],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+    check=False,
+  )
 
 
 def test_model_overrides_are_declared_with_create_models_defaults():
   from configs import common  # pylint: disable=import-outside-toplevel
+
   declared = common.base().model_overrides.to_dict()
   model = poolnet_jax.create_model("resnet50")
   assert set(declared) == set(config_check.MODEL_OVERRIDES)
@@ -51,8 +59,13 @@ def test_model_overrides_are_declared_with_create_models_defaults():
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_dtype_and_width_override_every_shipped_config(monkeypatch, name):
-  config = parse(monkeypatch, "--config", f"configs/{name}",
-                 "--config.model_overrides.dtype=bfloat16", "--config.model_overrides.width=0.5")
+  config = parse(
+    monkeypatch,
+    "--config",
+    f"configs/{name}",
+    "--config.model_overrides.dtype=bfloat16",
+    "--config.model_overrides.width=0.5",
+  )
   overrides = setup.model_overrides(config)
   assert overrides["dtype"] == "bfloat16" and overrides["width"] == 0.5
   model = setup.create_model_from_config(config)
@@ -61,13 +74,19 @@ def test_dtype_and_width_override_every_shipped_config(monkeypatch, name):
 
 
 def test_stages_and_resnet_style_override(monkeypatch):
-  config = parse(monkeypatch, "--config", "configs/resnet50.py",
-                 "--config.model_overrides.stages=(2,2,2,2)",
-                 "--config.model_overrides.resnet_style=torchvision")
+  config = parse(
+    monkeypatch,
+    "--config",
+    "configs/resnet50.py",
+    "--config.model_overrides.stages=(2,2,2,2)",
+    "--config.model_overrides.resnet_style=torchvision",
+  )
   assert setup.model_overrides(config) == {"stages": (2, 2, 2, 2), "resnet_style": "torchvision"}
 
 
-@pytest.mark.parametrize("key,value,message", [
+@pytest.mark.parametrize(
+  "key,value,message",
+  [
     ("learning_rate", 0.0, "learning_rate=0.0 must be > 0"),
     ("learning_rate", -1e-3, "learning_rate=-0.001 must be > 0"),
     ("batch_size", 0, "batch_size=0 must be an integer >= 1"),
@@ -80,9 +99,11 @@ def test_stages_and_resnet_style_override(monkeypatch):
     ("matmul_precision", "max", "matmul_precision='max' is not one of default, high, highest"),
     ("compile_ahead", "sometimes", "compile_ahead='sometimes' is not one of auto, true, false"),
     ("compile_workers", -1, "compile_workers=-1 must be an integer >= 0"),
-])
+  ],
+)
 def test_impossible_values_are_refused(key, value, message):
   from configs import tiny  # pylint: disable=import-outside-toplevel
+
   config = tiny.get_config()
   config[key] = value
   with pytest.raises(config_check.ConfigError, match=f"^config: {message}"):
@@ -91,24 +112,29 @@ def test_impossible_values_are_refused(key, value, message):
 
 def test_impossible_nested_values_are_refused():
   from configs import tiny  # pylint: disable=import-outside-toplevel
+
   config = tiny.get_config()
   config.model_overrides.dtype = "float33"
   config.data.mode = "natve"
   with pytest.raises(config_check.ConfigError) as error:
     config_check.check(config, check_datasets=False)
   assert "model_overrides.dtype='float33' is not one of float32, bfloat16, float16" in str(
-      error.value)
+    error.value
+  )
   assert "data.mode='natve' is not one of native, fixed, buckets" in str(error.value)
 
 
 def test_unknown_dataset_and_data_dir_that_is_a_file(tmp_path):
   from configs import tiny  # pylint: disable=import-outside-toplevel
+
   config = tiny.get_config()
   config.data_dir = str(tmp_path)
   config.dataset = "duts_tr"
-  with pytest.raises(config_check.ConfigError,
-                     match=r"dataset='duts_tr': unknown dataset 'duts_tr'; nearest registered "
-                           r"names: duts"):
+  with pytest.raises(
+    config_check.ConfigError,
+    match=r"dataset='duts_tr': unknown dataset 'duts_tr'; nearest registered "
+    r"names: duts",
+  ):
     config_check.check(config)
   (tmp_path / "file").write_text("")
   config.dataset, config.data_dir = "synthetic_salient/tiny", str(tmp_path / "file")
@@ -117,19 +143,22 @@ def test_unknown_dataset_and_data_dir_that_is_a_file(tmp_path):
 
 
 def test_unknown_key_is_one_line_with_the_nearest_keys():
-  result = run_train("--config", "configs/tiny.py", "--config.learning_rat=1",
-                     "--config.data.mod=fixed")
+  result = run_train(
+    "--config", "configs/tiny.py", "--config.learning_rat=1", "--config.data.mod=fixed"
+  )
   assert result.returncode == 2, result.stderr[-2000:]
   assert result.stderr.strip().splitlines() == [
-      "error: --config.learning_rat: the config has no key 'learning_rat'; nearest valid keys: "
-      "learning_rate"]
+    "error: --config.learning_rat: the config has no key 'learning_rat'; nearest valid keys: "
+    "learning_rate"
+  ]
 
 
 def test_value_of_the_wrong_type_is_one_line_naming_the_flag():
   result = run_train("--config", "configs/tiny.py", "--config.batch_size=abc")
   assert result.returncode == 2
   assert result.stderr.strip().splitlines() == [
-      "error: flag --config.batch_size=abc: invalid literal for int() with base 10: 'abc'"]
+    "error: flag --config.batch_size=abc: invalid literal for int() with base 10: 'abc'"
+  ]
 
 
 def test_missing_config_file_is_one_line():
@@ -139,9 +168,14 @@ def test_missing_config_file_is_one_line():
 
 
 def test_impossible_values_stop_train_py_at_start(tmp_path):
-  result = run_train("--config", "configs/tiny.py", f"--workdir={tmp_path / 'run'}",
-                     "--config.learning_rate=-1", "--config.batch_size=0",
-                     "--config.model_overrides.dtype=float33")
+  result = run_train(
+    "--config",
+    "configs/tiny.py",
+    f"--workdir={tmp_path / 'run'}",
+    "--config.learning_rate=-1",
+    "--config.batch_size=0",
+    "--config.model_overrides.dtype=float33",
+  )
   assert result.returncode == 2, result.stderr[-2000:]
   last = result.stderr.strip().splitlines()[-1]
   assert last.startswith("error: config: ") and "learning_rate=-1.0 must be > 0" in last
@@ -150,12 +184,20 @@ def test_impossible_values_stop_train_py_at_start(tmp_path):
 
 
 def test_unknown_dataset_is_one_line_and_verbose_keeps_the_traceback(tmp_path):
-  args = ("--config", "configs/tiny.py", f"--workdir={tmp_path / 'run'}",
-          f"--config.data_dir={tmp_path}", "--config.dataset=duts_tr")
+  args = (
+    "--config",
+    "configs/tiny.py",
+    f"--workdir={tmp_path / 'run'}",
+    f"--config.data_dir={tmp_path}",
+    "--config.dataset=duts_tr",
+  )
   result = run_train(*args)
   assert result.returncode == 2
   assert "Traceback" not in result.stderr
-  assert result.stderr.strip().splitlines()[-1].startswith(
-      "error: config: dataset='duts_tr': unknown dataset")
+  assert (
+    result.stderr.strip()
+    .splitlines()[-1]
+    .startswith("error: config: dataset='duts_tr': unknown dataset")
+  )
   verbose = run_train(*args, "--verbose")
   assert verbose.returncode == 2 and "Traceback" in verbose.stderr

@@ -19,8 +19,12 @@ from random_weights import TINY, random_variables
 from poolnet_jax.torch_io.pth import read_state_dict
 
 REFERENCE = Path(__file__).resolve().parents[1] / "reference"  # the state_dict contracts
-FILES = {"resnet50": "resnet", "vgg16": "vgg", "resnet50_edge": "resnet_edge",
-         "vgg16_edge": "vgg_edge"}
+FILES = {
+  "resnet50": "resnet",
+  "vgg16": "vgg",
+  "resnet50_edge": "resnet_edge",
+  "vgg16_edge": "vgg_edge",
+}
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -53,8 +57,9 @@ def _assert_same(a, b):
 
 @pytest.mark.parametrize("legacy", [True, False])
 @pytest.mark.parametrize("prefix", ["", "module."])
-def test_formats_and_dataparallel_prefix_give_the_same_variables(vgg_state_dict, tmp_path,
-                                                                  legacy, prefix):
+def test_formats_and_dataparallel_prefix_give_the_same_variables(
+  vgg_state_dict, tmp_path, legacy, prefix
+):
   path = tmp_path / "model.pth"
   state = OrderedDict((prefix + k, v) for k, v in vgg_state_dict.items())
   torch.save(state, path, _use_new_zipfile_serialization=not legacy)
@@ -62,9 +67,9 @@ def test_formats_and_dataparallel_prefix_give_the_same_variables(vgg_state_dict,
   assert (model.backbone, model.edge) == ("vgg16", True)
   kernel = variables["params"]["base"]["vgg16"]["base"]["0"]["kernel"]
   np.testing.assert_array_equal(
-      kernel, vgg_state_dict["base.vgg16.base.0.weight"].numpy().transpose(2, 3, 1, 0))
-  _assert_same(mapping.to_state_dict(variables),
-               {k: v.numpy() for k, v in vgg_state_dict.items()})
+    kernel, vgg_state_dict["base.vgg16.base.0.weight"].numpy().transpose(2, 3, 1, 0)
+  )
+  _assert_same(mapping.to_state_dict(variables), {k: v.numpy() for k, v in vgg_state_dict.items()})
 
 
 def test_round_trip_file_flax_file_is_bit_exact_and_loads_in_torch(tmp_path):
@@ -76,8 +81,9 @@ def test_round_trip_file_flax_file_is_bit_exact_and_loads_in_torch(tmp_path):
   poolnet_jax.save_torch_checkpoint(dst, "resnet50_edge", variables)
   _assert_same(read_state_dict(dst), read_state_dict(src))
   loaded = torch.load(dst)
-  _assert_same({k: v.numpy() for k, v in loaded.items()},
-               {k: v.numpy() for k, v in model.state_dict().items()})
+  _assert_same(
+    {k: v.numpy() for k, v in loaded.items()}, {k: v.numpy() for k, v in model.state_dict().items()}
+  )
   assert loaded["base.resnet.bn1.num_batches_tracked"].dtype == torch.int64
   fresh = torch_poolnet.build("resnet50_edge")
   fresh.load_state_dict(loaded, strict=True)
@@ -121,9 +127,13 @@ def test_damaged_checkpoint_names_nearest_variant_and_problems(vgg_state_dict, t
 def test_convert_command_and_load_pretrained(vgg_state_dict, tmp_path):
   src = tmp_path / "final.pth"
   torch.save(vgg_state_dict, src, _use_new_zipfile_serialization=False)
-  result = subprocess.run([sys.executable, "-m", "poolnet_jax.convert", str(src),
-                           str(tmp_path / "out")], capture_output=True, text=True, cwd=REPO,
-                          check=False)
+  result = subprocess.run(
+    [sys.executable, "-m", "poolnet_jax.convert", str(src), str(tmp_path / "out")],
+    capture_output=True,
+    text=True,
+    cwd=REPO,
+    check=False,
+  )
   assert result.returncode == 0, result.stderr
   assert "vgg16_edge" in result.stdout and "53,631,352 parameters" in result.stdout
   model, variables = poolnet_jax.load_pretrained(tmp_path / "out")
@@ -134,9 +144,13 @@ def test_convert_command_and_load_pretrained(vgg_state_dict, tmp_path):
 def test_convert_command_reports_a_bad_file(tmp_path):
   bad = tmp_path / "bad.pth"
   bad.write_bytes(b"not a checkpoint at all")
-  result = subprocess.run([sys.executable, "-m", "poolnet_jax.convert", str(bad),
-                           str(tmp_path / "out")], capture_output=True, text=True, cwd=REPO,
-                          check=False)
+  result = subprocess.run(
+    [sys.executable, "-m", "poolnet_jax.convert", str(bad), str(tmp_path / "out")],
+    capture_output=True,
+    text=True,
+    cwd=REPO,
+    check=False,
+  )
   assert result.returncode == 2
   assert result.stderr.startswith("error: ") and "bad.pth" in result.stderr
   assert "Traceback" not in result.stderr
@@ -145,8 +159,11 @@ def test_convert_command_reports_a_bad_file(tmp_path):
 def _resnet_backbone_state():
   full = torch_poolnet.build("resnet50")
   torch_poolnet.randomize_(full, seed=3)
-  state = OrderedDict((k[len("base.resnet."):], v) for k, v in full.state_dict().items()
-                      if k.startswith("base.resnet."))
+  state = OrderedDict(
+    (k[len("base.resnet.") :], v)
+    for k, v in full.state_dict().items()
+    if k.startswith("base.resnet.")
+  )
   state["fc.weight"] = torch.zeros(1000, 2048)
   state["fc.bias"] = torch.zeros(1000)
   return state
@@ -172,8 +189,11 @@ def test_resnet_backbone_file_initialises_the_backbone(tmp_path):
 @pytest.mark.parametrize("layout", ["flat", "torchvision"])
 def test_vgg_backbone_files(vgg_state_dict, tmp_path, layout):
   prefix = "" if layout == "flat" else "features."
-  state = OrderedDict((prefix + k[len("base.vgg16.base."):], v) for k, v in vgg_state_dict.items()
-                      if k.startswith("base.vgg16.base."))
+  state = OrderedDict(
+    (prefix + k[len("base.vgg16.base.") :], v)
+    for k, v in vgg_state_dict.items()
+    if k.startswith("base.vgg16.base.")
+  )
   state[prefix + "31.weight"] = torch.zeros(1024, 512, 3, 3)  # fc6 as a conv: not in PoolNet
   if layout == "torchvision":
     state["classifier.0.weight"] = torch.zeros(4, 25088)
@@ -182,8 +202,9 @@ def test_vgg_backbone_files(vgg_state_dict, tmp_path, layout):
   fragment, ignored = backbones.load_backbone(path, "vgg16")
   assert prefix + "31.weight" in ignored
   np.testing.assert_array_equal(
-      fragment["params"]["base"]["vgg16"]["base"]["28"]["kernel"],
-      vgg_state_dict["base.vgg16.base.28.weight"].numpy().transpose(2, 3, 1, 0))
+    fragment["params"]["base"]["vgg16"]["base"]["28"]["kernel"],
+    vgg_state_dict["base.vgg16.base.28.weight"].numpy().transpose(2, 3, 1, 0),
+  )
 
 
 def test_backbone_file_of_the_wrong_kind_is_refused(tmp_path):
@@ -197,8 +218,9 @@ def test_backbone_file_of_the_wrong_kind_is_refused(tmp_path):
 
 
 def _tree(root):
-  return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
-          if p.is_file()}
+  return {
+    p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+  }
 
 
 @pytest.fixture(scope="module")
@@ -235,8 +257,7 @@ def test_save_pretrained_overwrites_only_a_converted_model(tmp_path, tiny_variab
   (dst / "best.json").write_text('{"MAE": 0.1}')  # what training keeps beside its best model
   with pytest.raises(FileExistsError, match="already holds a converted model.*--overwrite"):
     poolnet_jax.save_pretrained(dst, "resnet50", tiny_variables, **TINY)
-  changed = jax.tree_util.tree_map(lambda x: x + 1 if x.dtype == np.float32 else x,
-                                   tiny_variables)
+  changed = jax.tree_util.tree_map(lambda x: x + 1 if x.dtype == np.float32 else x, tiny_variables)
   poolnet_jax.save_pretrained(dst, "resnet50", changed, overwrite=True, **TINY)
   assert (dst / "best.json").read_text() == '{"MAE": 0.1}'
   _, loaded = poolnet_jax.load_pretrained(dst)
@@ -255,8 +276,9 @@ def test_save_pretrained_overwrites_only_a_converted_model(tmp_path, tiny_variab
   pretrained.check_save_target(stopped)
 
 
-def test_convert_overwrite_replaces_a_converted_model(vgg_state_dict, tmp_path, tiny_variables,
-                                                      capsys):
+def test_convert_overwrite_replaces_a_converted_model(
+  vgg_state_dict, tmp_path, tiny_variables, capsys
+):
   src = tmp_path / "final.pth"
   torch.save(vgg_state_dict, src)
   dst = tmp_path / "converted"
@@ -273,8 +295,12 @@ def test_convert_overwrite_replaces_a_converted_model(vgg_state_dict, tmp_path, 
 
 
 def test_convert_refuses_an_unknown_format_before_reading(tmp_path, capsys):
-  assert convert.main(["convert", str(tmp_path / "final.pth"), str(tmp_path / "out"),
-                       "--format", "onnx"]) == 2
+  assert (
+    convert.main(
+      ["convert", str(tmp_path / "final.pth"), str(tmp_path / "out"), "--format", "onnx"]
+    )
+    == 2
+  )
   err = capsys.readouterr().err
   assert err == "error: flag --format=onnx: value should be one of <orbax|safetensors|both>\n"
   assert not (tmp_path / "out").exists()

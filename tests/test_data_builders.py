@@ -68,7 +68,8 @@ def _zip(archive, root, only=None):
 def _build(name, data_dir, manual_dir, config=None):
   builder = tfds.builder(name, data_dir=data_dir, **({"config": config} if config else {}))
   builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(manual_dir)))
+    download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(manual_dir))
+  )
   return builder
 
 
@@ -100,8 +101,9 @@ def test_duts_from_official_archives(tmp_path, caplog):
 
 
 def test_ecssd_from_folders_with_jpeg_images(tmp_path):
-  made = _pairs(tmp_path / "manual/ECSSD", "images", "ground_truth_mask", ["0001", "0002"],
-                image_ext=".jpg")
+  made = _pairs(
+    tmp_path / "manual/ECSSD", "images", "ground_truth_mask", ["0001", "0002"], image_ext=".jpg"
+  )
   examples = _by_name(_build("ecssd", tmp_path / "data", tmp_path / "manual"), "test")
   assert sorted(examples) == ["0001", "0002"]
   for stem, (_, mask) in made.items():
@@ -156,8 +158,9 @@ def test_sod_in_poolnet_layout_with_test_lst(tmp_path):
 def test_duts_train_pair_lst(tmp_path):
   root = tmp_path / "manual/DUTS/DUTS-TR"
   made = _pairs(root, "DUTS-TR-Image", "DUTS-TR-Mask", ["x", "y", "z"])
-  (root / "train_pair.lst").write_text("DUTS-TR-Image/x.png DUTS-TR-Mask/x.png\n\n# comment\n"
-                                      "DUTS-TR-Image/z.png DUTS-TR-Mask/z.png\n")
+  (root / "train_pair.lst").write_text(
+    "DUTS-TR-Image/x.png DUTS-TR-Mask/x.png\n\n# comment\nDUTS-TR-Image/z.png DUTS-TR-Mask/z.png\n"
+  )
   builder = _build("duts", tmp_path / "data", tmp_path / "manual")
   assert list(builder.info.splits) == ["train"]  # no DUTS-TE: built without it
   _check(_by_name(builder, "train"), {k: made[k] for k in ("x", "z")})
@@ -170,8 +173,9 @@ def test_bsds_pascal_edges_from_pair_list(tmp_path):
   for folder in ("0.0_1_0", "90.0_1_0"):
     _save(root / f"HED-BSDS/train/aug_data/{folder}/100075.jpg", _rgb(1), quality=95)
     _save(root / f"HED-BSDS/train/aug_gt/{folder}/100075.png", soft)
-    lines.append(f"HED-BSDS/train/aug_data/{folder}/100075.jpg "
-                 f"HED-BSDS/train/aug_gt/{folder}/100075.png")
+    lines.append(
+      f"HED-BSDS/train/aug_data/{folder}/100075.jpg HED-BSDS/train/aug_gt/{folder}/100075.png"
+    )
   _save(root / "PASCAL/aug_data/0.0_0/2008_000002.jpg", _rgb(2))
   _save(root / "PASCAL/aug_gt/0.0_0/2008_000002.png", soft)
   lines.append("PASCAL/aug_data/0.0_0/2008_000002.jpg PASCAL/aug_gt/0.0_0/2008_000002.png")
@@ -192,8 +196,9 @@ def test_salient_folder_builder_by_stem_and_by_list(tmp_path):
   builder.download_and_prepare()
   _check(_by_name(builder, "train"), made)
   (tmp_path / "mine/pairs.lst").write_text("photos/r.png masks/r.png\n")
-  config = folder_config("edges", pair_list=str(tmp_path / "mine/pairs.lst"), label="edge",
-                         split="test")
+  config = folder_config(
+    "edges", pair_list=str(tmp_path / "mine/pairs.lst"), label="edge", split="test"
+  )
   builder = tfds.builder("salient_folder", config=config, data_dir=tmp_path / "data")
   builder.download_and_prepare()
   _check(_by_name(builder, "test"), {"r": made["r"]}, label="edge")
@@ -242,7 +247,9 @@ def _png_bytes(array):
 
 def test_corrupt_and_mismatched_files_are_skipped_and_reported(tmp_path, caplog):
   truncated = _png_bytes(_rgb(5))[:60]
-  made = _manual_with(tmp_path, {
+  made = _manual_with(
+    tmp_path,
+    {
       "garbage": (b"not an image at all", _mask(1)),
       "truncated": (truncated, _mask(2)),
       "empty_file": (b"", _mask(3)),
@@ -250,7 +257,8 @@ def test_corrupt_and_mismatched_files_are_skipped_and_reported(tmp_path, caplog)
       "wrong_size": (_rgb(6), _mask(6, h=H + 1)),
       "no_mask": (_rgb(7), None),
       "no_image": (None, _mask(8)),
-  })
+    },
+  )
   builder = _build("ecssd", tmp_path / "data", tmp_path / "manual")
   _check(_by_name(builder, "test"), made)
   report = builder.build_reports["test"]
@@ -269,12 +277,17 @@ def test_corrupt_and_mismatched_files_are_skipped_and_reported(tmp_path, caplog)
 
 def _png48(rgb16):
   """A 16-bit-per-channel RGB PNG (PIL cannot write one)."""
-  chunk = lambda kind, data: (struct.pack(">I", len(data)) + kind + data +
-                              struct.pack(">I", zlib.crc32(kind + data)))
+  chunk = lambda kind, data: (
+    struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+  )
   h, w, _ = rgb16.shape
   rows = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in rgb16)
-  return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)) +
-          chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+  return (
+    b"\x89PNG\r\n\x1a\n"
+    + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+    + chunk(b"IDAT", zlib.compress(rows))
+    + chunk(b"IEND", b"")
+  )
 
 
 def test_image_modes_are_normalised(tmp_path):
@@ -282,14 +295,20 @@ def test_image_modes_are_normalised(tmp_path):
   grey = rgb[..., 0]
   palette = Image.fromarray(rgb).convert("P", palette=Image.ADAPTIVE, colors=16)
   rgba = np.concatenate([rgb, np.full((H, W, 1), 7, np.uint8)], axis=-1)
-  mask16 = (_mask(9).astype(np.uint16) * 257)  # 0 / 65535
+  mask16 = _mask(9).astype(np.uint16) * 257  # 0 / 65535
   mask16_small = _mask(10).astype(np.uint16)  # a 16-bit file holding 0 / 255
-  made = _manual_with(tmp_path, {
-      "grey": (grey, _mask(1)), "rgba": (rgba, _mask(2)), "palette": (palette, _mask(3)),
-      "deep": (rgb, Image.fromarray(mask16)), "deep_small": (rgb, Image.fromarray(mask16_small)),
+  made = _manual_with(
+    tmp_path,
+    {
+      "grey": (grey, _mask(1)),
+      "rgba": (rgba, _mask(2)),
+      "palette": (palette, _mask(3)),
+      "deep": (rgb, Image.fromarray(mask16)),
+      "deep_small": (rgb, Image.fromarray(mask16_small)),
       "rgb_mask": (rgb, np.stack([_mask(4), _mask(4) // 2, np.zeros((H, W), np.uint8)], -1)),
       "rgb48": (_png48(rgb.astype(np.uint16) * 256 + 100), _mask(5)),  # high bytes: rgb
-  })
+    },
+  )
   assert Image.open(tmp_path / "manual/ECSSD/ground_truth_mask/deep.png").mode.startswith("I")
   examples = _by_name(_build("ecssd", tmp_path / "data", tmp_path / "manual"), "test")
   assert len(examples) == len(made) + 7
@@ -368,7 +387,7 @@ def test_pair_list_errors_and_resolution(tmp_path):
   _save(tmp_path / "root/img/a.png", _rgb(0))
   (tmp_path / "lists").mkdir()
   (tmp_path / "lists/l.lst").write_text("img/a.png gt/a.png\n")
-  (name, image, label), = files.read_pair_list(tmp_path / "lists/l.lst", [tmp_path / "root"])
+  ((name, image, label),) = files.read_pair_list(tmp_path / "lists/l.lst", [tmp_path / "root"])
   assert name == "a" and image == os.path.join(tmp_path / "root", "img/a.png")
   assert label == os.path.join(tmp_path / "lists", "gt/a.png")  # missing: kept to be reported
 

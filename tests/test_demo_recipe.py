@@ -38,20 +38,23 @@ def test_warmup_cosine_schedule_follows_the_formula():
 
 def test_step_schedule_warmup_keeps_absolute_decay_steps():
   schedule = state_lib.learning_rate_schedule(1e-3, (50,), warmup_steps=20)
-  np.testing.assert_allclose([schedule(s) for s in (0, 5, 20, 49, 50, 90)],
-                             [0, 2.5e-4, 1e-3, 1e-3, 1e-4, 1e-4], rtol=1e-6)
+  np.testing.assert_allclose(
+    [schedule(s) for s in (0, 5, 20, 49, 50, 90)], [0, 2.5e-4, 1e-3, 1e-3, 1e-4, 1e-4], rtol=1e-6
+  )
 
 
 def test_default_config_keeps_the_paper_step_schedule_and_resets():
   c = config()
   schedule = setup.learning_rate(c, 100, (60,))
-  np.testing.assert_allclose([schedule(0), schedule(59), schedule(60)], [1e-3, 1e-3, 1e-4],
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+    [schedule(0), schedule(59), schedule(60)], [1e-3, 1e-3, 1e-4], rtol=1e-6
+  )
   params = {"w": jnp.ones(3)}
   tx, _ = setup.optimizer(c, params, 100, (60,))
   reference = state_lib.create_optimizer(params, schedule, 0.0, reset_moments_at=(60,))
   assert jax.tree_util.tree_structure(tx.init(params)) == jax.tree_util.tree_structure(
-      reference.init(params))
+    reference.init(params)
+  )
   with pytest.raises(ValueError, match="lr_schedule"):
     setup.learning_rate(config(lr_schedule="linear"), 100, ())
 
@@ -59,13 +62,16 @@ def test_default_config_keeps_the_paper_step_schedule_and_resets():
 def adam_moments(state):
   """(mu, nu) of the single Adam in an optimizer state of 1-D parameters."""
   found = [x for x in jax.tree_util.tree_leaves(state) if np.ndim(x) == 1]
-  return found[:len(found) // 2], found[len(found) // 2:]
+  return found[: len(found) // 2], found[len(found) // 2 :]
 
 
-@pytest.mark.parametrize("scale, want_a, want_b", [
+@pytest.mark.parametrize(
+  "scale, want_a, want_b",
+  [
     (1.0, [0.6, 0.0], [0.8]),  # norm 5 > 1: scaled by 1/5
     (0.1, [0.3, 0.0], [0.4]),  # norm 0.5 <= 1: untouched
-])
+  ],
+)
 def test_clipping_scales_the_gradient_to_the_given_norm(scale, want_a, want_b):
   params = {"a": jnp.zeros(2), "b": jnp.zeros(1)}
   grads = {"a": jnp.array([3.0, 0.0]) * scale, "b": jnp.array([4.0]) * scale}
@@ -80,8 +86,9 @@ def test_clipping_scales_the_gradient_to_the_given_norm(scale, want_a, want_b):
 
 def test_clipping_reads_the_config_key():
   params = {"a": jnp.zeros(2)}
-  tx, _ = setup.optimizer(config(clip_grad_norm=0.5, reset_optimizer_at_decay=False), params,
-                          10, ())
+  tx, _ = setup.optimizer(
+    config(clip_grad_norm=0.5, reset_optimizer_at_decay=False), params, 10, ()
+  )
   grads = {"a": jnp.array([30.0, 40.0])}  # norm 50, clipped to 0.5
   _, state = tx.update(grads, tx.init(params), params)
   (mu,), _ = adam_moments(state)
@@ -118,11 +125,15 @@ def test_skipinit_zeroes_residual_ends_and_score_and_uses_he_std(skipinit_model_
   np.testing.assert_allclose(big.std(), he(big), rtol=0.05)
   # Convolutions summed without a ReLU: gain 1 over sqrt(terms): conv_sum is one term,
   # each pooled branch and conv_sum_c three.
-  for name, terms in (("deep_pool/0/conv_sum/kernel", 1), ("deep_pool/0/convs/1/kernel", 3),
-                      ("deep_pool/0/conv_sum_c/kernel", 3)):
+  for name, terms in (
+    ("deep_pool/0/conv_sum/kernel", 1),
+    ("deep_pool/0/convs/1/kernel", 3),
+    ("deep_pool/0/conv_sum_c/kernel", 3),
+  ):
     kernel = flat[name]
-    np.testing.assert_allclose(kernel.std(), he(kernel) / math.sqrt(2 * terms), rtol=0.05,
-                               err_msg=name)
+    np.testing.assert_allclose(
+      kernel.std(), he(kernel) / math.sqrt(2 * terms), rtol=0.05, err_msg=name
+    )
   # Frozen BatchNorm and biases keep their values.
   np.testing.assert_array_equal(flat["base/resnet/bn1/scale"], 1.0)
   np.testing.assert_array_equal(flat["score/score/bias"], 0.0)
@@ -141,30 +152,33 @@ def test_original_init_draws_every_kernel_from_n_0_001():
 def test_schemes_share_one_parameter_tree_and_compute_the_same(skipinit_model_variables):
   model, variables = skipinit_model_variables
   original, original_variables = init_variables(None)
-  assert (jax.tree_util.tree_structure(variables)
-          == jax.tree_util.tree_structure(original_variables))
+  assert jax.tree_util.tree_structure(variables) == jax.tree_util.tree_structure(original_variables)
   images = jax.random.normal(jax.random.PRNGKey(3), (1, 112, 112, 3))
-  np.testing.assert_array_equal(jax.jit(model.apply)(variables, images),
-                                jax.jit(original.apply)(variables, images))
+  np.testing.assert_array_equal(
+    jax.jit(model.apply)(variables, images), jax.jit(original.apply)(variables, images)
+  )
 
 
 def fam_output_stds(model, variables):
   images = 60.0 * jax.random.normal(jax.random.PRNGKey(2), (2, 112, 112, 3))
-  apply = jax.jit(functools.partial(model.apply, capture_intermediates=True,
-                                    mutable=["intermediates"]))
+  apply = jax.jit(
+    functools.partial(model.apply, capture_intermediates=True, mutable=["intermediates"])
+  )
   _, state = apply(variables, images)
   flat = flax.traverse_util.flatten_dict(state["intermediates"], sep="/")
   return [float(jnp.std(flat[f"deep_pool/{i}/conv_sum/__call__"][0])) for i in range(5)]
 
 
 def test_skipinit_keeps_activations_near_unit_scale_where_the_original_vanishes(
-    skipinit_model_variables):
+  skipinit_model_variables,
+):
   assert all(0.2 < std < 10.0 for std in fam_output_stds(*skipinit_model_variables))
   assert fam_output_stds(*init_variables(None))[-1] < 0.01
 
 
 def test_checkpoints_replace_what_they_hold_and_the_scheme_draws_the_rest(
-    skipinit_model_variables, monkeypatch):
+  skipinit_model_variables, monkeypatch
+):
   model, _ = skipinit_model_variables
   rng = jax.random.PRNGKey(0)
   scratch = setup.initial_variables(config(init="skipinit", model_overrides=TINY), model, rng)
@@ -172,8 +186,9 @@ def test_checkpoints_replace_what_they_hold_and_the_scheme_draws_the_rest(
   backbone, merged = {"conv1": {"kernel": np.full((7, 7, 3, 8), 0.5, np.float32)}}, []
   monkeypatch.setattr(backbones, "load_backbone", lambda *args, **kwargs: (backbone, []))
   monkeypatch.setattr(backbones, "merge_backbone", lambda v, b: merged.append((v, b)) or v)
-  loaded = setup.initial_variables(config(init="skipinit", backbone_checkpoint="fake.pth",
-                                          model_overrides=TINY), model, rng)
+  loaded = setup.initial_variables(
+    config(init="skipinit", backbone_checkpoint="fake.pth", model_overrides=TINY), model, rng
+  )
   assert merged[0][1] is backbone and merged[0][0] is loaded
   flat = flax.traverse_util.flatten_dict(loaded["params"], sep="/")
   assert not np.any(flat["score/score/kernel"])  # the decoder as the scheme draws it

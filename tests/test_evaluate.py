@@ -22,16 +22,27 @@ from random_weights import TINY, random_variables
 def _pysodmetrics(pairs):
   """The nine measures straight from pysodmetrics' classes."""
   fm = py_sod_metrics.FmeasureV2({"fm": py_sod_metrics.FmeasureHandler(True, True, beta=0.3)})
-  mae, sm, em, wfm = (py_sod_metrics.MAE(), py_sod_metrics.Smeasure(), py_sod_metrics.Emeasure(),
-                      py_sod_metrics.WeightedFmeasure())
+  mae, sm, em, wfm = (
+    py_sod_metrics.MAE(),
+    py_sod_metrics.Smeasure(),
+    py_sod_metrics.Emeasure(),
+    py_sod_metrics.WeightedFmeasure(),
+  )
   for pred, gt in pairs:
     for metric in (fm, mae, sm, em, wfm):
       metric.step(pred, gt)
   f, e = fm.get_results()["fm"], em.get_results()["em"]
-  return {"maxF": f["dynamic"].max(), "meanF": f["dynamic"].mean(), "adpF": f["adaptive"],
-          "MAE": mae.get_results()["mae"], "Sm": sm.get_results()["sm"],
-          "maxE": e["curve"].max(), "meanE": e["curve"].mean(), "adpE": e["adp"],
-          "wF": wfm.get_results()["wfm"]}
+  return {
+    "maxF": f["dynamic"].max(),
+    "meanF": f["dynamic"].mean(),
+    "adpF": f["adaptive"],
+    "MAE": mae.get_results()["mae"],
+    "Sm": sm.get_results()["sm"],
+    "maxE": e["curve"].max(),
+    "meanE": e["curve"].mean(),
+    "adpE": e["adp"],
+    "wF": wfm.get_results()["wfm"],
+  }
 
 
 def _read(path):
@@ -41,6 +52,7 @@ def _read(path):
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
   import poolnet_jax.data  # noqa: F401  (registers the builders)
+
   data_dir = tmp_path_factory.mktemp("tfds")
   tfds.builder("synthetic_salient/tiny", data_dir=data_dir).download_and_prepare()
   return data_dir
@@ -52,16 +64,30 @@ def test_model_on_a_tfds_test_set_then_its_saved_maps(tiny_data, tmp_path, capsy
   poolnet_jax.save_pretrained(tmp_path / "model", "resnet50", variables, **TINY)
   out = tmp_path / "out"
 
-  code = evaluate.main(["evaluate", f"--checkpoint={tmp_path / 'model'}",
-                        "--datasets=synthetic_salient/tiny", f"--data_dir={tiny_data}",
-                        "--size=111,122", "--format=json", f"--out={out}", "--save_maps"])
+  code = evaluate.main(
+    [
+      "evaluate",
+      f"--checkpoint={tmp_path / 'model'}",
+      "--datasets=synthetic_salient/tiny",
+      f"--data_dir={tiny_data}",
+      "--size=111,122",
+      "--format=json",
+      f"--out={out}",
+      "--save_maps",
+    ]
+  )
 
   assert code == 0
   rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
   assert len(rows) == 1
   row = rows[0]
-  assert set(row) == {"dataset", "images", *metrics.KEYS, "background_only",
-                      "background_only_names"}
+  assert set(row) == {
+    "dataset",
+    "images",
+    *metrics.KEYS,
+    "background_only",
+    "background_only_names",
+  }
   assert row["dataset"] == "synthetic_salient/tiny" and row["images"] == 8
   assert row["background_only"] == 0 and row["background_only_names"] == []
   # Each saved map is the model's own map: run at 111x122, resized back (aligned corners).
@@ -96,8 +122,9 @@ def test_model_on_a_tfds_test_set_then_its_saved_maps(tiny_data, tmp_path, capsy
   Image.fromarray(np.zeros((9, 9), np.uint8)).save(map_dir / "stray.png")
   Image.fromarray(np.zeros((9, 9), np.uint8)).save(gt_dir / "lonely.png")
 
-  code = evaluate.main(["evaluate", f"--pred_dir={map_dir}", f"--gt_dir={gt_dir}", "--name=tiny",
-                        "--format=csv"])
+  code = evaluate.main(
+    ["evaluate", f"--pred_dir={map_dir}", f"--gt_dir={gt_dir}", "--name=tiny", "--format=csv"]
+  )
 
   captured = capsys.readouterr()
   assert code == 0
@@ -114,9 +141,18 @@ def test_size_multiple_rounds_run_sizes_and_counts_the_programs(tiny_data, tmp_p
   poolnet_jax.save_pretrained(tmp_path / "model", "resnet50", variables, **TINY)
   out = tmp_path / "out"
 
-  code = evaluate.main(["evaluate", f"--checkpoint={tmp_path / 'model'}",
-                        "--datasets=synthetic_salient/tiny", f"--data_dir={tiny_data}",
-                        "--size_multiple=16", "--format=json", f"--out={out}", "--save_maps"])
+  code = evaluate.main(
+    [
+      "evaluate",
+      f"--checkpoint={tmp_path / 'model'}",
+      "--datasets=synthetic_salient/tiny",
+      f"--data_dir={tiny_data}",
+      "--size_multiple=16",
+      "--format=json",
+      f"--out={out}",
+      "--save_maps",
+    ]
+  )
 
   captured = capsys.readouterr()
   assert code == 0, captured.err
@@ -149,7 +185,7 @@ def _folders(tmp_path, count=3, seed=0):
   for index in range(count):
     h, w = 2 * rng.integers(20, 40), 2 * rng.integers(20, 40) + 1
     gt = np.zeros((h, w), np.uint8)
-    gt[h // 4:h // 2 + 5, w // 3:w - 4] = 255
+    gt[h // 4 : h // 2 + 5, w // 3 : w - 4] = 255
     blurred = cv2.GaussianBlur(gt, (9, 9), 3)[::2, ::2] // 2
     pred = blurred + rng.integers(0, 60, blurred.shape, dtype=np.uint8)
     Image.fromarray(pred).save(tmp_path / "pred" / f"im{index}.png")
@@ -179,8 +215,12 @@ def test_salmetric_protocol_and_unreadable_maps_on_the_command_line(tmp_path, ca
   reference = metrics.SaliencyMetrics("salmetric")
   for pred, gt in pairs:
     reference.update(saved_maps.resize_map(pred, gt.shape), gt)
-  argv = ["evaluate", f"--pred_dir={tmp_path / 'pred'}", f"--gt_dir={tmp_path / 'gt'}",
-          "--format=json"]
+  argv = [
+    "evaluate",
+    f"--pred_dir={tmp_path / 'pred'}",
+    f"--gt_dir={tmp_path / 'gt'}",
+    "--format=json",
+  ]
   assert evaluate.main(argv + ["--protocol=salmetric"]) == 0
   salmetric = json.loads(capsys.readouterr().out)
   assert evaluate.main(argv) == 0
@@ -201,8 +241,10 @@ def test_command_line_errors(tmp_path, capsys):
   assert evaluate.main(["evaluate", "--pred_dir=a", "--gt_dir=b", "--size=0"]) == 2
   (tmp_path / "maps").mkdir()
   (tmp_path / "gt").mkdir()
-  assert evaluate.main(["evaluate", f"--pred_dir={tmp_path / 'maps'}",
-                        f"--gt_dir={tmp_path / 'gt'}"]) == 2
+  assert (
+    evaluate.main(["evaluate", f"--pred_dir={tmp_path / 'maps'}", f"--gt_dir={tmp_path / 'gt'}"])
+    == 2
+  )
   assert "no image files" in capsys.readouterr().err
   with pytest.raises(ValueError, match="unknown dataset 'no_such_set'"):
     datasets.load_dataset("no_such_set", data_dir=tmp_path)
@@ -231,11 +273,15 @@ def _text_pixels(band, start, stop):
 
 def test_prediction_grid_rows_of_image_prediction_and_ground_truth():
   rng = np.random.default_rng(0)
-  images = [rng.integers(0, 256, (32, 40, 3), dtype=np.uint8),
-            rng.integers(0, 256, (64, 48, 3), dtype=np.uint8)]
+  images = [
+    rng.integers(0, 256, (32, 40, 3), dtype=np.uint8),
+    rng.integers(0, 256, (64, 48, 3), dtype=np.uint8),
+  ]
   preds = [rng.uniform(0, 1, (32, 40)), rng.integers(0, 256, (64, 48), dtype=np.uint8)]
-  gts = [rng.integers(0, 2, (32, 40, 1), dtype=np.uint8) * 255,
-         rng.integers(0, 2, (64, 48), dtype=np.uint8) * 255]
+  gts = [
+    rng.integers(0, 2, (32, 40, 1), dtype=np.uint8) * 255,
+    rng.integers(0, 2, (64, 48), dtype=np.uint8) * 255,
+  ]
   grid = plots.prediction_grid(images, preds, gts, row_height=32, title="update 1250")
   # A title band, a band of column titles, then the rows. Columns are as wide as the widest
   # panel or title ("ground truth" in PIL's default font): each panel at the left of its column.
@@ -243,27 +289,30 @@ def test_prediction_grid_rows_of_image_prediction_and_ground_truth():
   col = grid.shape[1] // 3
   assert grid.shape == (2 * band + 64, 3 * col, 3) and grid.dtype == np.uint8
   assert col >= 60  # wider than the 40-pixel panels: the titles fit
-  title, heads, rows = grid[:band], grid[band:2 * band], grid[2 * band:]
+  title, heads, rows = grid[:band], grid[band : 2 * band], grid[2 * band :]
   assert _text_pixels(title, 0, col) > 20 and _text_pixels(title, col, 3 * col) == 0
   for index in range(3):
     assert _text_pixels(heads, index * col, (index + 1) * col) > 20, index
   # Text drawn by hand with the same font reads the same.
   from PIL import ImageDraw, ImageFont
+
   expected = Image.new("RGB", (3 * col, band))
   for index, text in enumerate(("image", "prediction", "ground truth")):
-    ImageDraw.Draw(expected).text((index * col + 4, 2), text, fill=(255, 255, 255),
-                                  font=ImageFont.load_default())
+    ImageDraw.Draw(expected).text(
+      (index * col + 4, 2), text, fill=(255, 255, 255), font=ImageFont.load_default()
+    )
   np.testing.assert_array_equal(heads, np.asarray(expected))
   np.testing.assert_array_equal(rows[:32, :40], images[0])
-  np.testing.assert_array_equal(rows[:32, col:col + 40, 1],
-                                np.rint(preds[0] * 255).astype(np.uint8))
-  np.testing.assert_array_equal(rows[:32, 2 * col:2 * col + 40, 0], gts[0][..., 0])
+  np.testing.assert_array_equal(
+    rows[:32, col : col + 40, 1], np.rint(preds[0] * 255).astype(np.uint8)
+  )
+  np.testing.assert_array_equal(rows[:32, 2 * col : 2 * col + 40, 0], gts[0][..., 0])
   half = np.asarray(Image.fromarray(images[1]).resize((24, 32), Image.BILINEAR))
   np.testing.assert_array_equal(rows[32:, :24], half)
   half_gt = np.asarray(Image.fromarray(gts[1]).resize((24, 32), Image.BILINEAR))
-  np.testing.assert_array_equal(rows[32:, 2 * col:2 * col + 24, 2], half_gt)
+  np.testing.assert_array_equal(rows[32:, 2 * col : 2 * col + 24, 2], half_gt)
   for start in (24, col + 24, 2 * col + 24):
-    assert (rows[32:, start:start + col - 24] == 0).all()
+    assert (rows[32:, start : start + col - 24] == 0).all()
   untitled = plots.prediction_grid(images, preds, gts, row_height=32)
   assert untitled.shape == (band + 64, 3 * col, 3)  # no title: one band less
   with pytest.raises(ValueError, match="as many"):
@@ -272,8 +321,12 @@ def test_prediction_grid_rows_of_image_prediction_and_ground_truth():
 
 def test_curve_plots_are_written(tmp_path):
   t = np.arange(256)
-  curve = {"thresholds": t, "precision": 0.5 + t / 512, "recall": 1 - t / 255,
-           "fmeasure": np.sin(t / 255 * np.pi)}
+  curve = {
+    "thresholds": t,
+    "precision": 0.5 + t / 512,
+    "recall": 1 - t / 255,
+    "fmeasure": np.sin(t / 255 * np.pi),
+  }
   pr = plots.precision_recall_curve({"a": curve, "b": curve}, tmp_path / "pr.png")
   fm = plots.fmeasure_curve({"a": curve}, tmp_path / "sub" / "f.png")
   for path in (pr, fm):
@@ -294,8 +347,15 @@ def test_0_1_ground_truths_and_background_only_ones_in_every_output(tmp_path, ca
   assert np.asarray(Image.open(tmp_path / "gt" / "im0.png")).max() == 1
   out = tmp_path / "out"
 
-  code = evaluate.main(["evaluate", f"--pred_dir={tmp_path / 'pred'}",
-                        f"--gt_dir={tmp_path / 'gt'}", "--format=json", f"--out={out}"])
+  code = evaluate.main(
+    [
+      "evaluate",
+      f"--pred_dir={tmp_path / 'pred'}",
+      f"--gt_dir={tmp_path / 'gt'}",
+      "--format=json",
+      f"--out={out}",
+    ]
+  )
 
   captured = capsys.readouterr()
   assert code == 0
@@ -319,9 +379,14 @@ def test_model_mode_reads_0_1_ground_truths_as_0_255(tmp_path):
   source = []
   for index in range(2):
     mask = np.zeros((121, 133, 1), np.uint8)
-    mask[30:90, 20 + 10 * index:100] = 255
-    source.append({"image": rng.integers(0, 256, (121, 133, 3), dtype=np.uint8),
-                   "mask": mask, "name": f"s{index}".encode()})
+    mask[30:90, 20 + 10 * index : 100] = 255
+    source.append(
+      {
+        "image": rng.integers(0, 256, (121, 133, 3), dtype=np.uint8),
+        "mask": mask,
+        "name": f"s{index}".encode(),
+      }
+    )
   stored = [{**ex, "mask": ex["mask"] // 255} for ex in source]
   expected = inference.evaluate_model(model, variables, source)
   found = inference.evaluate_model(model, variables, stored)
@@ -341,29 +406,61 @@ def test_mistakes_are_one_error_line_before_any_work(tiny_data, tmp_path, capsys
   Image.fromarray(np.zeros((9, 9), np.uint8)).save(tmp_path / "maps" / "a.png")
   data = f"--data_dir={tiny_data}"
   cases = [
-      # The names are checked first: the checkpoint does not even exist here.
-      ([f"--checkpoint={tmp_path / 'nope'}", "--datasets=synthetic_salient/tiny,ecsd", data],
-       "ecsd: unknown dataset 'ecsd'; nearest registered names: ecssd"),
-      ([f"--checkpoint={tmp_path / 'nope'}", "--datasets=synthetic_salient/big", data],
-       "synthetic_salient/big: synthetic_salient has no config 'big' (it has default, small, "
-       "tiny)"),
-      ([f"--checkpoint={tmp_path / 'nope'}", "--datasets=synthetic_salient/tiny:val", data],
-       "has no split 'val' (it has test, train, validation)"),
-      ([f"--checkpoint={tmp_path / 'nope'}", "--datasets=ecssd", f"--data_dir={tmp_path}"],
-       "ecssd: ecssd is not built in"),
-      ([f"--checkpoint={tmp_path / 'nope'}", "--datasets=synthetic_salient/tiny", data],
-       f"{tmp_path / 'nope'}: no such file or folder"),
-      ([f"--checkpoint={tmp_path / 'model'}", "--datasets=synthetic_salient/tiny", data,
-        "--size=64"], "--size 64 is below the network's minimum input size 111"),
-      ([f"--checkpoint={tmp_path / 'model'}", "--datasets=synthetic_salient/tiny", data,
-        f"--out={tmp_path / 'afile'}"], "is a file, not a folder"),
-      ([f"--checkpoint={tmp_path / 'model'}", "--datasets=synthetic_salient/tiny", data,
-        "--size=128", "--size_multiple=16"], "--size and --size_multiple exclude each other"),
-      ([f"--pred_dir={tmp_path / 'maps'}", f"--gt_dir={tmp_path / 'gt'}", "--size_multiple=8"],
-       "--size_multiple needs a model"),
-      ([f"--pred_dir={tmp_path / 'maps'}", f"--gt_dir={tmp_path / 'maps'}"],
-       "are the same folder"),
-      ([f"--pred_dir={tmp_path / 'maps'}", f"--gt_dir={tmp_path / 'nope'}"], "folder not found"),
+    # The names are checked first: the checkpoint does not even exist here.
+    (
+      [f"--checkpoint={tmp_path / 'nope'}", "--datasets=synthetic_salient/tiny,ecsd", data],
+      "ecsd: unknown dataset 'ecsd'; nearest registered names: ecssd",
+    ),
+    (
+      [f"--checkpoint={tmp_path / 'nope'}", "--datasets=synthetic_salient/big", data],
+      "synthetic_salient/big: synthetic_salient has no config 'big' (it has default, small, tiny)",
+    ),
+    (
+      [f"--checkpoint={tmp_path / 'nope'}", "--datasets=synthetic_salient/tiny:val", data],
+      "has no split 'val' (it has test, train, validation)",
+    ),
+    (
+      [f"--checkpoint={tmp_path / 'nope'}", "--datasets=ecssd", f"--data_dir={tmp_path}"],
+      "ecssd: ecssd is not built in",
+    ),
+    (
+      [f"--checkpoint={tmp_path / 'nope'}", "--datasets=synthetic_salient/tiny", data],
+      f"{tmp_path / 'nope'}: no such file or folder",
+    ),
+    (
+      [
+        f"--checkpoint={tmp_path / 'model'}",
+        "--datasets=synthetic_salient/tiny",
+        data,
+        "--size=64",
+      ],
+      "--size 64 is below the network's minimum input size 111",
+    ),
+    (
+      [
+        f"--checkpoint={tmp_path / 'model'}",
+        "--datasets=synthetic_salient/tiny",
+        data,
+        f"--out={tmp_path / 'afile'}",
+      ],
+      "is a file, not a folder",
+    ),
+    (
+      [
+        f"--checkpoint={tmp_path / 'model'}",
+        "--datasets=synthetic_salient/tiny",
+        data,
+        "--size=128",
+        "--size_multiple=16",
+      ],
+      "--size and --size_multiple exclude each other",
+    ),
+    (
+      [f"--pred_dir={tmp_path / 'maps'}", f"--gt_dir={tmp_path / 'gt'}", "--size_multiple=8"],
+      "--size_multiple needs a model",
+    ),
+    ([f"--pred_dir={tmp_path / 'maps'}", f"--gt_dir={tmp_path / 'maps'}"], "are the same folder"),
+    ([f"--pred_dir={tmp_path / 'maps'}", f"--gt_dir={tmp_path / 'nope'}"], "folder not found"),
   ]
   for args, expected in cases:
     assert evaluate.main(["evaluate", *args]) == 2, args

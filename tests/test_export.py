@@ -79,12 +79,19 @@ def test_artifacts_match_the_model_with_jax_alone(tiny, tmp_path, capsys):
   assert index["overrides"]["width"] == 0.125 and index["overrides"]["stages"] == [1, 1, 1, 1]
   assert index["versions"]["jax"] == jax.__version__
   assert [(e["height"], e["width"], e["file"]) for e in index["sizes"]] == [
-      (h, w, f"{h}x{w}.jax") for h, w in SIZES]
+    (h, w, f"{h}x{w}.jax") for h, w in SIZES
+  ]
   batches = {f"{h}x{w}": _images((h, w), batch=b) for (h, w), b in zip(SIZES, (2, 3))}
   for name, rgb in batches.items():
     np.save(out / f"{name}.in.npy", rgb)
-  run = subprocess.run([sys.executable, "-I", "-c", JAX_ALONE, *batches], cwd=out,
-                       capture_output=True, text=True, timeout=300, check=False)
+  run = subprocess.run(
+    [sys.executable, "-I", "-c", JAX_ALONE, *batches],
+    cwd=out,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    check=False,
+  )
   assert run.returncode == 0, run.stderr
   report = json.loads(run.stdout.splitlines()[-1])
   for entry in index["sizes"]:
@@ -105,8 +112,10 @@ def test_artifact_for_another_platform_names_it(tiny, tmp_path):
   path.write_bytes(exporting.export_saliency(model, variables, SIZES[0], ("cuda",)).serialize())
   artifact = poolnet_jax.load_exported(path)
   assert artifact.platforms == ("cuda",) and artifact.size == SIZES[0]
-  with pytest.raises(exporting.PlatformMismatch,
-                     match=r"cuda_only\.jax was exported for cuda only; JAX here runs on cpu"):
+  with pytest.raises(
+    exporting.PlatformMismatch,
+    match=r"cuda_only\.jax was exported for cuda only; JAX here runs on cpu",
+  ):
     artifact(_images(SIZES[0], batch=1))
   with pytest.raises(exporting.ExportError, match=r"takes uint8 RGB images \(N, 112, 144, 3\)"):
     artifact(_images((128, 144), batch=1))
@@ -134,12 +143,15 @@ def test_batch_is_symbolic_and_platforms_recorded(tiny):
   assert exported.out_avals[0].dtype == np.float32
 
 
-@pytest.mark.parametrize("args,message", [
+@pytest.mark.parametrize(
+  "args,message",
+  [
     (["--sizes", "112x"], "size '112x' is not HEIGHTxWIDTH"),
     (["--sizes", "64x64"], "size 64x64 is below the smallest input PoolNet-resnet50 takes, 111"),
     (["--platforms", "cpu,gpu"], "platforms 'cpu,gpu': expected distinct names among cpu, cuda"),
     (["--format", "tflite"], "tflite"),
-])
+  ],
+)
 def test_bad_flags_are_one_line_errors(tiny, tmp_path, capsys, args, message):
   code, out, err = _run_export(capsys, tiny[2], tmp_path / "out", *args)
   assert (code, out) == (2, "")
@@ -172,8 +184,9 @@ def test_onnx_matches_the_model_in_onnxruntime(tiny, tmp_path):
   assert index["format"] == "onnx" and index["platforms"] is None
   for entry, seed in zip(index["sizes"], (1, 2)):
     rgb = _images((entry["height"], entry["width"]), seed=seed)
-    session = onnxruntime.InferenceSession(str(tmp_path / entry["file"]),
-                                           providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(
+      str(tmp_path / entry["file"]), providers=["CPUExecutionProvider"]
+    )
     (got,) = session.run(None, {"rgb": rgb})
     np.testing.assert_allclose(got, _model_maps(model, variables, rgb), rtol=0, atol=5e-6)
     assert entry["onnxruntime_max_difference"] < 5e-6

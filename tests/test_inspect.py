@@ -27,7 +27,8 @@ def _torch_state_dict(name):
   with torch.device("meta"):
     model = torch_poolnet.build(name)
   return collections.OrderedDict(
-      (k, torch.zeros((), dtype=v.dtype).expand(v.shape)) for k, v in model.state_dict().items())
+    (k, torch.zeros((), dtype=v.dtype).expand(v.shape)) for k, v in model.state_dict().items()
+  )
 
 
 def _run_cli(capsys, *args):
@@ -47,7 +48,8 @@ def test_torch_checkpoint_lists_every_tensor_and_its_variant(tmp_path, capsys, n
   assert (report["variant"], report["matches"], report["format"]) == (name, True, fmt)
   assert report["overrides"] == {} and report["prefix"] == ""
   assert [(t["name"], tuple(t["shape"]), t["dtype"]) for t in report["tensors"]] == [
-      (k, tuple(v.shape), str(v.dtype).replace("torch.", "")) for k, v in state.items()]
+    (k, tuple(v.shape), str(v.dtype).replace("torch.", "")) for k, v in state.items()
+  ]
   assert report["values"] == sum(v.numel() for v in state.values())
   code, out, _ = _run_cli(capsys, path)
   assert code == 0
@@ -103,16 +105,26 @@ class _Payload:
 
 def _cli_subprocess(path, *flags):
   env = dict(os.environ, PYTHONPATH=str(REPO))
-  return subprocess.run([sys.executable, "-m", "poolnet_jax.inspect", str(path), *flags],
-                        capture_output=True, text=True, env=env, cwd=REPO, timeout=120, check=False)
+  return subprocess.run(
+    [sys.executable, "-m", "poolnet_jax.inspect", str(path), *flags],
+    capture_output=True,
+    text=True,
+    env=env,
+    cwd=REPO,
+    timeout=120,
+    check=False,
+  )
 
 
 @pytest.mark.parametrize("fmt", ["zip", "legacy"])
 def test_malicious_pickle_is_refused_in_one_line(tmp_path, fmt):
   marker = tmp_path / "pwned"
   path = tmp_path / "evil.pth"
-  torch.save({"w": torch.ones(2), "x": _Payload(os.system, f"touch {marker}")}, path,
-             _use_new_zipfile_serialization=fmt == "zip")
+  torch.save(
+    {"w": torch.ones(2), "x": _Payload(os.system, f"touch {marker}")},
+    path,
+    _use_new_zipfile_serialization=fmt == "zip",
+  )
   result = _cli_subprocess(path, "--json")
   assert result.returncode == 2
   assert result.stdout == ""
@@ -138,8 +150,11 @@ def test_non_checkpoint_files_are_one_line_errors(tmp_path, capsys):
 
 
 def test_module_name_leaves_the_standard_library_inspect_alone():
-  code = ("import inspect, poolnet_jax.inspect as ours, poolnet_jax.predict; "
-          "assert inspect is not ours and callable(inspect.signature), inspect.__file__")
-  result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
-                          text=True, timeout=120, check=False)
+  code = (
+    "import inspect, poolnet_jax.inspect as ours, poolnet_jax.predict; "
+    "assert inspect is not ours and callable(inspect.signature), inspect.__file__"
+  )
+  result = subprocess.run(
+    [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120, check=False
+  )
   assert result.returncode == 0, result.stderr

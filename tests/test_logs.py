@@ -50,13 +50,17 @@ def _row(step, **values):
 
 def test_truncate_after_drops_rows_after_the_checkpoint(tmp_path):
   path = tmp_path / "metrics.jsonl"
-  path.write_text(_row(2, loss=1.0) + _row(3, mae=0.5) + _row(4, loss=0.9) + _row(6, loss=0.8)
-                  + '{"step": 7, "lo')  # a partial line: the run was killed while writing
+  path.write_text(
+    _row(2, loss=1.0) + _row(3, mae=0.5) + _row(4, loss=0.9) + _row(6, loss=0.8) + '{"step": 7, "lo'
+  )  # a partial line: the run was killed while writing
   writer = writer_lib.MetricWriter(str(tmp_path), enabled=True)
   assert writer.truncate_after(3) == 3
   writer.scalars(4, {"loss": 0.95})
   writer.close()
   rows = [json.loads(line) for line in path.read_text().splitlines()]
   assert [(r["step"], next(k for k in r if k not in ("step", "time"))) for r in rows] == [
-      (2, "loss"), (3, "mae"), (4, "loss")]
+    (2, "loss"),
+    (3, "mae"),
+    (4, "loss"),
+  ]
   assert rows[-1]["loss"] == 0.95

@@ -17,7 +17,7 @@ def _random_pairs(seed=0):
   pairs = []
   for index, (h, w) in enumerate([(40, 52), (33, 27), (64, 64), (21, 45), (30, 30), (18, 25)]):
     yy, xx = np.mgrid[:h, :w]
-    blob = (yy - rng.uniform(0, h)) ** 2 / h ** 2 + (xx - rng.uniform(0, w)) ** 2 / w ** 2
+    blob = (yy - rng.uniform(0, h)) ** 2 / h**2 + (xx - rng.uniform(0, w)) ** 2 / w**2
     gt = np.where(blob < rng.uniform(0.05, 0.3), 255, 0).astype(np.uint8)
     if index == 4:
       gt[:] = 0
@@ -34,17 +34,26 @@ def _pysodmetrics(pairs):
   with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # Fmeasure announces its future removal
     fm = py_sod_metrics.Fmeasure()
-  mae, sm, em, wfm = (py_sod_metrics.MAE(), py_sod_metrics.Smeasure(), py_sod_metrics.Emeasure(),
-                      py_sod_metrics.WeightedFmeasure())
+  mae, sm, em, wfm = (
+    py_sod_metrics.MAE(),
+    py_sod_metrics.Smeasure(),
+    py_sod_metrics.Emeasure(),
+    py_sod_metrics.WeightedFmeasure(),
+  )
   for pred, gt in pairs:
     for metric in (fm, mae, sm, em, wfm):
       metric.step(pred=pred, gt=gt)
   f, e = fm.get_results(), em.get_results()["em"]
   return {
-      "maxF": f["fm"]["curve"].max(), "meanF": f["fm"]["curve"].mean(), "adpF": f["fm"]["adp"],
-      "MAE": mae.get_results()["mae"], "Sm": sm.get_results()["sm"],
-      "maxE": e["curve"].max(), "meanE": e["curve"].mean(), "adpE": e["adp"],
-      "wF": wfm.get_results()["wfm"],
+    "maxF": f["fm"]["curve"].max(),
+    "meanF": f["fm"]["curve"].mean(),
+    "adpF": f["fm"]["adp"],
+    "MAE": mae.get_results()["mae"],
+    "Sm": sm.get_results()["sm"],
+    "maxE": e["curve"].max(),
+    "meanE": e["curve"].mean(),
+    "adpE": e["adp"],
+    "wF": wfm.get_results()["wfm"],
   }, f["pr"]
 
 
@@ -89,8 +98,9 @@ def test_salmetric_single_image_by_hand():
   curves = acc.curves()
   # pixel > t: three pixels (two true) below t = 100, two (one true) to 199, one (false) to
   # 254, none at 255 (where (0 + eps) / (0 + eps) makes precision 1).
-  expected_p = np.array([(2 + EPS) / (3 + EPS)] * 100 + [(1 + EPS) / (2 + EPS)] * 100
-                        + [EPS / (1 + EPS)] * 55 + [1.0])
+  expected_p = np.array(
+    [(2 + EPS) / (3 + EPS)] * 100 + [(1 + EPS) / (2 + EPS)] * 100 + [EPS / (1 + EPS)] * 55 + [1.0]
+  )
   expected_r = np.array([1.0] * 100 + [(1 + EPS) / (2 + EPS)] * 100 + [EPS / (2 + EPS)] * 56)
   np.testing.assert_allclose(curves["precision"], expected_p, rtol=1e-12)
   np.testing.assert_allclose(curves["recall"], expected_r, rtol=1e-12)
@@ -132,7 +142,8 @@ def test_salmetric_does_not_normalise_the_map():
   f_empty = 1.3 * r_empty / (0.3 + r_empty)
   for name, level in (("dim", 100), ("bright", 200)):
     assert found["salmetric", name]["meanF"] == pytest.approx(
-        (level + (256 - level) * f_empty) / 256, rel=1e-12)
+      (level + (256 - level) * f_empty) / 256, rel=1e-12
+    )
   assert found["salmetric", "dim"]["MAE"] == pytest.approx(9 / 36 * 155 / 255, rel=1e-12)
   assert found["salmetric", "dim"]["maxF"] == pytest.approx(1.0, rel=1e-9)
 

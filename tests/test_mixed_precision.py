@@ -34,7 +34,8 @@ def _inputs(seed=0, shape=(2, 128, 144)):
 def _grads(model, variables, batch, task="saliency"):
   images, labels = step_lib.device_inputs(batch)
   return jax.jit(jax.grad(step_lib.task_loss, argnums=1), static_argnums=(0, 5))(
-      model, variables["params"], variables.get("batch_stats", {}), images, labels, task)
+    model, variables["params"], variables.get("batch_stats", {}), images, labels, task
+  )
 
 
 def _flat(tree):
@@ -65,17 +66,22 @@ def test_frozen_batchnorm_affine_runs_in_float32():
   bn = layers.FrozenBatchNorm(jnp.bfloat16)
   x = jnp.asarray(np.random.default_rng(0).normal(size=(1, 4, 4, 8)), jnp.bfloat16)
   rng = np.random.default_rng(1)
-  params = {"scale": rng.uniform(0.5, 2, 8).astype(np.float32),
-            "bias": rng.normal(size=8).astype(np.float32)}
-  stats = {"mean": rng.normal(size=8).astype(np.float32),
-           "var": rng.uniform(0.1, 3, 8).astype(np.float32),
-           "num_batches_tracked": np.zeros((), np.int32)}
+  params = {
+    "scale": rng.uniform(0.5, 2, 8).astype(np.float32),
+    "bias": rng.normal(size=8).astype(np.float32),
+  }
+  stats = {
+    "mean": rng.normal(size=8).astype(np.float32),
+    "var": rng.uniform(0.1, 3, 8).astype(np.float32),
+    "num_batches_tracked": np.zeros((), np.int32),
+  }
   y = bn.apply({"params": params, "batch_stats": stats}, x)
   mul = params["scale"] / np.sqrt(stats["var"] + 1e-5)
   want = np.asarray(x, np.float32) * mul + (params["bias"] - stats["mean"] * mul)
   assert y.dtype == jnp.bfloat16
-  np.testing.assert_array_equal(np.asarray(y, np.float32),
-                                np.asarray(jnp.asarray(want).astype(jnp.bfloat16), np.float32))
+  np.testing.assert_array_equal(
+    np.asarray(y, np.float32), np.asarray(jnp.asarray(want).astype(jnp.bfloat16), np.float32)
+  )
 
 
 def test_bfloat16_training_loss_falls():
@@ -101,8 +107,9 @@ def test_remat_keeps_names_outputs_and_gradients(name):
   remat = poolnet_jax.create_model(name, conv="xla", remat=True, **TINY)
   x = jnp.zeros((1, 128, 128, 3))
   shapes = [jax.eval_shape(m.init, jax.random.PRNGKey(0), x) for m in (plain, remat)]
-  assert (flax.traverse_util.flatten_dict(jax.tree_util.tree_map(lambda a: a.shape, shapes[0]))
-          == flax.traverse_util.flatten_dict(jax.tree_util.tree_map(lambda a: a.shape, shapes[1])))
+  assert flax.traverse_util.flatten_dict(
+    jax.tree_util.tree_map(lambda a: a.shape, shapes[0])
+  ) == flax.traverse_util.flatten_dict(jax.tree_util.tree_map(lambda a: a.shape, shapes[1]))
   variables = random_variables(plain, seed=6)
   batch = _inputs(7, (1, 128, 144))
   images = step_lib.device_inputs(batch)[0]
@@ -111,10 +118,15 @@ def test_remat_keeps_names_outputs_and_gradients(name):
   task = "edge" if plain.edge else "saliency"
   grads = [_flat(_grads(m, variables, batch, task)) for m in (plain, remat)]
   assert np.abs(grads[1] - grads[0]).max() <= REMAT_TOL * np.abs(grads[0]).max()
-  jaxpr = str(jax.make_jaxpr(lambda v: jax.grad(
-      lambda p: step_lib.task_loss(remat, p, v.get("batch_stats", {}), images,
-                                   jnp.zeros(images.shape[:3] + (1,)), task))(v["params"]))(
-                                       variables))
+  jaxpr = str(
+    jax.make_jaxpr(
+      lambda v: jax.grad(
+        lambda p: step_lib.task_loss(
+          remat, p, v.get("batch_stats", {}), images, jnp.zeros(images.shape[:3] + (1,)), task
+        )
+      )(v["params"])
+    )(variables)
+  )
   assert "remat" in jaxpr or "checkpoint" in jaxpr
 
 

@@ -12,17 +12,25 @@ from random_weights import random_variables
 
 VARIANTS = ("resnet50", "vgg16", "resnet50_edge", "vgg16_edge")
 # Trainable-shaped parameter counts of the original PyTorch models.
-PARAM_COUNTS = {"resnet50": 68_261_057, "vgg16": 52_512_705,
-                "resnet50_edge": 69_557_642, "vgg16_edge": 53_631_352}
+PARAM_COUNTS = {
+  "resnet50": 68_261_057,
+  "vgg16": 52_512_705,
+  "resnet50_edge": 69_557_642,
+  "vgg16_edge": 53_631_352,
+}
 # Backbone feature sizes of the original PyTorch models at these input sizes.
-RESNET_SIZES = {(300, 400): [(150, 200), (76, 101), (38, 51), (19, 26), (19, 26)],
-                (301, 397): [(151, 199), (76, 100), (38, 50), (19, 25), (19, 25)],
-                (320, 320): [(160, 160), (81, 81), (41, 41), (21, 21), (21, 21)],
-                (128, 128): [(64, 64), (33, 33), (17, 17), (9, 9), (9, 9)]}
-VGG_SIZES = {(300, 400): [(150, 200), (75, 100), (38, 50), (19, 25)],
-             (301, 397): [(151, 199), (76, 100), (38, 50), (19, 25)],
-             (320, 320): [(160, 160), (80, 80), (40, 40), (20, 20)],
-             (128, 128): [(64, 64), (32, 32), (16, 16), (8, 8)]}
+RESNET_SIZES = {
+  (300, 400): [(150, 200), (76, 101), (38, 51), (19, 26), (19, 26)],
+  (301, 397): [(151, 199), (76, 100), (38, 50), (19, 25), (19, 25)],
+  (320, 320): [(160, 160), (81, 81), (41, 41), (21, 21), (21, 21)],
+  (128, 128): [(64, 64), (33, 33), (17, 17), (9, 9), (9, 9)],
+}
+VGG_SIZES = {
+  (300, 400): [(150, 200), (75, 100), (38, 50), (19, 25)],
+  (301, 397): [(151, 199), (76, 100), (38, 50), (19, 25)],
+  (320, 320): [(160, 160), (80, 80), (40, 40), (20, 20)],
+  (128, 128): [(64, 64), (32, 32), (16, 16), (8, 8)],
+}
 
 
 @pytest.mark.parametrize("name", VARIANTS)
@@ -43,7 +51,9 @@ def test_resnet_feature_sizes(size):
   features = jax.eval_shape(backbone.apply, variables, x)
   assert [f.shape[1:3] for f in features] == RESNET_SIZES[size]
   assert [f.shape[-1] for f in features] == [64, 256, 512, 1024, 2048]
-  assert list(zip(ResNet.feature_sizes(size[0]), ResNet.feature_sizes(size[1]))) == RESNET_SIZES[size]
+  assert (
+    list(zip(ResNet.feature_sizes(size[0]), ResNet.feature_sizes(size[1]))) == RESNET_SIZES[size]
+  )
 
 
 @pytest.mark.parametrize("size", sorted(VGG_SIZES))
@@ -108,7 +118,8 @@ def test_gradients_reach_every_parameter(name):
   x = jax.random.normal(jax.random.PRNGKey(3), (1, 128, 144, 3)) * 50
   variables = random_variables(model)
   grads = jax.jit(jax.grad(lambda p: jnp.sum(model.apply({**variables, "params": p}, x) ** 2)))(
-      variables["params"])
+    variables["params"]
+  )
   for path, g in jax.tree_util.tree_leaves_with_path(grads):
     assert float(np.abs(np.asarray(g)).max()) > 0, jax.tree_util.keystr(path)
 
@@ -122,16 +133,23 @@ def test_saliency_loss_does_not_train_the_edge_branch(name):
   def grads(params, mode):
     def loss(p):
       out = model.apply({**variables, "params": p}, x, mode=mode)
-      return sum(jnp.sum(o ** 2) for o in jax.tree_util.tree_leaves(out))
+      return sum(jnp.sum(o**2) for o in jax.tree_util.tree_leaves(out))
+
     return jax.grad(loss)(params)
 
   # Both modes in one compiled function: one compilation instead of two.
   saliency, edge = jax.jit(lambda p: (grads(p, "saliency"), grads(p, "edge")))(variables["params"])
   for group in ("block", "fuse"):
-    assert all(float(np.abs(np.asarray(g)).max()) == 0 for g in jax.tree_util.tree_leaves(saliency[group]))
-  assert all(float(np.abs(np.asarray(g)).max()) > 0 for g in jax.tree_util.tree_leaves(edge["block"]))
+    assert all(
+      float(np.abs(np.asarray(g)).max()) == 0 for g in jax.tree_util.tree_leaves(saliency[group])
+    )
+  assert all(
+    float(np.abs(np.asarray(g)).max()) > 0 for g in jax.tree_util.tree_leaves(edge["block"])
+  )
   for group in ("edgeinfo", "score", "deep_pool", "base"):
-    assert all(float(np.abs(np.asarray(g)).max()) > 0 for g in jax.tree_util.tree_leaves(saliency[group]))
+    assert all(
+      float(np.abs(np.asarray(g)).max()) > 0 for g in jax.tree_util.tree_leaves(saliency[group])
+    )
 
 
 def test_bfloat16_compute_keeps_float32_parameters():

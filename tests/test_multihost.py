@@ -25,29 +25,53 @@ def _free_port():
 
 def _train(workdir, data_dir, *flags):
   return subprocess.Popen(
-      [sys.executable, "train.py", "--config", "configs/tiny.py", "--workdir", str(workdir),
-       f"--config.data_dir={data_dir}", "--config.num_train_steps=2", "--config.batch_size=2",
-       "--config.eval_every_steps=1000", "--config.checkpoint_every_steps=1000",
-       "--alsologtostderr", *flags],
-      # POOLNET_JAX_CONV=xla: the algorithm does not change what is compared, and compiles faster.
-      cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT, "POOLNET_JAX_CACHE": "",
-                     "POOLNET_JAX_CONV": "xla"},
-      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    [
+      sys.executable,
+      "train.py",
+      "--config",
+      "configs/tiny.py",
+      "--workdir",
+      str(workdir),
+      f"--config.data_dir={data_dir}",
+      "--config.num_train_steps=2",
+      "--config.batch_size=2",
+      "--config.eval_every_steps=1000",
+      "--config.checkpoint_every_steps=1000",
+      "--alsologtostderr",
+      *flags,
+    ],
+    # POOLNET_JAX_CONV=xla: the algorithm does not change what is compared, and compiles faster.
+    cwd=ROOT,
+    env={**os.environ, "PYTHONPATH": ROOT, "POOLNET_JAX_CACHE": "", "POOLNET_JAX_CONV": "xla"},
+    stdout=subprocess.PIPE,
+    stderr=subprocess.STDOUT,
+    text=True,
+  )
 
 
 def _two_hosts(workdir, data_dir, *flags):
   """Two training processes on 127.0.0.1; (processes, their outputs) once both ended."""
   address = f"127.0.0.1:{_free_port()}"
-  hosts = [_train(workdir, data_dir, f"--coordinator_address={address}", "--num_processes=2",
-                  f"--process_id={i}", *flags) for i in range(2)]
+  hosts = [
+    _train(
+      workdir,
+      data_dir,
+      f"--coordinator_address={address}",
+      "--num_processes=2",
+      f"--process_id={i}",
+      *flags,
+    )
+    for i in range(2)
+  ]
   return hosts, [p.communicate(timeout=600)[0] for p in hosts]
 
 
 def _output_tail(output, chars=8000):
   """The last `chars` of a process's output, without Python's list of loaded extension
   modules (an aborting interpreter prints it last, and it hides the error)."""
-  return "\n".join(line for line in output.splitlines()
-                   if not line.startswith("Extension modules:"))[-chars:]
+  return "\n".join(
+    line for line in output.splitlines() if not line.startswith("Extension modules:")
+  )[-chars:]
 
 
 def _fingerprints(outputs):
@@ -71,15 +95,19 @@ def test_two_processes_equal_one_process(parallel, tmp_path, one_process):
   hosts, outputs = _two_hosts(tmp_path / "multi", data_dir, f"--config.parallel={parallel}")
   attempts = [outputs]
   if any(p.returncode < 0 for p in hosts):  # killed by a signal: seen once in ~5 runs (an abort)
-    warnings.warn(f"a process died by a signal; running the pair once more:\n"
-                  f"{_output_tail(outputs[0])}\n{_output_tail(outputs[1])}")
+    warnings.warn(
+      f"a process died by a signal; running the pair once more:\n"
+      f"{_output_tail(outputs[0])}\n{_output_tail(outputs[1])}"
+    )
     shutil.rmtree(tmp_path / "multi", ignore_errors=True)
     hosts, outputs = _two_hosts(tmp_path / "multi", data_dir, f"--config.parallel={parallel}")
     attempts.append(outputs)
   for p, out in zip(hosts, outputs):
     assert p.returncode == 0, _output_tail(out)
-  builds = [sum(out.count("building TFDS dataset synthetic_salient/tiny") for out in attempt)
-            for attempt in attempts]
+  builds = [
+    sum(out.count("building TFDS dataset synthetic_salient/tiny") for out in attempt)
+    for attempt in attempts
+  ]
   assert max(builds) == 1 and sum(builds) >= 1, builds  # never twice in one run
   # Validation (at the last update) and the best model: process 0 alone, once.
   assert [out.count("validation at update 2") for out in outputs] == [1, 0]

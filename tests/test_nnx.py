@@ -31,8 +31,7 @@ def _call(module, x, mode="saliency"):
   return module(x, mode=mode)
 
 
-@pytest.mark.parametrize("name", ["resnet50",
-                                  pytest.param("vgg16_edge", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("name", ["resnet50", pytest.param("vgg16_edge", marks=pytest.mark.slow)])
 def test_outputs_equal_the_linen_apply(name):
   model = poolnet_jax.create_model(name, conv="xla", **TINY)  # XLA's convolutions compile faster
   variables = random_variables(model, seed=3)
@@ -42,8 +41,10 @@ def test_outputs_equal_the_linen_apply(name):
   x = _images()
   np.testing.assert_array_equal(np.asarray(_call(module, x)), np.asarray(apply(variables, x)))
   if model.edge:
-    (fused, sides), (want_fused, want_sides) = _call(module, x, "edge"), apply(
-        variables, x, mode="edge")
+    (fused, sides), (want_fused, want_sides) = (
+      _call(module, x, "edge"),
+      apply(variables, x, mode="edge"),
+    )
     np.testing.assert_array_equal(np.asarray(fused), np.asarray(want_fused))
     assert len(sides) == len(want_sides) > 1
     for side, want in zip(sides, want_sides):
@@ -54,18 +55,22 @@ def test_weights_are_the_given_ones_and_come_back():
   model = poolnet_jax.create_model("resnet50", **TINY)
   variables = random_variables(model, seed=4)
   module = nnx_bridge.to_nnx(model, variables)
-  params, stats = ({path: np.asarray(v.value) for path, v in nnx.to_flat_state(nnx.state(
-      module, kind))} for kind in (nnx.Param, nnx.BatchStat))
+  params, stats = (
+    {path: np.asarray(v.value) for path, v in nnx.to_flat_state(nnx.state(module, kind))}
+    for kind in (nnx.Param, nnx.BatchStat)
+  )
   given = _flat(variables)
   assert {("params", *map(str, p)) for p in params} | {
-      ("batch_stats", *map(str, p)) for p in stats} == set(given)
+    ("batch_stats", *map(str, p)) for p in stats
+  } == set(given)
   for path, value in params.items():
     np.testing.assert_array_equal(value, given[("params", *map(str, path))])
   assert nnx.state(module, nnx.RngState) == nnx.State({})  # no random streams kept
   back_model, back = nnx_bridge.to_linen(module)
   assert back_model is model
   assert {k: v.tobytes() for k, v in _flat(back).items()} == {
-      k: v.tobytes() for k, v in given.items()}
+    k: v.tobytes() for k, v in given.items()
+  }
 
 
 def test_load_nnx_reads_a_converted_directory(tmp_path):
@@ -75,8 +80,11 @@ def test_load_nnx_reads_a_converted_directory(tmp_path):
   module = poolnet_jax.load_nnx(tmp_path / "converted")
   assert module.to_nnx__module == model
   params = nnx.to_flat_state(nnx.state(module, nnx.Param))
-  assert all(np.array_equal(v.value, variables["params"][p[0]][p[1]][p[2]][p[3]][p[4]])
-             for p, v in params if len(p) == 5 and p[-1] == "kernel")
+  assert all(
+    np.array_equal(v.value, variables["params"][p[0]][p[1]][p[2]][p[3]][p[4]])
+    for p, v in params
+    if len(p) == 5 and p[-1] == "kernel"
+  )
 
 
 @pytest.mark.slow
@@ -86,19 +94,25 @@ def test_create_nnx_initialises_like_linen_init():
   size = model.min_input_size()
   want = _flat(jax.jit(model.init)(jax.random.PRNGKey(7), np.zeros((1, size, size, 3))))
   assert {k: v.tobytes() for k, v in _flat(nnx_bridge.to_linen(module)[1]).items()} == {
-      k: v.tobytes() for k, v in want.items()}
+    k: v.tobytes() for k, v in want.items()
+  }
 
 
 def test_unknown_variant_and_misfit_variables_are_clear_errors():
-  with pytest.raises(ValueError, match=r"unknown PoolNet variant 'resnet101'; expected one of "
-                                       r"\['resnet50', 'resnet50_edge', 'vgg16', 'vgg16_edge'\]"):
+  with pytest.raises(
+    ValueError,
+    match=r"unknown PoolNet variant 'resnet101'; expected one of "
+    r"\['resnet50', 'resnet50_edge', 'vgg16', 'vgg16_edge'\]",
+  ):
     poolnet_jax.create_nnx("resnet101")
   small = poolnet_jax.create_model("vgg16", **TINY)
   variables = random_variables(small)
   del variables["params"]["score"]
-  with pytest.raises(nnx_bridge.VariablesMismatch,
-                     match=r"do not fit PoolNet vgg16 \(width 0.125\):\n  2 missing: "
-                           r"params/score/score/bias, params/score/score/kernel"):
+  with pytest.raises(
+    nnx_bridge.VariablesMismatch,
+    match=r"do not fit PoolNet vgg16 \(width 0.125\):\n  2 missing: "
+    r"params/score/score/bias, params/score/score/kernel",
+  ):
     poolnet_jax.to_nnx(small, variables)
   with pytest.raises(nnx_bridge.VariablesMismatch, match=r"wrong shape: params/base/"):
     poolnet_jax.create_nnx("vgg16", random_variables(small))  # full width, small weights
@@ -119,15 +133,18 @@ def test_readme_research_snippet_trains_the_head_and_keeps_the_backbone(tmp_path
   snippet = _readme_snippet()
   assert snippet.count('"converted/"') == 1
   rng = np.random.default_rng(0)
-  namespace = {"rgb_batch": rng.integers(0, 256, (2, 112, 112, 3), dtype=np.uint8),
-               "masks": (rng.random((2, 112, 112, 1)) > 0.5).astype(np.float32)}
+  namespace = {
+    "rgb_batch": rng.integers(0, 256, (2, 112, 112, 3), dtype=np.uint8),
+    "masks": (rng.random((2, 112, 112, 1)) > 0.5).astype(np.float32),
+  }
   code = snippet.replace('"converted/"', repr(str(tmp_path / "converted")))
   exec(compile(code, str(README), "exec"), namespace)  # pylint: disable=exec-used
   refiner, step = namespace["model"], namespace["train_step"]
   losses = [float(namespace["loss"])]
   for _ in range(2):
-    losses.append(float(step(refiner, namespace["optimizer"], namespace["images"],
-                             namespace["masks"])))
+    losses.append(
+      float(step(refiner, namespace["optimizer"], namespace["images"], namespace["masks"]))
+    )
   assert losses[2] < losses[1] < losses[0]
   after = _flat(nnx_bridge.to_linen(refiner.poolnet)[1])
   before = _flat(variables)
@@ -137,4 +154,5 @@ def test_readme_research_snippet_trains_the_head_and_keeps_the_backbone(tmp_path
   assert any(k[1] == "deep_pool" for k in changed)
   head = np.asarray(refiner.head.kernel.value)
   assert head.shape == (3, 3, 4, 1) and not np.array_equal(
-      head, np.asarray(nnx.Conv(4, 1, kernel_size=(3, 3), rngs=nnx.Rngs(0)).kernel.value))
+    head, np.asarray(nnx.Conv(4, 1, kernel_size=(3, 3), rngs=nnx.Rngs(0)).kernel.value)
+  )

@@ -25,23 +25,28 @@ def _check(jax_fn, torch_fn, x, seed=0):
   y = jax.jit(jax_fn)(jnp.asarray(x))  # jitted: op-by-op dispatch compiles every op apart
   xt = _nchw(x)
   yt = torch_fn(xt)
-  np.testing.assert_allclose(np.asarray(y), yt.detach().numpy().transpose(0, 2, 3, 1),
-                             atol=TOL, rtol=0)
+  np.testing.assert_allclose(
+    np.asarray(y), yt.detach().numpy().transpose(0, 2, 3, 1), atol=TOL, rtol=0
+  )
   cot = _random(y.shape, seed + 1)
   grad = jax.jit(jax.grad(lambda v: jnp.sum(jax_fn(v) * cot)))(jnp.asarray(x))
   (yt * torch.from_numpy(cot.transpose(0, 3, 1, 2).copy())).sum().backward()
   expected = xt.grad.numpy().transpose(0, 2, 3, 1)
   # A gradient sums many products: hold it to TOL relative to its own scale.
-  np.testing.assert_allclose(np.asarray(grad), expected,
-                             atol=TOL * max(1.0, np.abs(expected).max()), rtol=0)
+  np.testing.assert_allclose(
+    np.asarray(grad), expected, atol=TOL * max(1.0, np.abs(expected).max()), rtol=0
+  )
 
 
 @pytest.mark.parametrize("in_h,in_w", [(1, 1), (5, 8), (19, 26), (38, 51), (7, 2)])
 def test_resize_bilinear_matches_torch(in_h, in_w):
   x = _random((2, in_h, in_w, 3), in_h * 100 + in_w)
   for out_h, out_w in [(1, 1), (4, 9), (76, 101), (3, 2), (in_h, in_w + 1)]:
-    _check(lambda v: ops.resize_bilinear(v, (out_h, out_w)),
-           lambda t: F.interpolate(t, (out_h, out_w), mode="bilinear", align_corners=True), x)
+    _check(
+      lambda v: ops.resize_bilinear(v, (out_h, out_w)),
+      lambda t: F.interpolate(t, (out_h, out_w), mode="bilinear", align_corners=True),
+      x,
+    )
 
 
 def test_resize_to_same_size_is_identity():
@@ -53,8 +58,7 @@ def test_resize_to_same_size_is_identity():
 def test_adaptive_avg_pool_matches_torch(bins):
   for h, w in [(1, 3), (5, 9), (8, 25), (19, 26), (26, 19)]:
     x = _random((1, h, w, 2), h * 31 + w)
-    _check(lambda v: ops.adaptive_avg_pool(v, bins),
-           lambda t: F.adaptive_avg_pool2d(t, bins), x)
+    _check(lambda v: ops.adaptive_avg_pool(v, bins), lambda t: F.adaptive_avg_pool2d(t, bins), x)
 
 
 @pytest.mark.parametrize("k", [2, 4, 8])
@@ -73,8 +77,11 @@ def test_avg_pool_too_small_names_the_limit():
 def test_max_pool_matches_torch(ceil_mode):
   for h, w in [(2, 3), (5, 8), (13, 16), (19, 26), (150, 200), (151, 199), (8, 13)]:
     x = _random((1, h, w, 2), h * 1000 + w)
-    _check(lambda v: ops.max_pool(v, 3, 2, 1, ceil_mode),
-           lambda t: F.max_pool2d(t, 3, 2, 1, ceil_mode=ceil_mode), x)
+    _check(
+      lambda v: ops.max_pool(v, 3, 2, 1, ceil_mode),
+      lambda t: F.max_pool2d(t, 3, 2, 1, ceil_mode=ceil_mode),
+      x,
+    )
 
 
 def test_max_pool_stride_one_matches_torch():
@@ -93,5 +100,8 @@ def test_max_pool_gradient_goes_to_the_first_maximum_like_torch():
   # Small integers after a ReLU: most windows hold several equal maxima (zeros and others).
   x = np.maximum(np.round(_random((2, 17, 23, 3), 11)), 0).astype(np.float32)
   for ceil_mode in (True, False):
-    _check(lambda v: ops.max_pool(v, 3, 2, 1, ceil_mode),
-           lambda t: F.max_pool2d(t, 3, 2, 1, ceil_mode=ceil_mode), x)
+    _check(
+      lambda v: ops.max_pool(v, 3, 2, 1, ceil_mode),
+      lambda t: F.max_pool2d(t, 3, 2, 1, ceil_mode=ceil_mode),
+      x,
+    )

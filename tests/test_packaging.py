@@ -14,8 +14,14 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
-SCRIPTS = ("poolnet-train", "poolnet-predict", "poolnet-evaluate", "poolnet-convert",
-           "poolnet-export", "poolnet-inspect")
+SCRIPTS = (
+  "poolnet-train",
+  "poolnet-predict",
+  "poolnet-evaluate",
+  "poolnet-convert",
+  "poolnet-export",
+  "poolnet-inspect",
+)
 
 
 def _pins(path):
@@ -52,8 +58,9 @@ def test_dependencies_are_the_pinned_versions_as_lower_bounds():
 
 def test_every_package_folder_is_listed():
   """pyproject lists the packages (configs/ is mapped into the package): none may be left out."""
-  found = {".".join(p.parent.relative_to(REPO).parts)
-           for p in (REPO / "poolnet_jax").rglob("__init__.py")}
+  found = {
+    ".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "poolnet_jax").rglob("__init__.py")
+  }
   listed = set(PYPROJECT["tool"]["setuptools"]["packages"])
   assert found <= listed and listed - found == {"poolnet_jax.configs"}
   assert PYPROJECT["tool"]["setuptools"]["package-dir"] == {"poolnet_jax.configs": "configs"}
@@ -73,9 +80,23 @@ def test_wheel_installs_in_a_fresh_venv_and_its_scripts_run(tmp_path):
   source, wheels, env = tmp_path / "source", tmp_path / "wheels", tmp_path / "venv"
   source.mkdir()
   _copy_tree(source)
-  subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                  "-q", "-w", str(wheels), str(source)], check=True, cwd=tmp_path)
-  wheel, = wheels.glob("poolnet_jax-*.whl")
+  subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "pip",
+      "wheel",
+      "--no-deps",
+      "--no-build-isolation",
+      "-q",
+      "-w",
+      str(wheels),
+      str(source),
+    ],
+    check=True,
+    cwd=tmp_path,
+  )
+  (wheel,) = wheels.glob("poolnet_jax-*.whl")
   names = zipfile.ZipFile(wheel).namelist()
   in_tree = {p.relative_to(REPO).as_posix() for p in (REPO / "poolnet_jax").rglob("*.py")}
   assert in_tree <= set(names)
@@ -84,28 +105,72 @@ def test_wheel_installs_in_a_fresh_venv_and_its_scripts_run(tmp_path):
 
   venv.create(env, system_site_packages=True, with_pip=False)  # deps from this environment
   python = env / "bin" / "python"
-  subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps",
-                  "--no-index", "-q", str(wheel)], check=True, cwd=tmp_path)
+  subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "pip",
+      "--python",
+      str(python),
+      "install",
+      "--no-deps",
+      "--no-index",
+      "-q",
+      str(wheel),
+    ],
+    check=True,
+    cwd=tmp_path,
+  )
   elsewhere = tmp_path / "elsewhere"  # outside the repository: the installed copy runs
   elsewhere.mkdir()
   environ = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-  where = subprocess.run([str(python), "-c", "import poolnet_jax, poolnet_jax.train_main as t; "
-                          "print(poolnet_jax.__file__); print(t.DEFAULT_CONFIG)"],
-                         cwd=elsewhere, env=environ, capture_output=True, text=True, check=True)
+  where = subprocess.run(
+    [
+      str(python),
+      "-c",
+      "import poolnet_jax, poolnet_jax.train_main as t; "
+      "print(poolnet_jax.__file__); print(t.DEFAULT_CONFIG)",
+    ],
+    cwd=elsewhere,
+    env=environ,
+    capture_output=True,
+    text=True,
+    check=True,
+  )
   package_file, default_config = where.stdout.splitlines()
   assert Path(package_file).is_relative_to(env)
   assert default_config == str(Path(package_file).parent / "configs" / "demo.py")
-  for script, says, flag in (("poolnet-predict", "python -m poolnet_jax.predict", "--checkpoint"),
-                             ("poolnet-inspect", "python -m poolnet_jax.inspect", "--json")):
-    result = subprocess.run([str(env / "bin" / script), "--help"], cwd=elsewhere, env=environ,
-                            capture_output=True, text=True, timeout=120, check=False)
+  for script, says, flag in (
+    ("poolnet-predict", "python -m poolnet_jax.predict", "--checkpoint"),
+    ("poolnet-inspect", "python -m poolnet_jax.inspect", "--json"),
+  ):
+    result = subprocess.run(
+      [str(env / "bin" / script), "--help"],
+      cwd=elsewhere,
+      env=environ,
+      capture_output=True,
+      text=True,
+      timeout=120,
+      check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert says in result.stdout and flag in result.stdout
   # poolnet-train reads the shipped demo config (its `from configs import common` included)
   # and stops at the first impossible value, before any work.
-  result = subprocess.run([str(env / "bin" / "poolnet-train"), "--config.batch_size=0",
-                           "--workdir", str(elsewhere / "run")], cwd=elsewhere, env=environ,
-                          capture_output=True, text=True, timeout=120, check=False)
+  result = subprocess.run(
+    [
+      str(env / "bin" / "poolnet-train"),
+      "--config.batch_size=0",
+      "--workdir",
+      str(elsewhere / "run"),
+    ],
+    cwd=elsewhere,
+    env=environ,
+    capture_output=True,
+    text=True,
+    timeout=120,
+    check=False,
+  )
   assert result.returncode == 2, result.stderr
   assert "error: config: batch_size=0 must be an integer >= 1" in result.stderr
   for script in SCRIPTS:

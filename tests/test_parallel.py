@@ -19,17 +19,30 @@ MODELS = ("resnet50", "resnet50_edge")
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
   out = tmp_path_factory.mktemp("parallel")
-  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
-         "PYTHONPATH": os.pathsep.join([os.path.dirname(HERE), HERE]), "POOLNET_JAX_CACHE": ""}
+  env = {
+    **os.environ,
+    "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+    "PYTHONPATH": os.pathsep.join([os.path.dirname(HERE), HERE]),
+    "POOLNET_JAX_CACHE": "",
+  }
   # One process per model, side by side: compiling is mostly single-threaded.
-  workers = [subprocess.Popen([sys.executable, os.path.join(HERE, "parallel_worker.py"),
-                               str(out), model], env=env) for model in MODELS]
+  workers = [
+    subprocess.Popen(
+      [sys.executable, os.path.join(HERE, "parallel_worker.py"), str(out), model], env=env
+    )
+    for model in MODELS
+  ]
   assert [w.wait(timeout=1200) for w in workers] == [0, 0]
-  results = {f"{m}_{mode}": dict(np.load(out / f"{m}_{mode}.npz")) for m in MODELS
-             for mode in ("pmap1", "pmap4", "shard_map4", "jit4")}
+  results = {
+    f"{m}_{mode}": dict(np.load(out / f"{m}_{mode}.npz"))
+    for m in MODELS
+    for mode in ("pmap1", "pmap4", "shard_map4", "jit4")
+  }
   logs = [json.loads((out / f"{m}.json").read_text()) for m in MODELS]
-  return results, {"all_reduces": logs[0]["all_reduces"],
-                   "programs": {**logs[0]["programs"], **logs[1]["programs"]}}
+  return results, {
+    "all_reduces": logs[0]["all_reduces"],
+    "programs": {**logs[0]["programs"], **logs[1]["programs"]},
+  }
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -65,7 +78,11 @@ def test_one_program_per_task_and_shape(runs):
     expected = {"jit(accumulate_saliency)": 1, "jit(update)": 1, "jit(read_metrics)": 1}
     if "edge" in name:
       expected["jit(accumulate_edge)"] = 1
-    if name in ("resnet50_pmap4", "resnet50_shard_map4", "resnet50_jit4"):  # the HLO check compiled two ahead
+    if name in (
+      "resnet50_pmap4",
+      "resnet50_shard_map4",
+      "resnet50_jit4",
+    ):  # the HLO check compiled two ahead
       expected = {"jit(read_metrics)": 1}
     if "pmap" in name:  # jax.pmap names every program "_fun"
       assert sum(programs.values()) == sum(expected.values()), (name, programs)

@@ -19,9 +19,11 @@ from reference import torch_poolnet
 # Every variant and output at an odd size (every resize and crop path); the plain models
 # also at a square and at a small size near the minimum. Each case compiles a full model.
 ODD = (301, 397)
-CASES = [(name, mode, ODD) for name in ("resnet50", "vgg16") for mode in ("saliency",)] + [
-    (name, mode, ODD) for name in ("resnet50_edge", "vgg16_edge") for mode in ("saliency", "edge")
-] + [("resnet50", "saliency", (320, 320)), ("vgg16", "saliency", (128, 160))]
+CASES = (
+  [(name, mode, ODD) for name in ("resnet50", "vgg16") for mode in ("saliency",)]
+  + [(name, mode, ODD) for name in ("resnet50_edge", "vgg16_edge") for mode in ("saliency", "edge")]
+  + [("resnet50", "saliency", (320, 320)), ("vgg16", "saliency", (128, 160))]
+)
 REL_L2 = 1e-5
 MAP_ABS = 1e-4
 TORCH_F32_FACTOR = 2.0
@@ -62,8 +64,9 @@ def _sigmoid(x):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name,mode,size", CASES,
-                         ids=[f"{n}-{m}-{s[0]}x{s[1]}" for n, m, s in CASES])
+@pytest.mark.parametrize(
+  "name,mode,size", CASES, ids=[f"{n}-{m}-{s[0]}x{s[1]}" for n, m, s in CASES]
+)
 def test_converted_model_matches_torch(name, mode, size, tmp_path_factory):
   model, flax_model, variables = converted(name, str(tmp_path_factory.getbasetemp()))
   x = np.random.default_rng(size[0]).normal(0, 50, (1, *size, 3)).astype(np.float32)
@@ -74,7 +77,7 @@ def test_converted_model_matches_torch(name, mode, size, tmp_path_factory):
   assert len(outputs) == len(reference)
   for out, ref, t32 in zip(outputs, reference, torch32):
     out = np.asarray(out, np.float64)
-    rms = float(np.sqrt(np.mean(ref ** 2)))
+    rms = float(np.sqrt(np.mean(ref**2)))
     assert 0.3 < rms < 30, f"reference logit RMS {rms} outside the informative range"
     ours, theirs = _rel_l2(out, ref), _rel_l2(t32, ref)
     DISTANCES.append((name, mode, size, ours, theirs))

@@ -37,10 +37,14 @@ def test_expand_inputs_folders_globs_and_the_output_folder(tmp_path):
     (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
     (tmp_path / name).write_bytes(b"x")
   items, unmatched = predict_io.expand_inputs(
-      [str(tmp_path), str(tmp_path / "*.jpg"), str(tmp_path / "missing*.png")],
-      exclude=tmp_path / "maps")
+    [str(tmp_path), str(tmp_path / "*.jpg"), str(tmp_path / "missing*.png")],
+    exclude=tmp_path / "maps",
+  )
   assert {(p.relative_to(tmp_path).as_posix(), s.as_posix()) for p, s in items} == {
-      ("a.png", "a"), ("b.jpg", "b"), ("sub/c.png", "sub/c")}
+    ("a.png", "a"),
+    ("b.jpg", "b"),
+    ("sub/c.png", "sub/c"),
+  }
   assert len(items) == 3 and unmatched == [str(tmp_path / "missing*.png")]
 
 
@@ -59,9 +63,16 @@ def test_folder_with_odd_sizes_small_grey_and_broken_images(tiny_saved, tmp_path
   images = tmp_path / "images"
   # Two compiled shapes in all: (2, 121, 133) for a, b, d, e; (2, 111, 122) for c with small,
   # which is below the minimum (111) and runs upsampled to that size.
-  rgb = {name: rng.integers(0, 256, (*size, 3), dtype=np.uint8) for name, size in
-         {"a": (121, 133), "b": (121, 133), "sub/e": (121, 133), "c": (111, 122),
-          "small": (40, 44)}.items()}
+  rgb = {
+    name: rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+    for name, size in {
+      "a": (121, 133),
+      "b": (121, 133),
+      "sub/e": (121, 133),
+      "c": (111, 122),
+      "small": (40, 44),
+    }.items()
+  }
   for name, array in rgb.items():
     _save_png(images / f"{name}.png", array)
   grey = rng.integers(0, 256, (121, 133), dtype=np.uint8)
@@ -71,8 +82,17 @@ def test_folder_with_odd_sizes_small_grey_and_broken_images(tiny_saved, tmp_path
   (images / "trunc.png").write_bytes((images / "a.png").read_bytes()[:80])  # header, no pixels
   output = tmp_path / "maps"
 
-  code = predict.main(["predict", f"--checkpoint={directory}", str(images), f"--output={output}",
-                       "--batch_size=2", "--cutout", "--overlay"])
+  code = predict.main(
+    [
+      "predict",
+      f"--checkpoint={directory}",
+      str(images),
+      f"--output={output}",
+      "--batch_size=2",
+      "--cutout",
+      "--overlay",
+    ]
+  )
 
   captured = capsys.readouterr()
   assert code == 1  # two inputs failed; the others are written
@@ -110,8 +130,15 @@ def test_edge_task_is_the_originals_multiscale_test(tmp_path, capsys):
   image = np.random.default_rng(2).integers(0, 256, (224, 230, 3), dtype=np.uint8)
   _save_png(tmp_path / "in" / "photo.png", image)
 
-  code = predict.main(["predict", f"--checkpoint={tmp_path / 'model'}", "--task=edge",
-                       str(tmp_path / "in" / "photo.png"), f"--output={tmp_path / 'edges'}"])
+  code = predict.main(
+    [
+      "predict",
+      f"--checkpoint={tmp_path / 'model'}",
+      "--task=edge",
+      str(tmp_path / "in" / "photo.png"),
+      f"--output={tmp_path / 'edges'}",
+    ]
+  )
   captured = capsys.readouterr()
   assert code == 0, captured.err
   assert captured.out.splitlines()[-1].startswith("4 programs compiled"), captured.out  # scales
@@ -143,8 +170,14 @@ def test_original_pth_checkpoint_directly(tmp_path, capsys):
   image = np.random.default_rng(3).integers(0, 256, (113, 120, 3), dtype=np.uint8)
   _save_png(tmp_path / "photo.png", image)
 
-  code = predict.main(["predict", f"--checkpoint={tmp_path / 'final.pth'}",
-                       str(tmp_path / "photo.png"), f"--output={tmp_path / 'maps'}"])
+  code = predict.main(
+    [
+      "predict",
+      f"--checkpoint={tmp_path / 'final.pth'}",
+      str(tmp_path / "photo.png"),
+      f"--output={tmp_path / 'maps'}",
+    ]
+  )
   assert code == 0, capsys.readouterr().err
   expected = _sigmoid(jax.jit(model.apply)(variables, poolnet_jax.preprocess(image[None])))
   written = _read(tmp_path / "maps" / "photo.png") / 255
@@ -160,10 +193,21 @@ def test_command_line_errors(tiny_saved, tmp_path, capsys):
   # The real entry point: exit code and message of an edge run on a saliency model.
   _save_png(tmp_path / "x.png", np.zeros((120, 120, 3), np.uint8))
   result = subprocess.run(
-      [sys.executable, "-m", "poolnet_jax.predict", f"--checkpoint={directory}", "--task=edge",
-       str(tmp_path / "x.png"), f"--output={tmp_path / 'out'}"],
-      cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT}, capture_output=True, text=True,
-      timeout=300)
+    [
+      sys.executable,
+      "-m",
+      "poolnet_jax.predict",
+      f"--checkpoint={directory}",
+      "--task=edge",
+      str(tmp_path / "x.png"),
+      f"--output={tmp_path / 'out'}",
+    ],
+    cwd=ROOT,
+    env={**os.environ, "PYTHONPATH": ROOT},
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert result.returncode == 2, result.stderr[-2000:]
   assert "error:" in result.stderr and "saliency-only model" in result.stderr
   assert "Traceback" not in result.stderr
@@ -194,11 +238,14 @@ def test_outputs_on_an_input_are_refused_before_any_work(tiny_saved, tmp_path, c
     assert f"{photos / 'a.png'} (for {photos / 'a.png'}) is the input" in err
     assert "nothing written" in err
     assert _unchanged(photos, before) and sorted(p.name for p in photos.iterdir()) == [
-        "a.png", "b.png"]
+      "a.png",
+      "b.png",
+    ]
   # The output folder reached through a link to the input folder: the same files.
   (tmp_path / "link").symlink_to(photos)
-  code = predict.main(["predict", f"--checkpoint={directory}", str(photos / "b.png"),
-                       f"--output={tmp_path / 'link'}"])
+  code = predict.main(
+    ["predict", f"--checkpoint={directory}", str(photos / "b.png"), f"--output={tmp_path / 'link'}"]
+  )
   assert code == 2 and "is the input" in capsys.readouterr().err and _unchanged(photos, before)
 
 
@@ -207,12 +254,21 @@ def test_outputs_on_each_other_are_refused(tiny_saved, tmp_path, capsys):
   _photos(tmp_path / "x", ["a.png"])
   _photos(tmp_path / "y", ["a.jpg", "a_cutout.png"])
   out = tmp_path / "out"
-  code = predict.main(["predict", f"--checkpoint={directory}", str(tmp_path / "x/a.png"),
-                       str(tmp_path / "y/a.jpg"), f"--output={out}"])
+  code = predict.main(
+    [
+      "predict",
+      f"--checkpoint={directory}",
+      str(tmp_path / "x/a.png"),
+      str(tmp_path / "y/a.jpg"),
+      f"--output={out}",
+    ]
+  )
   err = capsys.readouterr().err
   assert code == 2
-  assert f"{out / 'a.png'} (for {tmp_path / 'y/a.jpg'}) is also the output for " \
-         f"{tmp_path / 'x/a.png'}" in err
+  assert (
+    f"{out / 'a.png'} (for {tmp_path / 'y/a.jpg'}) is also the output for "
+    f"{tmp_path / 'x/a.png'}" in err
+  )
   assert not out.exists()  # nothing written, not even the folder
   # A map named like another input's cutout.
   items, _ = predict_io.expand_inputs([str(tmp_path / "y")])
@@ -231,8 +287,9 @@ def test_outputs_on_each_other_are_refused(tiny_saved, tmp_path, capsys):
 def test_one_file_reached_twice_is_one_input(tmp_path, monkeypatch):
   _photos(tmp_path / "p", ["a.png"])
   monkeypatch.chdir(tmp_path)
-  items, unmatched = predict_io.expand_inputs(["p/a.png", "./p/a.png", str(tmp_path / "p"),
-                                            "p/*.png"])
+  items, unmatched = predict_io.expand_inputs(
+    ["p/a.png", "./p/a.png", str(tmp_path / "p"), "p/*.png"]
+  )
   assert [(str(path), str(stem)) for path, stem in items] == [("p/a.png", "a")]
   assert not unmatched
   predict_io.check_outputs(items, tmp_path / "out", cutout=True, overlay=True)  # no collision
@@ -243,16 +300,20 @@ def test_one_file_reached_twice_is_one_input(tmp_path, monkeypatch):
 
 def _raising_apply(real, fails):
   """A stand-in for the compiled apply: XLA's out-of-memory error when `fails(x)`."""
+
   def apply(variables, x, **kwargs):
     if fails(x):
       raise jax.errors.JaxRuntimeError(
-          "RESOURCE_EXHAUSTED: Out of memory while trying to allocate 30.60GiB.")
+        "RESOURCE_EXHAUSTED: Out of memory while trying to allocate 30.60GiB."
+      )
     return real(variables, x, **kwargs)
+
   return apply
 
 
-def test_an_image_out_of_memory_is_skipped_and_the_others_finish(tiny_saved, tmp_path, capsys,
-                                                                 monkeypatch):
+def test_an_image_out_of_memory_is_skipped_and_the_others_finish(
+  tiny_saved, tmp_path, capsys, monkeypatch
+):
   model, variables, directory = tiny_saved
   images = tmp_path / "images"
   _photos(images, ["a.png", "b.png"], (121, 133), seed=1)
@@ -264,8 +325,9 @@ def test_an_image_out_of_memory_is_skipped_and_the_others_finish(tiny_saved, tmp
   monkeypatch.setattr(inference, "compiled_apply", lambda _: _raising_apply(real, fails))
   out = tmp_path / "maps"
 
-  code = predict.main(["predict", f"--checkpoint={directory}", str(images), f"--output={out}",
-                       "--batch_size=2"])
+  code = predict.main(
+    ["predict", f"--checkpoint={directory}", str(images), f"--output={out}", "--batch_size=2"]
+  )
 
   captured = capsys.readouterr()
   assert code == 1
@@ -299,8 +361,15 @@ def test_max_size_scales_large_images_down_and_maps_back_up(tiny_saved, tmp_path
   rgb = np.random.default_rng(7).integers(0, 256, (242, 266, 3), dtype=np.uint8)
   _save_png(tmp_path / "large.png", rgb)
 
-  code = predict.main(["predict", f"--checkpoint={directory}", str(tmp_path / "large.png"),
-                       f"--output={tmp_path / 'maps'}", "--max_size=133"])
+  code = predict.main(
+    [
+      "predict",
+      f"--checkpoint={directory}",
+      str(tmp_path / "large.png"),
+      f"--output={tmp_path / 'maps'}",
+      "--max_size=133",
+    ]
+  )
 
   assert code == 0, capsys.readouterr().err
   assert any("larger than max_size 133: run at 121x133" in r.getMessage() for r in caplog.records)
@@ -352,13 +421,14 @@ def test_a_short_last_batch_is_padded_and_exact_sizes_are_exact(tiny_saved, tmp_
   for batch in [(0, 1), (2, 2)]:  # the padding: image 2 again
     x = poolnet_jax.preprocess(np.stack([images[k] for k in batch]))
     expected = _sigmoid(apply(variables, x))[..., 0]
-    for k, saliency in list(zip(batch, expected))[:len(set(batch))]:
+    for k, saliency in list(zip(batch, expected))[: len(set(batch))]:
       np.testing.assert_array_equal(done[k][2], saliency)
       np.testing.assert_array_equal(done[k][1], images[k])
 
 
-def test_size_multiple_rounds_run_sizes_and_maps_come_back_at_each_size(tiny_saved, tmp_path,
-                                                                        capsys):
+def test_size_multiple_rounds_run_sizes_and_maps_come_back_at_each_size(
+  tiny_saved, tmp_path, capsys
+):
   model, variables, directory = tiny_saved
   rng = np.random.default_rng(10)
   sizes = {"a": (121, 133), "b": (123, 131), "small": (40, 44)}
@@ -366,8 +436,15 @@ def test_size_multiple_rounds_run_sizes_and_maps_come_back_at_each_size(tiny_sav
   for name, image in rgb.items():
     _save_png(tmp_path / "in" / f"{name}.png", image)
 
-  code = predict.main(["predict", f"--checkpoint={directory}", str(tmp_path / "in"),
-                       f"--output={tmp_path / 'maps'}", "--size_multiple=16"])
+  code = predict.main(
+    [
+      "predict",
+      f"--checkpoint={directory}",
+      str(tmp_path / "in"),
+      f"--output={tmp_path / 'maps'}",
+      "--size_multiple=16",
+    ]
+  )
 
   out = capsys.readouterr().out
   assert code == 0
@@ -376,8 +453,9 @@ def test_size_multiple_rounds_run_sizes_and_maps_come_back_at_each_size(tiny_sav
   assert out.splitlines()[-1].startswith("2 programs compiled in "), out
   apply = jax.jit(model.apply)
   for names, run in [(("a", "b"), (128, 128)), (("small",), (112, 128))]:
-    x = np.concatenate([ops.resize_bilinear(poolnet_jax.preprocess(rgb[n][None]), run)
-                        for n in names])
+    x = np.concatenate(
+      [ops.resize_bilinear(poolnet_jax.preprocess(rgb[n][None]), run) for n in names]
+    )
     probabilities = _sigmoid(apply(variables, x)).astype(np.float32)
     for name, saliency in zip(names, probabilities):
       written = _read(tmp_path / "maps" / f"{name}.png")
@@ -390,8 +468,9 @@ def test_edges_past_max_size_run_once_even_where_the_minimum_wins(monkeypatch):
   model = poolnet_jax.create_model("resnet50_edge", **TINY)
   predictor = inference.Predictor(model, {}, max_size=200)
   seen = []
-  monkeypatch.setattr(predictor, "_edges",
-                      lambda image: seen.append(image.shape) or np.zeros(image.shape[:2]))
+  monkeypatch.setattr(
+    predictor, "_edges", lambda image: seen.append(image.shape) or np.zeros(image.shape[:2])
+  )
   # 400 > 200, but 200/400 would take the short side below 111: it runs at 111x740, once.
   assert predictor.edges(np.zeros((60, 400, 3), np.uint8)).shape == (60, 400)
   assert seen == [(111, 740, 3)]
@@ -426,17 +505,25 @@ def test_ordinary_mistakes_are_one_error_line(tiny_saved, tmp_path, capsys):
   (workdir / "best/poolnet.json").write_text('{"variant": "resnet50", "overrides": {}}')
   (tmp_path / "afile").write_text("x")
   cases = [
-      ([f"--checkpoint={tmp_path / 'nope'}", photo], f"{tmp_path / 'nope'}: no such file"),
-      ([f"--checkpoint={workdir}", photo],
-       f"{workdir} is a training workdir; its best model is {workdir / 'best'}"),
-      ([f"--checkpoint={tmp_path / 'p'}", photo], "is not a poolnet-jax model directory"),
-      ([f"--checkpoint={directory}", photo, f"--output={tmp_path / 'afile'}"],
-       f"--output {tmp_path / 'afile'}: {tmp_path / 'afile'} is a file, not a folder"),
-      ([f"--checkpoint={directory}", photo, f"--output={tmp_path / 'afile/maps'}"],
-       "is a file, not a folder"),
-      ([f"--checkpoint={directory}", photo,
-        f"--output={_read_only_folder(tmp_path) / 'maps'}"], "cannot write in"),
-      ([f"--checkpoint={directory}", photo, "--max_size=-1"], "max_size"),
+    ([f"--checkpoint={tmp_path / 'nope'}", photo], f"{tmp_path / 'nope'}: no such file"),
+    (
+      [f"--checkpoint={workdir}", photo],
+      f"{workdir} is a training workdir; its best model is {workdir / 'best'}",
+    ),
+    ([f"--checkpoint={tmp_path / 'p'}", photo], "is not a poolnet-jax model directory"),
+    (
+      [f"--checkpoint={directory}", photo, f"--output={tmp_path / 'afile'}"],
+      f"--output {tmp_path / 'afile'}: {tmp_path / 'afile'} is a file, not a folder",
+    ),
+    (
+      [f"--checkpoint={directory}", photo, f"--output={tmp_path / 'afile/maps'}"],
+      "is a file, not a folder",
+    ),
+    (
+      [f"--checkpoint={directory}", photo, f"--output={_read_only_folder(tmp_path) / 'maps'}"],
+      "cannot write in",
+    ),
+    ([f"--checkpoint={directory}", photo, "--max_size=-1"], "max_size"),
   ]
   for args, expected in cases:
     assert predict.main(["predict", *args]) == 2, args
@@ -449,8 +536,9 @@ def test_ordinary_mistakes_are_one_error_line(tiny_saved, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("precision,conv", [("highest", ""), ("default", "xla")])
-def test_precision_and_conv_choices_reach_the_model(tiny_saved, tmp_path, monkeypatch, precision,
-                                                    conv):
+def test_precision_and_conv_choices_reach_the_model(
+  tiny_saved, tmp_path, monkeypatch, precision, conv
+):
   _, _, directory = tiny_saved
   _photos(tmp_path / "in", ["a.png"], (112, 112), seed=4)
   seen = []
@@ -458,10 +546,18 @@ def test_precision_and_conv_choices_reach_the_model(tiny_saved, tmp_path, monkey
   def record(predictor, items, *args, **kwargs):
     seen.append((jax.config.jax_default_matmul_precision, predictor.model.conv))
     return {}
+
   monkeypatch.setattr(predict, "write_maps", record)
   monkeypatch.setenv("POOLNET_JAX_CONV", conv)
-  code = predict.main(["predict", f"--checkpoint={directory}", f"--precision={precision}",
-                       f"--output={tmp_path / 'out'}", str(tmp_path / "in")])
+  code = predict.main(
+    [
+      "predict",
+      f"--checkpoint={directory}",
+      f"--precision={precision}",
+      f"--output={tmp_path / 'out'}",
+      str(tmp_path / "in"),
+    ]
+  )
   assert code == 0
   expected_conv = poolnet_jax.models.layers.conv_impl(conv or None)
   assert seen == [(precision, expected_conv)]

@@ -23,8 +23,7 @@ def test_align_corners_follows_pytorch_and_the_networks_own_resize():
   for size in [(13, 17), (7, 9), (26, 40), (1, 5), (5, 1), (20, 11), (80, 29)]:
     found = resize_lib.resize(x, size)
     np.testing.assert_allclose(found, _torch(x, size), atol=5e-4)  # on 0..255
-    np.testing.assert_allclose(found, np.asarray(ops.resize_bilinear(x[None], size))[0],
-                               atol=5e-4)
+    np.testing.assert_allclose(found, np.asarray(ops.resize_bilinear(x[None], size))[0], atol=5e-4)
     batched = resize_lib.resize(np.stack([x, x[::-1]]), size)  # (N, H, W, C): each image alone
     np.testing.assert_array_equal(batched[0], found)
     np.testing.assert_array_equal(batched[1], resize_lib.resize(x[::-1], size))
@@ -52,8 +51,9 @@ def test_taps_and_matrices_are_one_interpolation():
       matrix = resize_lib.interpolation_matrix(11, out, align_corners)
       np.testing.assert_allclose(matrix.sum(axis=1), 1.0, rtol=1e-12)
       lo, hi, frac = resize_lib.interpolation_taps(11, out, align_corners)
-      np.testing.assert_allclose(matrix @ x, x[lo] * (1 - frac[:, None]) + x[hi] * frac[:, None],
-                                 rtol=1e-12)
+      np.testing.assert_allclose(
+        matrix @ x, x[lo] * (1 - frac[:, None]) + x[hi] * frac[:, None], rtol=1e-12
+      )
   # Hand-computed: 3 -> 5 with aligned corners samples 0, 0.5, 1, 1.5, 2.
   lo, hi, frac = resize_lib.interpolation_taps(3, 5)
   assert lo.tolist() == [0, 0, 1, 1, 2] and hi.tolist() == [1, 1, 2, 2, 2]

@@ -21,28 +21,36 @@ def _torch_resize_conv(x, kernel, size, cotangent):
   kt = torch.from_numpy(kernel.transpose(3, 2, 0, 1).copy()).requires_grad_(True)
   y = F.conv2d(F.interpolate(xt, size, mode="bilinear", align_corners=True), kt, padding=1)
   y.backward(torch.from_numpy(cotangent.transpose(0, 3, 1, 2).copy()))
-  return (y.detach().numpy().transpose(0, 2, 3, 1), xt.grad.numpy().transpose(0, 2, 3, 1),
-          kt.grad.numpy().transpose(2, 3, 1, 0))
+  return (
+    y.detach().numpy().transpose(0, 2, 3, 1),
+    xt.grad.numpy().transpose(0, 2, 3, 1),
+    kt.grad.numpy().transpose(2, 3, 1, 0),
+  )
 
 
 def _assert_close(actual, expected):
   # Kernel gradients sum 30,000 products: resize-then-convolve is 4e-6 off torch there too.
-  np.testing.assert_allclose(np.asarray(actual), expected,
-                             atol=1e-5 * max(1.0, np.abs(expected).max()), rtol=0)
+  np.testing.assert_allclose(
+    np.asarray(actual), expected, atol=1e-5 * max(1.0, np.abs(expected).max()), rtol=0
+  )
 
 
-@pytest.mark.parametrize("shape,size,channels_out", [
+@pytest.mark.parametrize(
+  "shape,size,channels_out",
+  [
     ((1, 19, 26, 16), (150, 200), 8),  # a guiding flow's 8x upsampling
     ((2, 5, 7, 6), (19, 23), 4),  # batch 2, non-integer factors
     ((1, 12, 9, 3), (5, 4), 2),  # downsampling
     ((1, 4, 6, 5), (1, 9), 3),  # one output row
-])
+  ],
+)
 def test_resize_conv3x3_matches_torch(shape, size, channels_out):
   x = _random(shape, 0)
   kernel = _random((3, 3, shape[-1], channels_out), 1) * 0.1
   cotangent = _random((shape[0],) + size + (channels_out,), 2)
-  y, vjp = jax.vjp(lambda a, b: resize_conv.resize_conv3x3(a, b, size), jnp.asarray(x),
-                   jnp.asarray(kernel))
+  y, vjp = jax.vjp(
+    lambda a, b: resize_conv.resize_conv3x3(a, b, size), jnp.asarray(x), jnp.asarray(kernel)
+  )
   dx, dk = vjp(jnp.asarray(cotangent))
   for actual, expected in zip((y, dx, dk), _torch_resize_conv(x, kernel, size, cotangent)):
     _assert_close(actual, expected)
@@ -56,8 +64,9 @@ def test_flops_of_the_largest_guiding_flow():
   assert not resize_conv.worthwhile((1, 76, 101, 256), (150, 200), 128)  # FAM: 1.25x Winograd
 
 
-@pytest.mark.parametrize("shape,size,fused", [((1, 10, 13, 64), (80, 104), True),
-                                              ((1, 40, 52, 32), (80, 104), False)])
+@pytest.mark.parametrize(
+  "shape,size,fused", [((1, 10, 13, 64), (80, 104), True), ((1, 40, 52, 32), (80, 104), False)]
+)
 def test_conv2d_resize_to_equals_resize_then_xla_convolution(shape, size, fused):
   x = jnp.asarray(_random(shape, 3))
   conv = layers.Conv2d(16, 3, padding=1, impl=layers.ConvImpl(winograd=True, resize_conv=True))
@@ -70,8 +79,13 @@ def test_conv2d_resize_to_equals_resize_then_xla_convolution(shape, size, fused)
   assert "conv_general_dilated" in str(jax.make_jaxpr(lambda v: xla.apply(variables, v, size))(x))
 
 
-@pytest.mark.parametrize("impl,fused", [(layers.ConvImpl(winograd=False, resize_conv=True), True),
-                                        (layers.ConvImpl(winograd=True, resize_conv=False), False)])
+@pytest.mark.parametrize(
+  "impl,fused",
+  [
+    (layers.ConvImpl(winograd=False, resize_conv=True), True),
+    (layers.ConvImpl(winograd=True, resize_conv=False), False),
+  ],
+)
 def test_resize_conv_has_its_own_switch(impl, fused):
   x, size = jnp.asarray(_random((1, 10, 13, 64), 4)), (80, 104)
   conv = layers.Conv2d(16, 3, padding=1, impl=impl)

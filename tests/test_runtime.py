@@ -40,8 +40,9 @@ print(json.dumps({"ynn": "ynn_fusion" in jax.jit(conv).lower(x, k).compile().as_
 def _uses_ynn(**env):
   environ = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
   environ.update(PYTHONPATH=REPO, POOLNET_JAX_CACHE="", **env)
-  out = subprocess.run([sys.executable, "-c", PROGRAM], env=environ, capture_output=True,
-                       text=True, check=True).stdout
+  out = subprocess.run(
+    [sys.executable, "-c", PROGRAM], env=environ, capture_output=True, text=True, check=True
+  ).stdout
   return json.loads(out.strip().splitlines()[-1])["ynn"]
 
 

@@ -22,12 +22,14 @@ from reference import torch_poolnet
 def _assert_bit_equal(got, want):
   """Same tree, same dtypes, same bits."""
   assert jax.tree_util.tree_structure(got) == jax.tree_util.tree_structure(want)
-  for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(got),
-                          jax.tree_util.tree_leaves(want)):
+  for (path, a), b in zip(
+    jax.tree_util.tree_leaves_with_path(got), jax.tree_util.tree_leaves(want)
+  ):
     a, b = np.asarray(a), np.asarray(b)
     assert a.dtype == b.dtype, path
-    np.testing.assert_array_equal(a.reshape(-1).view(np.uint8), b.reshape(-1).view(np.uint8),
-                                  err_msg=str(path))
+    np.testing.assert_array_equal(
+      a.reshape(-1).view(np.uint8), b.reshape(-1).view(np.uint8), err_msg=str(path)
+    )
 
 
 def _header(path):
@@ -75,15 +77,17 @@ def test_convert_writes_safetensors_bit_exact_to_the_pth(resnet_pth, tmp_path, c
 
 
 def test_safetensors_only_folder_loads_and_overwrite_drops_the_other_format(
-    resnet_pth, tmp_path, tiny_variables, capsys):
+  resnet_pth, tmp_path, tiny_variables, capsys
+):
   src, _ = resnet_pth
   dst = tmp_path / "out"
   poolnet_jax.save_pretrained(dst, "resnet50", tiny_variables, **TINY)  # a previous model
   (dst / "notes.txt").write_text("mine")
   assert convert.main(["convert", str(src), str(dst), "--format", "safetensors"]) == 2
   assert "--overwrite" in capsys.readouterr().err
-  assert convert.main(["convert", str(src), str(dst), "--format", "safetensors",
-                       "--overwrite"]) == 0
+  assert (
+    convert.main(["convert", str(src), str(dst), "--format", "safetensors", "--overwrite"]) == 0
+  )
   assert sorted(p.name for p in dst.iterdir()) == ["model.safetensors", "notes.txt"]
   assert pretrained.is_model_dir(dst)
   _, want = poolnet_jax.load_torch_checkpoint(src)
@@ -113,8 +117,11 @@ def test_save_safetensors_keeps_the_overrides(tiny_variables, tmp_path):
 
 def test_save_safetensors_refuses_variables_of_another_model(tiny_variables, tmp_path):
   path = tmp_path / "x.safetensors"
-  with pytest.raises(mapping.CheckpointMismatch, match=r"do not fit PoolNet variant resnet50:"
-                     r"\n  216 missing: base\.resnet\.layer1\.1\.conv1\.weight"):
+  with pytest.raises(
+    mapping.CheckpointMismatch,
+    match=r"do not fit PoolNet variant resnet50:"
+    r"\n  216 missing: base\.resnet\.layer1\.1\.conv1\.weight",
+  ):
     pretrained.save_safetensors(path, "resnet50", tiny_variables)  # overrides forgotten
   assert not path.exists() and not list(tmp_path.iterdir())
 
@@ -142,13 +149,20 @@ def test_metadata_file_with_missing_unexpected_and_mis_shaped_names(tiny_variabl
   state["extra.weight"] = np.zeros(3, np.float32)
   state["base.resnet.conv1.weight"] = np.zeros((8, 3, 3, 3), np.float32)
   path = tmp_path / "damaged.safetensors"
-  _write(path, state, format="poolnet-jax", variant="resnet50",
-         overrides=json.dumps({"width": 0.125, "stages": [1, 1, 1, 1]}))
+  _write(
+    path,
+    state,
+    format="poolnet-jax",
+    variant="resnet50",
+    overrides=json.dumps({"width": 0.125, "stages": [1, 1, 1, 1]}),
+  )
   with pytest.raises(mapping.CheckpointMismatch) as error:
     poolnet_jax.load_pretrained(path)
   message = str(error.value)
-  assert message.startswith(f"{path} does not hold the PoolNet its metadata names, resnet50 "
-                            f"(width=0.125, stages=(1, 1, 1, 1)):")
+  assert message.startswith(
+    f"{path} does not hold the PoolNet its metadata names, resnet50 "
+    f"(width=0.125, stages=(1, 1, 1, 1)):"
+  )
   assert "1 missing tensors: score.score.bias" in message
   assert "1 unexpected tensors: extra.weight" in message
   assert "base.resnet.conv1.weight: file (8, 3, 3, 3), model (8, 3, 7, 7)" in message
@@ -165,17 +179,26 @@ def test_file_without_metadata_or_poolnet_names(tmp_path):
   assert f"({path} has no poolnet-jax metadata in its header" in message
 
 
-@pytest.mark.parametrize("metadata, problem", [
+@pytest.mark.parametrize(
+  "metadata, problem",
+  [
     (dict(format="poolnet-jax"), "its poolnet-jax metadata names no variant"),
-    (dict(format="poolnet-jax", variant="resnet50", overrides="width=0.5"),
-     "its metadata's overrides are not a JSON object: 'width=0.5'"),
-    (dict(format="poolnet-jax", variant="resnet101"),
-     "no PoolNet resnet101 can be made: unknown PoolNet variant 'resnet101'"),
-    (dict(format="poolnet-jax", variant="resnet50", overrides='{"depth": 3}'),
-     "no PoolNet resnet50 (depth=3) can be made"),
-], ids=["no-variant", "bad-overrides", "unknown-variant", "unknown-override"])
-def test_bad_metadata_names_the_file_and_the_problem(tiny_variables, tmp_path, metadata,
-                                                     problem):
+    (
+      dict(format="poolnet-jax", variant="resnet50", overrides="width=0.5"),
+      "its metadata's overrides are not a JSON object: 'width=0.5'",
+    ),
+    (
+      dict(format="poolnet-jax", variant="resnet101"),
+      "no PoolNet resnet101 can be made: unknown PoolNet variant 'resnet101'",
+    ),
+    (
+      dict(format="poolnet-jax", variant="resnet50", overrides='{"depth": 3}'),
+      "no PoolNet resnet50 (depth=3) can be made",
+    ),
+  ],
+  ids=["no-variant", "bad-overrides", "unknown-variant", "unknown-override"],
+)
+def test_bad_metadata_names_the_file_and_the_problem(tiny_variables, tmp_path, metadata, problem):
   path = tmp_path / "model.safetensors"
   _write(path, mapping.to_state_dict(tiny_variables), **metadata)
   with pytest.raises(mapping.CheckpointMismatch) as error:
@@ -186,8 +209,9 @@ def test_bad_metadata_names_the_file_and_the_problem(tiny_variables, tmp_path, m
 def test_unreadable_files_name_the_file(tmp_path):
   bad = tmp_path / "bad.safetensors"
   bad.write_bytes(b"not a safetensors file")
-  with pytest.raises(safetensors_io.SafetensorsError,
-                     match=rf"^{bad}: not a readable safetensors file"):
+  with pytest.raises(
+    safetensors_io.SafetensorsError, match=rf"^{bad}: not a readable safetensors file"
+  ):
     poolnet_jax.load_pretrained(bad)
   with pytest.raises(FileNotFoundError, match="no such file or folder"):
     poolnet_jax.load_pretrained(tmp_path / "missing.safetensors")

@@ -97,13 +97,13 @@ def test_edges_are_contours(scenes):
     padded = np.pad(edge, 1)
     for dy in (0, 1, 2):
       for dx in (0, 1, 2):
-        near |= padded[dy:dy + edge.shape[0], dx:dx + edge.shape[1]]
+        near |= padded[dy : dy + edge.shape[0], dx : dx + edge.shape[1]]
     assert not (mask_boundary & ~near).any()
     # Thin: few edge pixels have all 8 neighbours on an edge (strokes are <= 3 px).
     full = np.ones_like(edge)
     for dy in (0, 1, 2):
       for dx in (0, 1, 2):
-        full &= padded[dy:dy + edge.shape[0], dx:dx + edge.shape[1]]
+        full &= padded[dy : dy + edge.shape[0], dx : dx + edge.shape[1]]
     assert full.sum() <= 0.1 * edge.sum()
     with_background_contours += (edge & ~mask_boundary).sum() > 20
   assert with_background_contours >= 0.8 * len(scenes)
@@ -127,16 +127,25 @@ def _decoded(example):
 @pytest.mark.parametrize("workers", [1, 2])
 def test_builder_round_trip(tmp_path, workers):
   """Built and served without TensorFlow; every example equals its direct drawing."""
-  config = synthetic_salient.synthetic_config("t", num_train=20 if workers > 1 else 5,
-                                              num_validation=2, num_test=3, long_side=(40, 56),
-                                              seed=9)
+  config = synthetic_salient.synthetic_config(
+    "t",
+    num_train=20 if workers > 1 else 5,
+    num_validation=2,
+    num_test=3,
+    long_side=(40, 56),
+    seed=9,
+  )
   builder = tfds.builder("synthetic_salient", config=config, data_dir=tmp_path, workers=workers)
   builder.download_and_prepare()
   assert builder.info.file_format.value == "array_record"
-  for split, split_id, count in (("train", 0, config.num_train), ("validation", 1, 2),
-                                 ("test", 2, 3)):
-    source = tfds.data_source("synthetic_salient", data_dir=tmp_path, split=split,
-                              builder_kwargs={"config": config})
+  for split, split_id, count in (
+    ("train", 0, config.num_train),
+    ("validation", 1, 2),
+    ("test", 2, 3),
+  ):
+    source = tfds.data_source(
+      "synthetic_salient", data_dir=tmp_path, split=split, builder_kwargs={"config": config}
+    )
     assert len(source) == count
     for i in range(len(source)):
       ex = source[i]

@@ -13,21 +13,33 @@ import torch.nn.functional as F
 from reference import torch_poolnet
 
 REFERENCE = Path(__file__).resolve().parents[1] / "reference"  # the state_dict contracts
-FILES = {"resnet50": "resnet", "vgg16": "vgg", "resnet50_edge": "resnet_edge",
-         "vgg16_edge": "vgg_edge"}
+FILES = {
+  "resnet50": "resnet",
+  "vgg16": "vgg",
+  "resnet50_edge": "resnet_edge",
+  "vgg16_edge": "vgg_edge",
+}
 # Trainable-shaped parameter counts of the original PyTorch models.
-PARAM_COUNTS = {"resnet50": 68_261_057, "vgg16": 52_512_705,
-                "resnet50_edge": 69_557_642, "vgg16_edge": 53_631_352}
+PARAM_COUNTS = {
+  "resnet50": 68_261_057,
+  "vgg16": 52_512_705,
+  "resnet50_edge": 69_557_642,
+  "vgg16_edge": 53_631_352,
+}
 # Backbone feature sizes of the original PyTorch models at these input sizes.
 FEATURE_SIZES = {
-    "resnet50": {(300, 400): [(150, 200), (76, 101), (38, 51), (19, 26), (19, 26)],
-                 (301, 397): [(151, 199), (76, 100), (38, 50), (19, 25), (19, 25)],
-                 (320, 320): [(160, 160), (81, 81), (41, 41), (21, 21), (21, 21)],
-                 (128, 128): [(64, 64), (33, 33), (17, 17), (9, 9), (9, 9)]},
-    "vgg16": {(300, 400): [(150, 200), (75, 100), (38, 50), (19, 25)],
-              (301, 397): [(151, 199), (76, 100), (38, 50), (19, 25)],
-              (320, 320): [(160, 160), (80, 80), (40, 40), (20, 20)],
-              (128, 128): [(64, 64), (32, 32), (16, 16), (8, 8)]},
+  "resnet50": {
+    (300, 400): [(150, 200), (76, 101), (38, 51), (19, 26), (19, 26)],
+    (301, 397): [(151, 199), (76, 100), (38, 50), (19, 25), (19, 25)],
+    (320, 320): [(160, 160), (81, 81), (41, 41), (21, 21), (21, 21)],
+    (128, 128): [(64, 64), (33, 33), (17, 17), (9, 9), (9, 9)],
+  },
+  "vgg16": {
+    (300, 400): [(150, 200), (75, 100), (38, 50), (19, 25)],
+    (301, 397): [(151, 199), (76, 100), (38, 50), (19, 25)],
+    (320, 320): [(160, 160), (80, 80), (40, 40), (20, 20)],
+    (128, 128): [(64, 64), (32, 32), (16, 16), (8, 8)],
+  },
 }
 CHANNELS = {"resnet50": [64, 256, 512, 1024, 2048], "vgg16": [128, 256, 512, 512]}
 ODD_SIZE = (129, 161)  # smallest-ish odd size whose deepest map still fits an 8x8 pool
@@ -38,8 +50,7 @@ def models():
   """The four variants with their default random weights, built once."""
   built = {}
   for name in FILES:
-    built[name] = torch_poolnet.randomize_(torch_poolnet.build(name),
-                                           seed=sum(map(ord, name)))
+    built[name] = torch_poolnet.randomize_(torch_poolnet.build(name), seed=sum(map(ord, name)))
   return built
 
 
@@ -60,8 +71,10 @@ def _reference_rows(name):
 
 @pytest.mark.parametrize("name", sorted(FILES))
 def test_state_dict_names_order_shapes_and_dtypes_equal_the_original(name, models):
-  ours = [(key, tuple(value.shape), str(value.dtype).removeprefix("torch."))
-          for key, value in models[name].state_dict().items()]
+  ours = [
+    (key, tuple(value.shape), str(value.dtype).removeprefix("torch."))
+    for key, value in models[name].state_dict().items()
+  ]
   expected = _reference_rows(name)
   assert len(ours) == len(expected)
   for row, reference in zip(ours, expected):
@@ -71,8 +84,11 @@ def test_state_dict_names_order_shapes_and_dtypes_equal_the_original(name, model
 @pytest.mark.parametrize("name", sorted(FILES))
 def test_parameter_counts_equal_the_original(name, models):
   state = models[name].state_dict()
-  trainable_shaped = sum(v.numel() for k, v in state.items()
-                         if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
+  trainable_shaped = sum(
+    v.numel()
+    for k, v in state.items()
+    if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))
+  )
   assert trainable_shaped == PARAM_COUNTS[name]
   assert torch_poolnet.parameter_count(models[name]) == PARAM_COUNTS[name]
 
@@ -85,8 +101,10 @@ def test_backbone_feature_sizes_equal_the_original(backbone, size, models):
     outputs = features(torch.zeros(1, 3, *size))
   assert [tuple(f.shape[2:]) for f in outputs] == FEATURE_SIZES[backbone][size]
   assert [f.shape[1] for f in outputs] == CHANNELS[backbone]
-  assert torch_poolnet.backbone_feature_sizes(models[backbone], torch.zeros(1, 3, *size)) == (
-      FEATURE_SIZES[backbone][size])
+  assert (
+    torch_poolnet.backbone_feature_sizes(models[backbone], torch.zeros(1, 3, *size))
+    == (FEATURE_SIZES[backbone][size])
+  )
 
 
 @pytest.mark.parametrize("name", ["resnet50", "vgg16"])
@@ -121,13 +139,18 @@ def test_saliency_loss_does_not_reach_block_or_fuse(name, models):
   model = models[name]
   x = _input((128, 128))
   model.zero_grad(set_to_none=True)
-  F.binary_cross_entropy_with_logits(model(x, mode=1), torch.rand(1, 1, 128, 128),
-                                     reduction="sum").backward()
+  F.binary_cross_entropy_with_logits(
+    model(x, mode=1), torch.rand(1, 1, 128, 128), reduction="sum"
+  ).backward()
   grads = {k: p.grad for k, p in model.named_parameters()}
   untouched = [k for k in grads if k.startswith(("block.", "fuse."))]
   assert untouched and all(grads[k] is None for k in untouched)
-  for k in ("edgeinfo.trans.0.weight", "score.score.weight", "deep_pool.0.conv_sum.weight",
-            "base.ppm_cat.0.weight"):
+  for k in (
+    "edgeinfo.trans.0.weight",
+    "score.score.weight",
+    "deep_pool.0.conv_sum.weight",
+    "base.ppm_cat.0.weight",
+  ):
     assert grads[k] is not None and grads[k].abs().sum() > 0, k
   # The edge loss does train the block layers (so the check above can fail).
   model.zero_grad(set_to_none=True)
@@ -151,7 +174,8 @@ def test_batchnorm_stays_in_inference_mode_under_train(models):
   torch.testing.assert_close(got, expected, rtol=0, atol=0)
   bn = model.base.resnet.bn1
   manual = (model.base.resnet.conv1(x) - bn.running_mean[:, None, None]) / torch.sqrt(
-      bn.running_var[:, None, None] + 1e-5) * bn.weight[:, None, None] + bn.bias[:, None, None]
+    bn.running_var[:, None, None] + 1e-5
+  ) * bn.weight[:, None, None] + bn.bias[:, None, None]
   torch.testing.assert_close(bn(model.base.resnet.conv1(x)), manual, rtol=1e-5, atol=1e-4)
 
 

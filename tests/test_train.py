@@ -31,6 +31,7 @@ STEPS = 6
 def tiny_config(data_dir, **changes):
   sys.path.insert(0, ROOT)
   from configs import tiny  # pylint: disable=import-outside-toplevel
+
   config = tiny.get_config()
   config.data_dir = str(data_dir)
   config.num_train_steps = STEPS
@@ -49,8 +50,9 @@ def final_params(workdir, step=None):
   manager = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"), item_names=("state",))
   step = manager.latest_step() if step is None else step
   restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
-  return step, {k[len("params:"):]: v for k, v in restored["state"].items()
-                if k.startswith("params:")}
+  return step, {
+    k[len("params:") :]: v for k, v in restored["state"].items() if k.startswith("params:")
+  }
 
 
 def assert_same_params(a, b):
@@ -96,9 +98,22 @@ def test_resumed_run_ends_equal_to_uninterrupted_run(uninterrupted, data_dir, tm
 def _train_process(workdir, data_dir, *flags):
   env = {**os.environ, "PYTHONPATH": ROOT}
   return subprocess.Popen(
-      [sys.executable, os.path.join(ROOT, "train.py"), "--config", "configs/tiny.py",
-       "--workdir", str(workdir), f"--config.data_dir={data_dir}", *flags],
-      cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    [
+      sys.executable,
+      os.path.join(ROOT, "train.py"),
+      "--config",
+      "configs/tiny.py",
+      "--workdir",
+      str(workdir),
+      f"--config.data_dir={data_dir}",
+      *flags,
+    ],
+    cwd=ROOT,
+    env=env,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.STDOUT,
+    text=True,
+  )
 
 
 def _wait_for(predicate, process, timeout=300):
@@ -111,16 +126,26 @@ def _wait_for(predicate, process, timeout=300):
 
 def _saved_steps(workdir):
   directory = os.path.join(workdir, "checkpoints")
-  return sorted(int(n) for n in os.listdir(directory) if n.isdigit()) if os.path.isdir(
-      directory) else []
+  return (
+    sorted(int(n) for n in os.listdir(directory) if n.isdigit()) if os.path.isdir(directory) else []
+  )
 
 
 @pytest.mark.slow
 def test_sigterm_saves_and_exits_zero_then_resumes(uninterrupted, data_dir, tmp_path):
-  process = _train_process(tmp_path, data_dir, "--config.num_train_steps=100000",
-                           "--config.checkpoint_every_steps=100000", "--config.log_every_steps=1")
-  _wait_for(lambda: os.path.exists(tmp_path / "metrics.jsonl") and os.path.getsize(
-      tmp_path / "metrics.jsonl") > 0, process)
+  process = _train_process(
+    tmp_path,
+    data_dir,
+    "--config.num_train_steps=100000",
+    "--config.checkpoint_every_steps=100000",
+    "--config.log_every_steps=1",
+  )
+  _wait_for(
+    lambda: (
+      os.path.exists(tmp_path / "metrics.jsonl") and os.path.getsize(tmp_path / "metrics.jsonl") > 0
+    ),
+    process,
+  )
   process.send_signal(signal.SIGTERM)
   output = process.communicate(timeout=300)[0]
   assert process.returncode == 0, output[-3000:]
@@ -133,8 +158,13 @@ def test_sigterm_saves_and_exits_zero_then_resumes(uninterrupted, data_dir, tmp_
 
 @pytest.mark.slow
 def test_kill_during_saves_leaves_a_resumable_checkpoint(uninterrupted, data_dir, tmp_path):
-  process = _train_process(tmp_path, data_dir, f"--config.num_train_steps={STEPS}",
-                           "--config.checkpoint_every_steps=1", "--config.keep_checkpoints=10")
+  process = _train_process(
+    tmp_path,
+    data_dir,
+    f"--config.num_train_steps={STEPS}",
+    "--config.checkpoint_every_steps=1",
+    "--config.keep_checkpoints=10",
+  )
   _wait_for(lambda: len(_saved_steps(tmp_path)) >= 2, process)
   process.kill()  # SIGKILL, very likely in the middle of an asynchronous save
   process.wait()
@@ -153,11 +183,13 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_
 def test_fine_tuning_starts_from_a_converted_checkpoint(data_dir, tmp_path):
   model = poolnet_jax.create_model("resnet50", width=0.125, stages=(1, 1, 1, 1))
   variables = jax.jit(model.init)(jax.random.PRNGKey(42), np.zeros((1, 128, 128, 3), np.float32))
-  poolnet_jax.save_pretrained(tmp_path / "start", "resnet50", variables, width=0.125,
-                              stages=(1, 1, 1, 1))
+  poolnet_jax.save_pretrained(
+    tmp_path / "start", "resnet50", variables, width=0.125, stages=(1, 1, 1, 1)
+  )
   # One update at a learning rate of 1e-9 (0 is refused) moves no parameter by more than 1e-8.
-  config = tiny_config(data_dir, init_checkpoint=str(tmp_path / "start"), learning_rate=1e-9,
-                       num_train_steps=1)
+  config = tiny_config(
+    data_dir, init_checkpoint=str(tmp_path / "start"), learning_rate=1e-9, num_train_steps=1
+  )
   loop.train_and_evaluate(config, str(tmp_path / "run"))
   trained = final_params(tmp_path / "run")[1]
   start = flax.traverse_util.flatten_dict(jax.device_get(variables["params"]), sep=":")
@@ -176,8 +208,9 @@ def _metric_rows(workdir):
   return [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
 
 
-def test_damaged_newest_checkpoint_resumes_from_the_one_before(uninterrupted, data_dir, tmp_path,
-                                                               caplog):
+def test_damaged_newest_checkpoint_resumes_from_the_one_before(
+  uninterrupted, data_dir, tmp_path, caplog
+):
   workdir = _copy_run(uninterrupted[0], tmp_path)
   newest = workdir / "checkpoints" / str(STEPS)
   largest = max((p for p in newest.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
@@ -192,8 +225,10 @@ def test_damaged_newest_checkpoint_resumes_from_the_one_before(uninterrupted, da
   # metrics.jsonl: the rows logged after the resumed checkpoint were dropped, then redone.
   rows = _metric_rows(workdir)
   keys = [(row["step"], "train" if "train/loss" in row else "val") for row in rows]
-  assert sorted(keys) == sorted((row["step"], "train" if "train/loss" in row else "val")
-                                for row in _metric_rows(uninterrupted[0]))
+  assert sorted(keys) == sorted(
+    (row["step"], "train" if "train/loss" in row else "val")
+    for row in _metric_rows(uninterrupted[0])
+  )
   assert len(keys) == len(set(keys))
 
 
@@ -202,9 +237,11 @@ def test_resuming_with_another_width_says_so_at_start(uninterrupted, data_dir, t
   before = (workdir / "metrics.jsonl").read_text()
   config = tiny_config(data_dir)
   config.model_overrides.width = 0.25
-  with pytest.raises(checkpoints_lib.CheckpointDoesNotFit,
-                     match=rf"checkpoints/{STEPS} does not fit the configured model .*"
-                           r"checkpoint \(\d+,\), config \(\d+,\)"):
+  with pytest.raises(
+    checkpoints_lib.CheckpointDoesNotFit,
+    match=rf"checkpoints/{STEPS} does not fit the configured model .*"
+    r"checkpoint \(\d+,\), config \(\d+,\)",
+  ):
     loop.train_and_evaluate(config, str(workdir))
   assert (workdir / "metrics.jsonl").read_text() == before
 

@@ -71,22 +71,29 @@ def torch_loss_and_grads(model, batches, dtype=torch.float64):
     fused, sides = model(to_torch(image_e), mode=0)
     loss = sum(_torch_balanced_bce(o, to_torch(edge)) for o in [fused, *sides])
     loss = loss + F.binary_cross_entropy_with_logits(
-        model(to_torch(image_s), mode=1), to_torch(saliency), reduction="sum")
+      model(to_torch(image_s), mode=1), to_torch(saliency), reduction="sum"
+    )
   else:
     image, saliency, _ = batches[0]
-    loss = F.binary_cross_entropy_with_logits(model(to_torch(image)), to_torch(saliency),
-                                              reduction="sum")
+    loss = F.binary_cross_entropy_with_logits(
+      model(to_torch(image)), to_torch(saliency), reduction="sum"
+    )
   loss.backward()
-  grads = {k: p.grad.numpy().copy() for k, p in model.named_parameters()
-           if p.requires_grad and p.grad is not None}
+  grads = {
+    k: p.grad.numpy().copy()
+    for k, p in model.named_parameters()
+    if p.requires_grad and p.grad is not None
+  }
   return float(loss.detach()), {k: g.astype(np.float64) for k, g in grads.items()}
 
 
 def jax_batch(model, batches):
   if model.edge:
     (image_e, _, edge), (image_s, saliency, _) = batches
-    return {"edge": {"image": image_e, "label": edge},
-            "saliency": {"image": image_s, "label": saliency}}
+    return {
+      "edge": {"image": image_e, "label": edge},
+      "saliency": {"image": image_s, "label": saliency},
+    }
   image, saliency, _ = batches[0]
   return {"image": image, "label": saliency}
 
@@ -114,8 +121,12 @@ def test_one_step_matches_torch_adam(name, tmp_path_factory):
   _, torch32_grads = torch_loss_and_grads(torch_model.float(), batches, torch.float32)
 
   batch = jax_batch(model, batches)
-  (loss, _), grads = jax.value_and_grad(step_lib.compute_loss, argnums=1, has_aux=True)(
-      model, variables["params"], variables.get("batch_stats", {}), batch)
+  loss_and_grads = jax.jit(
+    lambda params, batch_stats, batch: jax.value_and_grad(
+      step_lib.compute_loss, argnums=1, has_aux=True
+    )(model, params, batch_stats, batch)
+  )
+  (loss, _), grads = loss_and_grads(variables["params"], variables.get("batch_stats", {}), batch)
   assert abs(float(loss) - torch_loss) <= GRAD_REL * abs(torch_loss)
   named = mapping.to_state_dict({**variables, "params": grads})
   trainable = {k: v for k, v in named.items() if k in torch_grads}
@@ -140,20 +151,26 @@ def _check_adam_update(torch_model, name, variables, torch_grads):
   for key, param in torch_model.named_parameters():
     if param.requires_grad:
       param.grad = torch.from_numpy(torch_grads[key].astype(np.float32))
-  optimizer = torch.optim.Adam([p for p in torch_model.parameters() if p.requires_grad],
-                               lr=LR, weight_decay=WEIGHT_DECAY)
+  optimizer = torch.optim.Adam(
+    [p for p in torch_model.parameters() if p.requires_grad], lr=LR, weight_decay=WEIGHT_DECAY
+  )
   optimizer.step()
   torch_after = {k: v.detach().numpy() for k, v in torch_model.state_dict().items()}
-  grads = {k: torch_grads[k].astype(np.float32) if k in torch_grads else np.zeros_like(v)
-           for k, v in state_dict.items()}
+  grads = {
+    k: torch_grads[k].astype(np.float32) if k in torch_grads else np.zeros_like(v)
+    for k, v in state_dict.items()
+  }
   grads = mapping.to_flax(grads, name)[1]["params"]
   tx = state_lib.create_optimizer(variables["params"], LR, WEIGHT_DECAY)
-  state = state_lib.TrainState.create(variables, tx).apply_gradients(grads)
+  state = jax.jit(lambda state, grads: state.apply_gradients(grads))(
+    state_lib.TrainState.create(variables, tx), grads
+  )
   after = mapping.to_state_dict(state.variables)
   for key, value in after.items():
     if key in torch_grads:
-      np.testing.assert_allclose(value, torch_after[key], rtol=2.5e-7, atol=LR * 1e-5,
-                                 err_msg=key)  # 2 ulp of a weight
+      np.testing.assert_allclose(
+        value, torch_after[key], rtol=2.5e-7, atol=LR * 1e-5, err_msg=key
+      )  # 2 ulp of a weight
       move = np.abs(value - state_dict[key]).max()
       assert LR * 0.5 < move < LR * 1.5, key  # Adam's first step moves by about lr
     else:  # BN scale, bias, running statistics and counters: bit-identical
@@ -163,19 +180,21 @@ def _check_adam_update(torch_model, name, variables, torch_grads):
 
 def test_frozen_batchnorm_mask_covers_exactly_scale_and_bias():
   model = poolnet_jax.create_model("resnet50", width=0.125, stages=(1, 1, 1, 1))
-  variables = jax.eval_shape(model.init, jax.random.PRNGKey(0),
-                             np.zeros((1, 128, 128, 3), np.float32))
+  variables = jax.eval_shape(
+    model.init, jax.random.PRNGKey(0), np.zeros((1, 128, 128, 3), np.float32)
+  )
   flat = flax.traverse_util.flatten_dict(state_lib.trainable_mask(variables["params"]))
   frozen = sorted("/".join(p) for p, trainable in flat.items() if not trainable)
-  bn_modules = {"/".join(p[:-1]) for p in flax.traverse_util.flatten_dict(
-      variables["batch_stats"])}
+  bn_modules = {"/".join(p[:-1]) for p in flax.traverse_util.flatten_dict(variables["batch_stats"])}
   assert frozen == sorted([f"{m}/{leaf}" for m in bn_modules for leaf in ("bias", "scale")])
 
 
 def test_device_preprocessing_is_bit_equal_to_the_host_rule():
   rng = np.random.default_rng(0)
-  batch = {"image": rng.integers(0, 256, (2, 7, 9, 3), dtype=np.uint8),
-           "label": rng.integers(0, 256, (2, 7, 9, 1), dtype=np.uint8)}
+  batch = {
+    "image": rng.integers(0, 256, (2, 7, 9, 3), dtype=np.uint8),
+    "label": rng.integers(0, 256, (2, 7, 9, 1), dtype=np.uint8),
+  }
   images, labels = jax.jit(step_lib.device_inputs)(batch)
   np.testing.assert_array_equal(np.asarray(images), poolnet_jax.preprocess(batch["image"]))
   np.testing.assert_array_equal(np.asarray(labels), batch["label"].astype(np.float32) / 255.0)
@@ -185,6 +204,7 @@ def test_joint_model_compiles_edge_and_saliency_apart_and_trains_as_one_step():
   """2 edge sizes x 3 saliency sizes: 5 gradient programs, not 6 pairs; parameters after
   3 updates (iter_size 2) equal the joint loss's single gradient under optax.MultiSteps."""
   from poolnet_jax import compilation  # pylint: disable=import-outside-toplevel
+
   model = poolnet_jax.create_model("resnet50_edge", conv="xla", width=0.125, stages=(1, 1, 1, 1))
   variables = random_weights.random_variables(model, seed=2)
   edge_sizes, saliency_sizes = [(112, 112), (112, 128)], [(112, 120), (120, 112), (128, 128)]
@@ -195,8 +215,10 @@ def test_joint_model_compiles_edge_and_saliency_apart_and_trains_as_one_step():
   for i in range(6):
     pair = {}
     for task, size in (("edge", edge_sizes[int(i % 3 == 1)]), ("saliency", saliency_sizes[i % 3])):
-      pair[task] = {"image": rng.integers(0, 256, (1, *size, 3), dtype=np.uint8),
-                    "label": rng.choice(np.array([0, 255], np.uint8), (1, *size, 1))}
+      pair[task] = {
+        "image": rng.integers(0, 256, (1, *size, 3), dtype=np.uint8),
+        "label": rng.choice(np.array([0, 255], np.uint8), (1, *size, 1)),
+      }
     calls.append(pair)
   tx = state_lib.create_optimizer(variables["params"], 1e-4)
 
@@ -214,11 +236,14 @@ def test_joint_model_compiles_edge_and_saliency_apart_and_trains_as_one_step():
 
   reference_tx = optax.MultiSteps(tx, 2)  # the previous design: one joint step per call
   opt_state, params = reference_tx.init(variables["params"]), variables["params"]
-  grad_fn = jax.jit(jax.grad(
-      lambda p, b: step_lib.compute_loss(model, p, variables["batch_stats"], b)[0]))
+  grad_fn = jax.jit(
+    jax.grad(lambda p, b: step_lib.compute_loss(model, p, variables["batch_stats"], b)[0])
+  )
   for pair in calls:
-    batch = {task: dict(zip(("image", "label"), step_lib.device_inputs(part)))
-             for task, part in pair.items()}
+    batch = {
+      task: dict(zip(("image", "label"), step_lib.device_inputs(part)))
+      for task, part in pair.items()
+    }
     updates, opt_state = reference_tx.update(grad_fn(params, batch), opt_state, params)
     params = optax.apply_updates(params, updates)
   ours = flax.traverse_util.flatten_dict(trainer.unreplicate(state).params, sep="/")

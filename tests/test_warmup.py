@@ -57,15 +57,17 @@ class _Iterator:
 
 def test_windows_run_from_each_epoch_start_to_its_end():
   compiler, iterator = _Compiler(), _Iterator()
-  ahead = warmup.EpochWarmup(compiler, iterator, iter_size=3, updates_per_epoch=4,
-                             num_updates=10)
+  ahead = warmup.EpochWarmup(compiler, iterator, iter_size=3, updates_per_epoch=4, num_updates=10)
   for update in range(10):  # a run resumed at update 2 whose data state is at call 6
     if update >= 2:
       ahead.before_update(update, None, None, {"step": 3 * update})
   # Updates 2-3 (calls 6-11), 4-7 (calls 12-23), 8-9 (calls 24-29: the run ends at 10).
   assert iterator.asked == [(6, 12), (12, 24), (24, 30)]
-  assert compiler.calls == [{"saliency": [(1, 6, 12)]}, {"saliency": [(1, 12, 24)]},
-                            {"saliency": [(1, 24, 30)]}]
+  assert compiler.calls == [
+    {"saliency": [(1, 6, 12)]},
+    {"saliency": [(1, 12, 24)]},
+    {"saliency": [(1, 24, 30)]},
+  ]
   joint, joint_compiler = _Iterator(joint=True), _Compiler()
   ahead = warmup.EpochWarmup(joint_compiler, joint, 1, 5, 5)
   ahead.before_update(0, None, None, {"saliency": {"step": 7}, "edge": {"step": 7}})
@@ -102,15 +104,21 @@ def test_calls_of_compiled_shapes_compile_nothing():
 
 def _source(sizes, seed=0):
   rng = np.random.default_rng(seed)
-  return [{"image": rng.integers(0, 256, (h, w, 3), np.uint8),
-           "mask": (rng.random((h, w, 1)) > 0.5).astype(np.uint8) * 255,
-           "name": f"train{k}"} for k, (h, w) in enumerate(sizes)]
+  return [
+    {
+      "image": rng.integers(0, 256, (h, w, 3), np.uint8),
+      "mask": (rng.random((h, w, 1)) > 0.5).astype(np.uint8) * 255,
+      "name": f"train{k}",
+    }
+    for k, (h, w) in enumerate(sizes)
+  ]
 
 
 @pytest.mark.slow
 def test_a_native_run_compiles_nothing_after_the_warmup(tmp_path, monkeypatch, caplog):
   sys.path.insert(0, ROOT)
   from configs import tiny  # pylint: disable=import-outside-toplevel
+
   config = tiny.get_config()
   config.data_dir = str(tmp_path / "tfds")
   config.data.mode, config.batch_size, config.iter_size = "native", 1, 1
@@ -140,17 +148,23 @@ def test_a_native_run_compiles_nothing_after_the_warmup(tmp_path, monkeypatch, c
   end = compilation.snapshot()
 
   def train_programs(snapshot):
-    return {name: count for name, count in snapshot.minus(start).programs.items()
-            if count and ("accumulate_" in name or "update" in name)}
+    return {
+      name: count
+      for name, count in snapshot.minus(start).programs.items()
+      if count and ("accumulate_" in name or "update" in name)
+    }
 
   assert [u for u, _, _ in after] == list(range(8))  # asked before every update
-  assert all(c == [("saliency", (1, 112, 112)), ("saliency", (1, 112, 128)),
-                   ("saliency", (1, 128, 112))] for _, _, c in after)
+  assert all(
+    c == [("saliency", (1, 112, 112)), ("saliency", (1, 112, 128)), ("saliency", (1, 128, 112))]
+    for _, _, c in after
+  )
   assert train_programs(after[0][1]) == {"jit(accumulate_saliency)": 3, "jit(update)": 1}
   assert train_programs(end) == train_programs(after[0][1])  # nothing more in 8 updates
   rows = [json.loads(line) for line in open(tmp_path / "run/metrics.jsonl", encoding="utf-8")]
-  counts = [(r["train/compilations"], r["train/compile_seconds"]) for r in rows
-            if "train/compilations" in r]
+  counts = [
+    (r["train/compilations"], r["train/compile_seconds"]) for r in rows if "train/compilations" in r
+  ]
   assert len(counts) == 4 and counts[0][0] >= 4 and counts[0][1] > 0
   assert all(a[0] <= b[0] and a[1] <= b[1] for a, b in zip(counts, counts[1:]))
   assert counts[-1][0] <= end.minus(start).compilations

@@ -15,13 +15,23 @@ from poolnet_jax.data.builders.synthetic_salient import SyntheticConfig, synthet
 from poolnet_jax.data.decode import DecodeError, decode_image, decode_label
 from poolnet_jax.data.folder import FolderSource
 
-__all__ = ["DecodeError", "FolderConfig", "FolderSource", "SyntheticConfig", "decode_image",
-           "decode_label", "folder_config", "prepare", "synthetic_config"]
+__all__ = [
+  "DecodeError",
+  "FolderConfig",
+  "FolderSource",
+  "SyntheticConfig",
+  "decode_image",
+  "decode_label",
+  "folder_config",
+  "prepare",
+  "synthetic_config",
+]
 
 
 def prepare(builder, manual_dir=None):
   """Builds the TFDS `builder`'s dataset if it is not built yet (from `manual_dir` if given)."""
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+
   if not builder.is_prepared():
     config = builder.builder_config
     name = f"{builder.name}/{config.name}" if config else builder.name

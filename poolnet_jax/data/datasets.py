@@ -32,36 +32,47 @@ def dataset_builder(spec, data_dir=None, manual_dir=None):
   neither built nor buildable (no --manual_dir). Builds nothing."""
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
   import poolnet_jax.data  # noqa: F401  (registers the builders)
+
   name, split = parse_dataset(spec)
   base, _, config = name.partition("/")
   registered = tfds.list_builders(with_community_datasets=False)
   if base not in registered:
     near = difflib.get_close_matches(base, registered + list(DATASET_ALIASES), n=3, cutoff=0.6)
-    hint = (f"nearest registered names: {', '.join(near)}" if near else
-            f"the saliency sets here: {', '.join(saliency_sets())}")
+    hint = (
+      f"nearest registered names: {', '.join(near)}"
+      if near
+      else f"the saliency sets here: {', '.join(saliency_sets())}"
+    )
     raise UserError(f"{spec}: unknown dataset {base!r}; {hint}")
   try:
     builder = tfds.builder(name, data_dir=data_dir)
   except Exception as error:  # tfds raises several types for unknown configs
     configs = [c.name for c in getattr(tfds.builder_cls(base), "BUILDER_CONFIGS", [])]
     if config and config not in configs:
-      raise UserError(f"{spec}: {base} has no config {config!r} (it has "
-                      f"{', '.join(configs) or 'none registered'})") from error
+      raise UserError(
+        f"{spec}: {base} has no config {config!r} (it has "
+        f"{', '.join(configs) or 'none registered'})"
+      ) from error
     raise UserError(f"{spec}: {str(error).splitlines()[0]}") from error
-  if (not builder.is_prepared() and base not in BUILT_ON_THE_SPOT and not manual_dir):
-    raise UserError(f"{spec}: {name} is not built in {builder.data_dir}; pass --manual_dir "
-                    f"with its downloads to build it (or the right --data_dir)")
+  if not builder.is_prepared() and base not in BUILT_ON_THE_SPOT and not manual_dir:
+    raise UserError(
+      f"{spec}: {name} is not built in {builder.data_dir}; pass --manual_dir "
+      f"with its downloads to build it (or the right --data_dir)"
+    )
   if builder.is_prepared() and split not in builder.info.splits:
-    raise UserError(f"{spec}: {name} has no split {split!r} (it has "
-                    f"{', '.join(sorted(builder.info.splits))})")
+    raise UserError(
+      f"{spec}: {name} has no split {split!r} (it has {', '.join(sorted(builder.info.splits))})"
+    )
   return builder, split
 
 
 def saliency_sets():
   """Names of the saliency test sets registered here, with the aliases."""
   from poolnet_jax.data.builders import saliency  # pylint: disable=import-outside-toplevel
-  return sorted([b.name for b in saliency.BUILDERS] + list(DATASET_ALIASES)[:1]
-                + list(BUILT_ON_THE_SPOT))
+
+  return sorted(
+    [b.name for b in saliency.BUILDERS] + list(DATASET_ALIASES)[:1] + list(BUILT_ON_THE_SPOT)
+  )
 
 
 def load_dataset(spec, data_dir=None, manual_dir=None):
@@ -73,6 +84,7 @@ def load_dataset(spec, data_dir=None, manual_dir=None):
   """
   import jax  # pylint: disable=import-outside-toplevel
   from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+
   if jax.process_index() == 0:
     builder, split = _prepared(spec, data_dir, manual_dir)
   if jax.process_count() > 1:
@@ -84,9 +96,12 @@ def load_dataset(spec, data_dir=None, manual_dir=None):
 
 def _prepared(spec, data_dir, manual_dir):
   import poolnet_jax.data as data_lib  # pylint: disable=import-outside-toplevel
+
   builder, split = dataset_builder(spec, data_dir, manual_dir)
   data_lib.prepare(builder, manual_dir)
   if split not in builder.info.splits:
-    raise UserError(f"{spec}: {builder.name} has no split {split!r} (it has "
-                    f"{', '.join(sorted(builder.info.splits))})")
+    raise UserError(
+      f"{spec}: {builder.name} has no split {split!r} (it has "
+      f"{', '.join(sorted(builder.info.splits))})"
+    )
   return builder, split

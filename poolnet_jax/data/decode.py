@@ -193,8 +193,9 @@ def load_pair(image_path, label_path):
   label_image = open_image(label_data, os.fspath(label_path))
   if image.size != label_image.size:
     raise DecodeError(
-        f"{label_path}: label size {label_image.width}x{label_image.height} differs from "
-        f"image {image_path} size {image.width}x{image.height} (width x height)")
+      f"{label_path}: label size {label_image.width}x{label_image.height} differs from "
+      f"image {image_path} size {image.width}x{image.height} (width x height)"
+    )
   label = label_array(label_image, os.fspath(label_path))
   if not _already_plain(image, image_data, "RGB"):
     image_data = encode_png(image_array(image, os.fspath(image_path)))

@@ -23,7 +23,7 @@ def smooth_noise(rng, h, w, cell):
   gh, gw = int(np.ceil(h / cell)) + 2, int(np.ceil(w / cell)) + 2
   coarse = Image.fromarray(rng.uniform(-1, 1, (gh, gw)).astype(np.float32))
   big = np.asarray(coarse.resize((gw * cell, gh * cell), Image.BICUBIC))
-  return np.clip(big[cell:cell + h, cell:cell + w], -1, 1)
+  return np.clip(big[cell : cell + h, cell : cell + w], -1, 1)
 
 
 def _rotated(h, w, angle):
@@ -64,7 +64,8 @@ def colourise(field, colour_a, colour_b):
   """(h, w) field -> (h, w, 3) colours: -1 gives colour_a, 1 gives colour_b."""
   colour_a, colour_b = np.float32(colour_a), np.float32(colour_b)
   return np.asarray(field, np.float32)[..., None] * ((colour_b - colour_a) / 2) + (
-      (colour_a + colour_b) / 2)
+    (colour_a + colour_b) / 2
+  )
 
 
 def hsv(rng, saturation, value):
@@ -90,7 +91,7 @@ def nearby(rng, colour, low, high):
 
 def _tight(shape):
   rows, cols = np.flatnonzero(shape.any(1)), np.flatnonzero(shape.any(0))
-  return shape[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+  return shape[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
 
 
 def _polar(r):
@@ -111,8 +112,7 @@ def _radial_shape(rng, r, lobes):
   y, x = _polar(r)
   theta = np.arctan2(y, x)
   amps = rng.uniform(0, 0.45 / lobes, lobes) * (rng.random(lobes) < 0.8)
-  wobble = sum(a * np.cos((k + 2) * theta + rng.uniform(0, 2 * np.pi))
-               for k, a in enumerate(amps))
+  wobble = sum(a * np.cos((k + 2) * theta + rng.uniform(0, 2 * np.pi)) for k, a in enumerate(amps))
   return np.hypot(y, x) <= r / (1 + amps.sum()) * (1 + wobble)
 
 
@@ -188,5 +188,5 @@ def _ring(r, ratio, hole, angle):
   inner = np.zeros_like(outer)
   small = _ellipse(r * hole, ratio, angle)
   pad = (outer.shape[0] - small.shape[0]) // 2
-  inner[pad:pad + small.shape[0], pad:pad + small.shape[1]] = small
+  inner[pad : pad + small.shape[0], pad : pad + small.shape[1]] = small
   return outer & ~inner

@@ -20,6 +20,7 @@ ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".ta
 @dataclasses.dataclass
 class Unmatched:
   """Files that found no partner, reported by the builders as skips."""
+
   images: list = dataclasses.field(default_factory=list)
   labels: list = dataclasses.field(default_factory=list)
 
@@ -45,8 +46,9 @@ def list_images(folder, exclude_suffix=None):
     if not os.path.isfile(path):
       continue
     if stem in found:
-      raise ValueError(f"{folder}: two files share the stem {stem!r}: "
-                       f"{os.path.basename(found[stem])} and {entry}")
+      raise ValueError(
+        f"{folder}: two files share the stem {stem!r}: {os.path.basename(found[stem])} and {entry}"
+      )
     found[stem] = path
   if not found:
     raise ValueError(f"{folder}: no image files ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
@@ -66,12 +68,16 @@ def pair_by_stem(image_dir, label_dir):
   else:
     images, labels = list_images(image_dir), list_images(label_dir)
   pairs = [(stem, images[stem], labels[stem]) for stem in sorted(images) if stem in labels]
-  unmatched = Unmatched(images=sorted(images[s] for s in images if s not in labels),
-                        labels=sorted(labels[s] for s in labels if s not in images))
+  unmatched = Unmatched(
+    images=sorted(images[s] for s in images if s not in labels),
+    labels=sorted(labels[s] for s in labels if s not in images),
+  )
   if not pairs:
-    raise ValueError(f"no image/label pairs share a file stem between {image_dir} "
-                     f"({len(images)} images, e.g. {_first(images)}) and {label_dir} "
-                     f"({len(labels)} labels, e.g. {_first(labels)})")
+    raise ValueError(
+      f"no image/label pairs share a file stem between {image_dir} "
+      f"({len(images)} images, e.g. {_first(images)}) and {label_dir} "
+      f"({len(labels)} labels, e.g. {_first(labels)})"
+    )
   return pairs, unmatched
 
 
@@ -104,8 +110,9 @@ def read_pair_list(list_path, roots=()):
     if len(fields) > 2:
       raise ValueError(f"{list_path}:{number}: expected 'image [label]', got {line!r}")
     image = _resolve(fields[0], base, roots)
-    label = (_resolve(fields[1], base, roots) if len(fields) == 2
-             else os.path.splitext(image)[0] + ".png")
+    label = (
+      _resolve(fields[1], base, roots) if len(fields) == 2 else os.path.splitext(image)[0] + ".png"
+    )
     entries.append((os.path.splitext(fields[0])[0], image, label))
   if not entries:
     raise ValueError(f"{list_path}: pair list has no entries")

@@ -25,8 +25,9 @@ from poolnet_jax.data.builders.base import BuildReport
 class FolderSource:
   """Random access to (image, label) pairs from two folders or a pair list."""
 
-  def __init__(self, image_dir=None, label_dir=None, *, pair_list=None, label="mask",
-               validate=False):
+  def __init__(
+    self, image_dir=None, label_dir=None, *, pair_list=None, label="mask", validate=False
+  ):
     if label not in ("mask", "edge"):
       raise ValueError(f"label must be 'mask' or 'edge', got {label!r}")
     self.label = label
@@ -37,8 +38,9 @@ class FolderSource:
     elif image_dir is None:
       raise ValueError("FolderSource needs image_dir (and label_dir) or pair_list")
     elif label_dir is None:
-      self.pairs = [(stem, path, None) for stem, path in
-                    sorted(files.list_images(image_dir).items())]
+      self.pairs = [
+        (stem, path, None) for stem, path in sorted(files.list_images(image_dir).items())
+      ]
     else:
       self.pairs, unmatched = files.pair_by_stem(image_dir, label_dir)
       for path in unmatched.images:
@@ -76,8 +78,9 @@ class FolderSource:
       label = decode.decode_label(label_path)
       if label.shape[:2] != example["image"].shape[:2]:
         raise decode.DecodeError(
-            f"{label_path}: label size {label.shape[1]}x{label.shape[0]} differs from image "
-            f"{image_path} size {example['image'].shape[1]}x{example['image'].shape[0]}")
+          f"{label_path}: label size {label.shape[1]}x{label.shape[0]} differs from image "
+          f"{image_path} size {example['image'].shape[1]}x{example['image'].shape[0]}"
+        )
       label, scaled = decode.scale_01_mask(label)
       if scaled and label_path not in self._told:
         self._told.add(label_path)

@@ -69,8 +69,9 @@ class _Target:
     if mode not in MODES:
       raise ValueError(f"data mode must be one of {MODES}, got {mode!r}")
     if not isinstance(multiple, int) or isinstance(multiple, bool) or multiple < 0:
-      raise ValueError(f"native_multiple must be an integer >= 0 (0: exact sizes), "
-                       f"got {multiple!r}")
+      raise ValueError(
+        f"native_multiple must be an integer >= 0 (0: exact sizes), got {multiple!r}"
+      )
     self.mode, self.size, self.buckets, self.min_size = mode, tuple(size), buckets, min_size
     self.multiple = multiple
     if mode == "fixed" and (len(self.size) != 2 or min(self.size) < 1):
@@ -117,8 +118,12 @@ class _Plan(grain.MapDataset):
     epoch, step = divmod(step, self.steps_per_epoch)
     steps, flips = self._epoch(epoch)
     position, size = steps[step][slot]
-    return {"index": int(self.usable[position]), "flip": bool(flips[position]), "size": size,
-            "element": index}
+    return {
+      "index": int(self.usable[position]),
+      "flip": bool(flips[position]),
+      "size": size,
+      "element": index,
+    }
 
   def _epoch(self, epoch):
     layout = self._epochs.get(epoch)
@@ -133,20 +138,20 @@ class _Plan(grain.MapDataset):
     order = np.fromiter((self._parent[epoch * n + i] for i in range(n)), np.int64, n)
     rng = np.random.default_rng([self.seed, epoch])
     flips = rng.random(n) < 0.5 if self.flip else np.zeros(n, bool)
-    order = order[:n - n % b]
+    order = order[: n - n % b]
     if self.keys is None or b == 1:  # one image a step: at its own target size
-      return [[(p, None) for p in order[s:s + b]] for s in range(0, len(order), b)], flips
+      return [[(p, None) for p in order[s : s + b]] for s in range(0, len(order), b)], flips
     groups = {}
     for position in order:
       groups.setdefault(self.keys[position], []).append(position)
     steps, rest = [], []
     for key, members in groups.items():
       full = len(members) - len(members) % b
-      steps += [[(p, key) for p in members[s:s + b]] for s in range(0, full, b)]
+      steps += [[(p, key) for p in members[s : s + b]] for s in range(0, full, b)]
       rest += members[full:]
     rest.sort(key=lambda p: self.aspects[p])  # stable: ties keep the permutation's order
     for s in range(0, len(rest), b):
-      chunk = rest[s:s + b]
+      chunk = rest[s : s + b]
       key = self.keys[chunk[len(chunk) // 2]]
       steps.append([(p, key) for p in chunk])
     if self.shuffle:
@@ -157,14 +162,18 @@ class _Plan(grain.MapDataset):
     """Global steps [start, stop) as lists of (source index, (H, W) it is trained at),
     without loading an image."""
     if self.keys is None and self.mode != "fixed":
-      raise ValueError("the image sizes were not read (train_iterator(..., plan_sizes=True) "
-                       "reads them at batch 1)")
+      raise ValueError(
+        "the image sizes were not read (train_iterator(..., plan_sizes=True) reads them at batch 1)"
+      )
     steps = []
     for step in range(start, stop):
       epoch, step = divmod(step, self.steps_per_epoch)
-      steps.append([(int(self.usable[p]), size or (self.keys[p] if self.keys else
-                                                   self.target.size))
-                    for p, size in self._epoch(epoch)[0][step]])
+      steps.append(
+        [
+          (int(self.usable[p]), size or (self.keys[p] if self.keys else self.target.size))
+          for p, size in self._epoch(epoch)[0][step]
+        ]
+      )
     return steps
 
 
@@ -181,19 +190,23 @@ class _Loader:
     example = self.source[index]
     name = transforms.example_name(example, index)
     if self.label_key not in example:
-      raise MissingLabelError(f"{name}: the source gives no {self.label_key!r} label "
-                              f"(its keys: {sorted(example)})")
+      raise MissingLabelError(
+        f"{name}: the source gives no {self.label_key!r} label (its keys: {sorted(example)})"
+      )
     rgb = transforms.as_rgb(example["image"], name)
     label = transforms.as_label(example[self.label_key], name)
     if label.shape != rgb.shape[:2]:
-      raise decode.DecodeError(f"{name}: {self.label_key} size {label.shape[1]}x{label.shape[0]} "
-                               f"differs from its image's {rgb.shape[1]}x{rgb.shape[0]}")
+      raise decode.DecodeError(
+        f"{name}: {self.label_key} size {label.shape[1]}x{label.shape[0]} "
+        f"differs from its image's {rgb.shape[1]}x{rgb.shape[0]}"
+      )
     return rgb, label, name
 
   def __call__(self, item):
     for attempt in range(MAX_SUBSTITUTES):
-      candidate = item if not attempt else self.plan[item["element"] + attempt *
-                                                     self.plan.batch_size]
+      candidate = (
+        item if not attempt else self.plan[item["element"] + attempt * self.plan.batch_size]
+      )
       if candidate["index"] in self.bad:
         continue
       try:
@@ -207,19 +220,30 @@ class _Loader:
       size = item["size"] or self.target(rgb.shape)
       image, label = transforms.prepare(rgb, label, size, candidate["flip"], self.is_edge)
       return {"image": image, "label": label}
-    raise RuntimeError(f"{MAX_SUBSTITUTES} training examples in a row failed to load; "
-                       f"first reasons: {list(self.bad.values())[:3]}")
+    raise RuntimeError(
+      f"{MAX_SUBSTITUTES} training examples in a row failed to load; "
+      f"first reasons: {list(self.bad.values())[:3]}"
+    )
 
   def _failed(self, index, error):
-    reason = str(error) if isinstance(error, decode.DecodeError) else (
-        f"example {index}: {type(error).__name__}: {error}")
+    reason = (
+      str(error)
+      if isinstance(error, decode.DecodeError)
+      else (f"example {index}: {type(error).__name__}: {error}")
+    )
     self.bad[index] = reason
-    logging.warning("training data: skipping %s (%d unusable so far, each replaced by another "
-                    "example)", reason, len(self.bad))
+    logging.warning(
+      "training data: skipping %s (%d unusable so far, each replaced by another example)",
+      reason,
+      len(self.bad),
+    )
     if len(self.bad) >= len(self.plan.usable) or (
-        not self.loaded and len(self.bad) >= FIRST_FAILURES):
-      raise RuntimeError(f"no training example loads: {len(self.bad)} tried, all failed "
-                         f"(first: {'; '.join(list(self.bad.values())[:3])})")
+      not self.loaded and len(self.bad) >= FIRST_FAILURES
+    ):
+      raise RuntimeError(
+        f"no training example loads: {len(self.bad)} tried, all failed "
+        f"(first: {'; '.join(list(self.bad.values())[:3])})"
+      )
 
 
 def _stack(examples):
@@ -259,8 +283,9 @@ class TrainIterator:
 
   def step_shapes(self, start, stop):
     """Sorted distinct (local batch, H, W) of the batches of global steps [start, stop)."""
-    return sorted({(self.local_batch_size,) + tuple(step[0][1])
-                   for step in self.planned_steps(start, stop)})
+    return sorted(
+      {(self.local_batch_size,) + tuple(step[0][1]) for step in self.planned_steps(start, stop)}
+    )
 
   def epoch_shapes(self, epoch):
     """Sorted distinct (local batch, H, W) of epoch `epoch` (0 = the first)."""
@@ -275,10 +300,9 @@ class TrainIterator:
 
   def __next__(self):
     if self._iterator is None:
-      dataset = self._batches[self._step:].to_iter_dataset(self._read_options)
+      dataset = self._batches[self._step :].to_iter_dataset(self._read_options)
       if self._worker_count:  # grain's workers read absl flags: the entry point parses them
-        dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(
-            num_workers=self._worker_count))
+        dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(num_workers=self._worker_count))
       self._iterator = iter(dataset)
     batch = next(self._iterator)
     self._step += 1
@@ -296,8 +320,13 @@ class TrainIterator:
   def set_state(self, state):
     for key, value in self.info.items():
       if key in state and state[key] != value:
-        logging.warning("data state saved with %s=%r, now %r: the resumed run sees other "
-                        "data than the saved one would have", key, state[key], value)
+        logging.warning(
+          "data state saved with %s=%r, now %r: the resumed run sees other "
+          "data than the saved one would have",
+          key,
+          state[key],
+          value,
+        )
     if not isinstance(state.get("step"), int):
       raise ValueError(f"not a data state of this pipeline (no integer 'step'): {state!r}")
     self.close()
@@ -311,8 +340,10 @@ def _topology(batch_size, num_devices, process_index, process_count):
   if not 0 <= process_index < process_count:
     raise ValueError(f"process_index {process_index} not in [0, {process_count})")
   if batch_size < 1 or batch_size % (num_devices * process_count):
-    raise ValueError(f"batch_size {batch_size} (global) is not a positive multiple of the "
-                     f"{num_devices} local devices x {process_count} processes")
+    raise ValueError(
+      f"batch_size {batch_size} (global) is not a positive multiple of the "
+      f"{num_devices} local devices x {process_count} processes"
+    )
   return num_devices, process_index, process_count
 
 
@@ -333,16 +364,37 @@ def _usable_examples(source, need_sizes):
       logging.warning("training data: leaving out %s", error)
   if not usable:
     raise ValueError(f"no readable image in the training source {source!r} ({bad[:3]})")
-  logging.info("read %d image sizes in %.1f s: %d distinct, %d unreadable left out",
-               len(usable), time.time() - start, len(set(sizes)), len(bad))
+  logging.info(
+    "read %d image sizes in %.1f s: %d distinct, %d unreadable left out",
+    len(usable),
+    time.time() - start,
+    len(set(sizes)),
+    len(bad),
+  )
   return np.asarray(usable), sizes
 
 
-def train_iterator(source, *, label_key="mask", mode="native", batch_size=1, num_devices=None,
-                   process_index=None, process_count=None, size=(320, 320),
-                   buckets=((320, 320), (288, 384), (384, 288)), flip=True, seed=0, shuffle=True,
-                   worker_count=0, min_size=0, read_threads=1, prefetch=2, native_multiple=0,
-                   plan_sizes=False):
+def train_iterator(
+  source,
+  *,
+  label_key="mask",
+  mode="native",
+  batch_size=1,
+  num_devices=None,
+  process_index=None,
+  process_count=None,
+  size=(320, 320),
+  buckets=((320, 320), (288, 384), (384, 288)),
+  flip=True,
+  seed=0,
+  shuffle=True,
+  worker_count=0,
+  min_size=0,
+  read_threads=1,
+  prefetch=2,
+  native_multiple=0,
+  plan_sizes=False,
+):
   """An infinite, checkpointable TrainIterator of this process's training batches.
 
   `batch_size` is global (all devices of all processes); `num_devices` the
@@ -354,7 +406,8 @@ def train_iterator(source, *, label_key="mask", mode="native", batch_size=1, num
   `read_threads` / `prefetch`: grain's ReadOptions (batches made ahead).
   """
   num_devices, process_index, process_count = _topology(
-      batch_size, num_devices, process_index, process_count)
+    batch_size, num_devices, process_index, process_count
+  )
   target = _Target(mode, size, buckets, min_size, native_multiple)
   usable, sizes = _usable_examples(source, mode != "fixed" and (batch_size > 1 or plan_sizes))
   if len(usable) < batch_size:
@@ -363,10 +416,19 @@ def train_iterator(source, *, label_key="mask", mode="native", batch_size=1, num
   order = (order.shuffle(seed=seed) if shuffle else order).repeat()
   plan = _Plan(order, usable, sizes, target, batch_size, seed, flip, shuffle)
   loader = _Loader(source, label_key, target, plan)
-  batches = plan[process_index::process_count].map(loader).batch(
-      batch_size // process_count, drop_remainder=True, batch_fn=_stack)
-  info = {"mode": mode, "batch_size": batch_size, "seed": seed, "examples": len(usable),
-          "steps_per_epoch": plan.steps_per_epoch, "process_count": process_count}
+  batches = (
+    plan[process_index::process_count]
+    .map(loader)
+    .batch(batch_size // process_count, drop_remainder=True, batch_fn=_stack)
+  )
+  info = {
+    "mode": mode,
+    "batch_size": batch_size,
+    "seed": seed,
+    "examples": len(usable),
+    "steps_per_epoch": plan.steps_per_epoch,
+    "process_count": process_count,
+  }
   if native_multiple and mode == "native":
     info["native_multiple"] = native_multiple
   read_options = grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=prefetch)
@@ -395,22 +457,23 @@ class JointIterator:
   def step_shapes(self, start, stop):
     """{"edge": [...], "saliency": [...]}: each stream's TrainIterator.step_shapes (a call
     takes one step of each, so global step k of both streams meet in call k)."""
-    return {"edge": self.edge.step_shapes(start, stop),
-            "saliency": self.saliency.step_shapes(start, stop)}
+    return {
+      "edge": self.edge.step_shapes(start, stop),
+      "saliency": self.saliency.step_shapes(start, stop),
+    }
 
   def epoch_shapes(self, epoch):
     """{"edge": [...], "saliency": [...]}: epoch `epoch` of each stream (of its own length)."""
     return {"edge": self.edge.epoch_shapes(epoch), "saliency": self.saliency.epoch_shapes(epoch)}
 
 
-def joint_iterator(saliency_source, edge_source, *, seed=0, flip=True, edge_flip=False,
-                   **kwargs):
+def joint_iterator(saliency_source, edge_source, *, seed=0, flip=True, edge_flip=False, **kwargs):
   """JointIterator of train_iterator(saliency, "mask") and train_iterator(edges, "edge").
 
   Edges are not flipped by default: the original flips saliency pairs only
   (its edge set is already augmented). The edge stream uses seed + 1.
   """
   return JointIterator(
-      train_iterator(saliency_source, label_key="mask", seed=seed, flip=flip, **kwargs),
-      train_iterator(edge_source, label_key="edge", seed=seed + 1, flip=edge_flip, **kwargs))
-
+    train_iterator(saliency_source, label_key="mask", seed=seed, flip=flip, **kwargs),
+    train_iterator(edge_source, label_key="edge", seed=seed + 1, flip=edge_flip, **kwargs),
+  )

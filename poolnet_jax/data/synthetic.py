@@ -67,8 +67,13 @@ def make_scene(rng, height, width):
   image = _finish(rng, canvas.image)
   mask = np.isin(canvas.regions, salient)
   edge = contours(canvas.regions)
-  return Scene(image=image, mask=_to_u8(mask), edge=_to_u8(edge),
-               regions=canvas.regions, salient_ids=tuple(salient))
+  return Scene(
+    image=image,
+    mask=_to_u8(mask),
+    edge=_to_u8(edge),
+    regions=canvas.regions,
+    salient_ids=tuple(salient),
+  )
 
 
 def contours(regions):
@@ -159,8 +164,11 @@ def _paint_background(rng, canvas):
     along, across, length, extent = (x, y, w, h) if axis == 0 else (y, x, h, w)
     base = extent * rng.uniform(0.25, 0.75)
     tilt = np.tan(rng.uniform(-0.35, 0.35)) * (along - length / 2)
-    wave = extent * rng.uniform(0, 0.08) * np.sin(
-        2 * np.pi * along / (length * rng.uniform(0.3, 1.5)) + rng.uniform(0, 2 * np.pi))
+    wave = (
+      extent
+      * rng.uniform(0, 0.08)
+      * np.sin(2 * np.pi * along / (length * rng.uniform(0.3, 1.5)) + rng.uniform(0, 2 * np.pi))
+    )
     parts += (across > base + tilt + wave).astype(np.int32) << axis
   scale = min(h, w)
   for part in np.unique(parts):
@@ -202,8 +210,12 @@ def _touches_border(canvas, shape, top, left):
   (rows, cols), shape_win = win
   seen = shape[shape_win]
   h, w = canvas.shape
-  return bool((rows.start == 0 and seen[0].any()) or (rows.stop == h and seen[-1].any()) or
-              (cols.start == 0 and seen[:, 0].any()) or (cols.stop == w and seen[:, -1].any()))
+  return bool(
+    (rows.start == 0 and seen[0].any())
+    or (rows.stop == h and seen[-1].any())
+    or (cols.start == 0 and seen[:, 0].any())
+    or (cols.stop == w and seen[:, -1].any())
+  )
 
 
 def _paint_distractors(rng, canvas):
@@ -260,15 +272,17 @@ def _paint_strokes(rng, canvas, count):
     width = int(rng.integers(1, 4))
     if rng.random() < 0.5:
       n = int(rng.integers(2, 5))
-      points = [(float(rng.uniform(-0.1, 1.1) * w), float(rng.uniform(-0.1, 1.1) * h))
-                for _ in range(n)]
+      points = [
+        (float(rng.uniform(-0.1, 1.1) * w), float(rng.uniform(-0.1, 1.1) * h)) for _ in range(n)
+      ]
       draw.line(points, fill=1, width=width)
     else:
       r = rng.uniform(0.1, 0.5) * min(h, w)
       cx, cy = rng.uniform(0, w), rng.uniform(0, h)
       start = rng.uniform(0, 360)
-      draw.arc([cx - r, cy - r, cx + r, cy + r], start, start + rng.uniform(60, 270),
-               fill=1, width=width)
+      draw.arc(
+        [cx - r, cy - r, cx + r, cy + r], start, start + rng.uniform(60, 270), fill=1, width=width
+      )
     shape = np.asarray(layer, bool)
     if shape.any():
       colour = drawing.hsv(rng, (0.0, 1.0), (0.05, 1.0))
@@ -292,7 +306,7 @@ def _paint_objects(rng, canvas):
     for _ in range(8):  # the least overlap with objects already painted
       top = int(rng.integers(OBJECT_MARGIN, h - sh - OBJECT_MARGIN + 1))
       left = int(rng.integers(OBJECT_MARGIN, w - sw - OBJECT_MARGIN + 1))
-      overlap = np.count_nonzero(occupied[top:top + sh, left:left + sw] & shape)
+      overlap = np.count_nonzero(occupied[top : top + sh, left : left + sw] & shape)
       if best is None or overlap < best[0]:
         best = (overlap, top, left)
       if overlap == 0:
@@ -301,7 +315,7 @@ def _paint_objects(rng, canvas):
     colour = _contrasting(rng, canvas.mean_under(shape, top, left))
     fill = _textured_fill(rng, shape.shape, colour, rng.uniform(10, 45), max(sh, sw) * 2)
     region_id = canvas.paint(shape, top, left, fill)
-    occupied[top:top + sh, left:left + sw] |= shape
+    occupied[top : top + sh, left : left + sw] |= shape
     ids.append(region_id)
   return ids
 

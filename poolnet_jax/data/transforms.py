@@ -108,10 +108,12 @@ class SizeReader:
   def _tfds_size(self, index):
     if self._features is None:
       import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+
       self._features = self.source.dataset_info.features
       self._skip = {"image": tfds.decode.SkipDecoding()}
-    encoded = self._features.deserialize_example_np(self.source.data_source[index],
-                                                    decoders=self._skip)["image"]
+    encoded = self._features.deserialize_example_np(
+      self.source.data_source[index], decoders=self._skip
+    )["image"]
     if isinstance(encoded, np.ndarray):  # stored as a raw array, not encoded bytes
       return encoded.shape[:2]
     width, height = Image.open(io.BytesIO(encoded)).size

@@ -15,7 +15,11 @@ def small_map_conv(x, kernel, padding, dilation):
   k = kernel.shape[0]
   x = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
   out_h, out_w = (size - dilation * (k - 1) for size in x.shape[1:3])
-  shifted = [x[:, i * dilation:i * dilation + out_h, j * dilation:j * dilation + out_w]
-             for i in range(k) for j in range(k)]
-  return jnp.einsum("nhwp,pk->nhwk", jnp.concatenate(shifted, axis=-1),
-                    kernel.reshape(-1, kernel.shape[-1]))
+  shifted = [
+    x[:, i * dilation : i * dilation + out_h, j * dilation : j * dilation + out_w]
+    for i in range(k)
+    for j in range(k)
+  ]
+  return jnp.einsum(
+    "nhwp,pk->nhwk", jnp.concatenate(shifted, axis=-1), kernel.reshape(-1, kernel.shape[-1])
+  )

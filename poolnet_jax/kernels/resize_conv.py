@@ -23,7 +23,7 @@ def shifted_interpolation(in_size: int, out_size: int) -> np.ndarray:
   """(3, out_size, in_size): slice i interpolates output position p + i - 1 into row p,
   a zero row where that position is outside the map (the convolution's padding)."""
   padded = np.pad(ops.interpolation_matrix(in_size, out_size), ((1, 1), (0, 0)))
-  return np.stack([padded[i:i + out_size] for i in range(3)])
+  return np.stack([padded[i : i + out_size] for i in range(3)])
 
 
 def flops(input_shape, size, channels_out):
@@ -50,8 +50,9 @@ def worthwhile(input_shape, size, channels_out, winograd=True):
 
 def resize_conv3x3(x, kernel, size):
   """conv3x3(resize_bilinear(x, size)) with padding 1: NHWC `x`, HWIO `kernel`."""
-  rows, cols = (jnp.asarray(shifted_interpolation(i, o), x.dtype)
-                for i, o in zip(x.shape[1:3], size))
+  rows, cols = (
+    jnp.asarray(shifted_interpolation(i, o), x.dtype) for i, o in zip(x.shape[1:3], size)
+  )
   taps = jnp.einsum("nhwc,ijck->nhwijk", x, kernel)
   along_w = jnp.einsum("jqw,nhwijk->nhqik", cols, taps)
   return jnp.einsum("iph,nhqik->npqk", rows, along_w)

@@ -19,7 +19,7 @@ import numpy as np
 
 # Lavin & Gray (2016), F(2, 3).
 B_T = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float32)
-G = np.array([[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]], np.float32)
+G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float32)
 A_T = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float32)
 # Winograd-domain input per band in inference, measured best on a 2-core Zen 5 (BENCHMARKS.md).
 CHUNK_BYTES = 8 << 20
@@ -40,7 +40,7 @@ def worthwhile(input_shape, channels_out, dilation=1):
   more than the saved multiplications. So do few input channels.
   """
   n, h, w, c = input_shape
-  tiles = n * dilation ** 2 * -(-h // (2 * dilation)) * -(-w // (2 * dilation))
+  tiles = n * dilation**2 * -(-h // (2 * dilation)) * -(-w // (2 * dilation))
   return tiles >= MIN_TILES and min(c, channels_out) >= MIN_CHANNELS
 
 
@@ -74,8 +74,8 @@ def transform_input(x, tiles):
   pass over x, but splits a stack of 16 into 16 passes and a copy.
   """
   th, tw = tiles
-  rows = _combine([x[:, a:a + 2 * th:2] for a in range(4)], B_T)
-  v = [p for r in rows for p in _combine([r[:, :, b:b + 2 * tw:2] for b in range(4)], B_T)]
+  rows = _combine([x[:, a : a + 2 * th : 2] for a in range(4)], B_T)
+  v = [p for r in rows for p in _combine([r[:, :, b : b + 2 * tw : 2] for b in range(4)], B_T)]
   n, c = x.shape[0], x.shape[-1]
   return [jnp.stack(half).reshape(8, n * th * tw, c) for half in (v[:8], v[8:])]
 
@@ -85,7 +85,7 @@ def transform_output(m, batch, tiles):
   th, tw = tiles
   k = m[0].shape[-1]
   m = [h.reshape(8, batch, th, tw, k) for h in m]
-  m = [m[a // 2][(a % 2) * 4:(a % 2) * 4 + 4] for a in range(4)]  # m[a]: (4, N, th, tw, K)
+  m = [m[a // 2][(a % 2) * 4 : (a % 2) * 4 + 4] for a in range(4)]  # m[a]: (4, N, th, tw, K)
   rows = _combine(m, A_T)  # each (4, N, th, tw, K)
   y = [_combine([r[b] for b in range(4)], A_T) for r in rows]  # y[i][j]: (N, th, tw, K)
   y = jnp.stack([jnp.stack(row, axis=3) for row in y], axis=2)  # (N, th, 2, tw, 2, K)
@@ -130,10 +130,13 @@ def _gradients(precision, residuals, dy):
   v = transform_input(_pad_to_tiles(x, th, tw), tiles)
   dy = jnp.pad(dy, ((0, 0), (0, 2 * th - h), (0, 2 * tw - w), (0, 0)))
   m = [jax.ShapeDtypeStruct((8, n * th * tw, dy.shape[-1]), dy.dtype)] * 2
-  dm, = jax.linear_transpose(lambda m: transform_output(m, n, tiles), m)(dy)
-  du = jnp.concatenate([jnp.einsum("tpc,tpk->tck", a, b, precision=precision)
-                        for a, b in zip(v, dm)])
-  dk, = jax.linear_transpose(transform_kernel, jax.ShapeDtypeStruct(kernel.shape, kernel.dtype))(du)
+  (dm,) = jax.linear_transpose(lambda m: transform_output(m, n, tiles), m)(dy)
+  du = jnp.concatenate(
+    [jnp.einsum("tpc,tpk->tck", a, b, precision=precision) for a, b in zip(v, dm)]
+  )
+  (dk,) = jax.linear_transpose(transform_kernel, jax.ShapeDtypeStruct(kernel.shape, kernel.dtype))(
+    du
+  )
   return dx, dk
 
 
@@ -158,8 +161,10 @@ def _conv3x3(x, kernel, precision, banded):
 
   def band(i):
     xs = jax.lax.dynamic_slice_in_dim(x, i * 2 * rows, 2 * rows + 2, axis=1)
-    m = [jnp.einsum("tpc,tck->tpk", v, u[8 * j:8 * j + 8], precision=precision)
-         for j, v in enumerate(transform_input(xs, (rows, tw)))]
+    m = [
+      jnp.einsum("tpc,tck->tpk", v, u[8 * j : 8 * j + 8], precision=precision)
+      for j, v in enumerate(transform_input(xs, (rows, tw)))
+    ]
     return transform_output(m, n, (rows, tw))
 
   y = jax.lax.map(band, jnp.arange(chunks)) if chunks > 1 else band(0)[None]

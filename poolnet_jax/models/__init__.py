@@ -10,10 +10,10 @@ from poolnet_jax.models.poolnet import PoolNet
 DTYPES = ("float32", "bfloat16", "float16")
 
 VARIANTS = {
-    "resnet50": dict(backbone="resnet50", edge=False),
-    "vgg16": dict(backbone="vgg16", edge=False),
-    "resnet50_edge": dict(backbone="resnet50", edge=True),
-    "vgg16_edge": dict(backbone="vgg16", edge=True),
+  "resnet50": dict(backbone="resnet50", edge=False),
+  "vgg16": dict(backbone="vgg16", edge=False),
+  "resnet50_edge": dict(backbone="resnet50", edge=True),
+  "vgg16_edge": dict(backbone="vgg16", edge=True),
 }
 
 
@@ -53,5 +53,8 @@ def compute_dtype(dtype):
 
 def variant_name(model: PoolNet) -> str:
   """The variant name of a PoolNet module (inverse of create_model's `name`)."""
-  return next(name for name, spec in VARIANTS.items()
-              if spec == {"backbone": model.backbone, "edge": model.edge})
+  return next(
+    name
+    for name, spec in VARIANTS.items()
+    if spec == {"backbone": model.backbone, "edge": model.edge}
+  )

@@ -55,4 +55,5 @@ def kernel_init(scheme, role="hidden"):
   def init(key, shape, dtype):
     std = skipinit_std(role, shape)
     return nn.initializers.normal(stddev=std)(key, shape, dtype) if std else jnp.zeros(shape, dtype)
+
   return init

@@ -32,6 +32,7 @@ class ConvImpl:
   `lax.conv_general_dilated` everywhere, the accelerators' choice. Neither changes
   the parameters. `init`: the kernels' initialisation scheme (models/init.py).
   """
+
   winograd: bool = False
   resize_conv: bool = False
   init: str = "original"
@@ -53,8 +54,10 @@ def conv_impl(conv=None, resize=None, backend=None) -> ConvImpl:
   elif conv in CONV_CHOICES:
     impl = ConvImpl(winograd=True, resize_conv=True) if conv == "fast" else XLA
   else:
-    raise ValueError(f"unknown convolution implementation {conv!r}; expected one of "
-                     f"{CONV_CHOICES} or None (the backend's default)")
+    raise ValueError(
+      f"unknown convolution implementation {conv!r}; expected one of "
+      f"{CONV_CHOICES} or None (the backend's default)"
+    )
   return impl if resize is None else dataclasses.replace(impl, resize_conv=bool(resize))
 
 
@@ -68,6 +71,7 @@ def channels(c: int, width: float) -> int:
 class Conv2d(nn.Module):
   """`nn.Conv2d` in NHWC: HWIO `kernel`, optional `bias`, explicit padding, computed
   as `impl` says (ConvImpl); `role` (models/init.py) picks the kernel's initializer."""
+
   features: int
   kernel_size: int = 3
   stride: int = 1
@@ -82,8 +86,12 @@ class Conv2d(nn.Module):
   def __call__(self, x, resize_to=None):
     """Convolves `x`, or with `resize_to` = (H, W) `ops.resize_bilinear(x, resize_to)`."""
     k = self.kernel_size
-    kernel = self.param("kernel", init_lib.kernel_init(self.impl.init, self.role),
-                        (k, k, x.shape[-1], self.features), jnp.float32)
+    kernel = self.param(
+      "kernel",
+      init_lib.kernel_init(self.impl.init, self.role),
+      (k, k, x.shape[-1], self.features),
+      jnp.float32,
+    )
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
     size = None if resize_to is None else tuple(resize_to)
     if size is not None and self._fuse_resize(x.shape, size):
@@ -99,9 +107,12 @@ class Conv2d(nn.Module):
 
   def _fuse_resize(self, shape, size):
     """Whether to convolve the resized map without making it (kernels/resize_conv.py)."""
-    return (self.impl.resize_conv and size != tuple(shape[1:3])
-            and (self.kernel_size, self.stride, self.padding, self.dilation) == (3, 1, 1, 1)
-            and resize_conv.worthwhile(shape, size, self.features, self.impl.winograd))
+    return (
+      self.impl.resize_conv
+      and size != tuple(shape[1:3])
+      and (self.kernel_size, self.stride, self.padding, self.dilation) == (3, 1, 1, 1)
+      and resize_conv.worthwhile(shape, size, self.features, self.impl.winograd)
+    )
 
 
 def convolve(x, kernel, stride=1, padding=0, dilation=1, impl=XLA):
@@ -109,14 +120,22 @@ def convolve(x, kernel, stride=1, padding=0, dilation=1, impl=XLA):
   k = kernel.shape[0]
   if impl.winograd and k == 1 and padding == 0:
     return matmul_conv.conv1x1(x, kernel, stride)
-  if (impl.winograd and winograd.supports(k, stride, padding, dilation)
-      and winograd.worthwhile(x.shape, kernel.shape[3], dilation)):
+  if (
+    impl.winograd
+    and winograd.supports(k, stride, padding, dilation)
+    and winograd.worthwhile(x.shape, kernel.shape[3], dilation)
+  ):
     return winograd.conv3x3_dilated(x, kernel, dilation)
   if impl.winograd and stride == 1 and min(x.shape[1:3]) < k:
     return matmul_conv.small_map_conv(x, kernel, padding, dilation)
   return jax.lax.conv_general_dilated(
-      x, kernel, window_strides=(stride, stride), padding=[(padding, padding)] * 2,
-      rhs_dilation=(dilation, dilation), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    x,
+    kernel,
+    window_strides=(stride, stride),
+    padding=[(padding, padding)] * 2,
+    rhs_dilation=(dilation, dilation),
+    dimension_numbers=("NHWC", "HWIO", "NHWC"),
+  )
 
 
 class FrozenBatchNorm(nn.Module):
@@ -126,6 +145,7 @@ class FrozenBatchNorm(nn.Module):
   and the original's `num_batches_tracked` counter in `batch_stats`. The affine
   map is applied in float32 whatever `dtype` the output takes.
   """
+
   dtype: Dtype = jnp.float32
 
   @nn.compact
@@ -143,6 +163,7 @@ class FrozenBatchNorm(nn.Module):
 
 class ConvReLU(nn.Module):
   """`nn.Sequential(conv, ReLU)`: the conv is child '0'; `resize_to` as Conv2d's."""
+
   features: int
   kernel_size: int = 3
   dtype: Dtype = jnp.float32
@@ -150,13 +171,20 @@ class ConvReLU(nn.Module):
 
   @nn.compact
   def __call__(self, x, resize_to=None):
-    conv = Conv2d(self.features, self.kernel_size, padding=self.kernel_size // 2,
-                  dtype=self.dtype, impl=self.impl, name="0")
+    conv = Conv2d(
+      self.features,
+      self.kernel_size,
+      padding=self.kernel_size // 2,
+      dtype=self.dtype,
+      impl=self.impl,
+      name="0",
+    )
     return nn.relu(conv(x, resize_to))
 
 
 class ConvList(nn.Module):
   """A ModuleList of convolutions named by their index, applied one per input."""
+
   features: Sequence[int]
   kernel_size: int = 1
   use_bias: bool = False
@@ -172,8 +200,15 @@ class ConvList(nn.Module):
       if self.relu:
         outputs.append(ConvReLU(c, self.kernel_size, self.dtype, self.impl, name=str(i))(x))
       else:
-        conv = Conv2d(c, self.kernel_size, padding=self.kernel_size // 2,
-                      use_bias=self.use_bias, dtype=self.dtype, impl=self.impl,
-                      role=self.role, name=str(i))
+        conv = Conv2d(
+          c,
+          self.kernel_size,
+          padding=self.kernel_size // 2,
+          use_bias=self.use_bias,
+          dtype=self.dtype,
+          impl=self.impl,
+          role=self.role,
+          name=str(i),
+        )
         outputs.append(conv(x))
     return outputs

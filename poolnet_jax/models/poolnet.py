@@ -23,16 +23,27 @@ EDGE_INFO_CHANNELS = 128
 # Per backbone: guiding-flow widths, FAM rows (k, k_out, need_x2, need_fuse),
 # convert-layer widths (ResNet only).
 DECODER = {
-    "resnet50": dict(
-        infos=(512, 256, 256, 128),
-        fam=((512, 512, False, True), (512, 256, True, True), (256, 256, True, True),
-             (256, 128, True, True), (128, 128, False, False)),
-        convert=(128, 256, 256, 512, 512)),
-    "vgg16": dict(
-        infos=(512, 256, 128),
-        fam=((512, 512, True, True), (512, 256, True, True), (256, 128, True, True),
-             (128, 128, False, False)),
-        convert=None),
+  "resnet50": dict(
+    infos=(512, 256, 256, 128),
+    fam=(
+      (512, 512, False, True),
+      (512, 256, True, True),
+      (256, 256, True, True),
+      (256, 128, True, True),
+      (128, 128, False, False),
+    ),
+    convert=(128, 256, 256, 512, 512),
+  ),
+  "vgg16": dict(
+    infos=(512, 256, 128),
+    fam=(
+      (512, 512, True, True),
+      (512, 256, True, True),
+      (256, 128, True, True),
+      (128, 128, False, False),
+    ),
+    convert=None,
+  ),
 }
 
 
@@ -42,6 +53,7 @@ def _size(x):
 
 class PoolBranch(nn.Module):
   """`Sequential(AdaptiveAvgPool2d(bins), conv1x1, ReLU)`: the conv is child '1'."""
+
   features: int
   bins: int
   dtype: Any = jnp.float32
@@ -56,26 +68,32 @@ class PoolBranch(nn.Module):
 
 class PyramidPooling(nn.Module):
   """`ppms`: one PoolBranch per bin size, named '0', '1', '2'."""
+
   features: int
   dtype: Any = jnp.float32
   impl: ConvImpl = XLA
 
   @nn.compact
   def __call__(self, x):
-    return [PoolBranch(self.features, bins, self.dtype, self.impl, name=str(i))(x)
-            for i, bins in enumerate(PYRAMID_BINS)]
+    return [
+      PoolBranch(self.features, bins, self.dtype, self.impl, name=str(i))(x)
+      for i, bins in enumerate(PYRAMID_BINS)
+    ]
 
 
 class GuidingFlows(nn.Module):
   """`infos`: the guidance map resized to each feature, then 3x3 conv + ReLU."""
+
   features: Sequence[int]
   dtype: Any = jnp.float32
   impl: ConvImpl = XLA
 
   @nn.compact
   def __call__(self, guidance, sizes):
-    return [ConvReLU(c, 3, self.dtype, self.impl, name=str(i))(guidance, resize_to=size)
-            for i, (c, size) in enumerate(zip(self.features, sizes))]
+    return [
+      ConvReLU(c, 3, self.dtype, self.impl, name=str(i))(guidance, resize_to=size)
+      for i, (c, size) in enumerate(zip(self.features, sizes))
+    ]
 
 
 class Base(nn.Module):
@@ -84,6 +102,7 @@ class Base(nn.Module):
   Returns the backbone features (finest first) and the guiding flows
   (coarsest first).
   """
+
   backbone: str
   stages: Sequence[int] = (3, 4, 6, 3)
   width: float = 1.0
@@ -97,22 +116,21 @@ class Base(nn.Module):
     w, d, impl = self.width, self.dtype, self.impl
     ggm = channels(GGM_CHANNELS, w)
     if self.backbone == "resnet50":
-      features = ResNet(self.stages, w, self.resnet_style, d, impl, self.remat,
-                        name="resnet")(x)
+      features = ResNet(self.stages, w, self.resnet_style, d, impl, self.remat, name="resnet")(x)
       top = Conv2d(ggm, 1, dtype=d, impl=impl, name="ppms_pre")(features[-1])
     else:
       features = VGG16(w, d, impl, self.remat, name="vgg16")(x)
       top = features[-1]
     pooled = PyramidPooling(ggm, d, impl, name="ppms")(top)
-    guidance = ConvReLU(ggm, 3, d, impl, name="ppm_cat")(
-        jnp.concatenate([top] + pooled, axis=-1))
+    guidance = ConvReLU(ggm, 3, d, impl, name="ppm_cat")(jnp.concatenate([top] + pooled, axis=-1))
     flow_widths = [channels(c, w) for c in DECODER[self.backbone]["infos"]]
-    sizes = [_size(f) for f in features[len(flow_widths) - 1::-1]]
+    sizes = [_size(f) for f in features[len(flow_widths) - 1 :: -1]]
     return features, GuidingFlows(flow_widths, d, impl, name="infos")(guidance, sizes)
 
 
 class FeatureAggregation(nn.Module):
   """FAM (`deep_pool.k`): multi-scale average pooling branches added to the input."""
+
   k: int
   k_out: int
   need_x2: bool
@@ -123,19 +141,26 @@ class FeatureAggregation(nn.Module):
   @nn.compact
   def __call__(self, x, x2=None, x3=None):
     # Each branch is summed with x and the others before the ReLU: role "sum3".
-    branches = ConvList([self.k] * len(FAM_POOLS), 3, dtype=self.dtype, impl=self.impl,
-                        role=f"sum{len(FAM_POOLS)}", name="convs")
+    branches = ConvList(
+      [self.k] * len(FAM_POOLS),
+      3,
+      dtype=self.dtype,
+      impl=self.impl,
+      role=f"sum{len(FAM_POOLS)}",
+      name="convs",
+    )
     pooled = branches([ops.avg_pool(x, p) for p in FAM_POOLS])
     r = x
     for y in pooled:
       r = r + ops.resize_bilinear(y, _size(x))
     r = nn.relu(r)
-    r = Conv2d(self.k_out, 3, padding=1, dtype=self.dtype, impl=self.impl, role="sum1",
-               name="conv_sum")(
-        r, resize_to=_size(x2) if self.need_x2 else None)
+    r = Conv2d(
+      self.k_out, 3, padding=1, dtype=self.dtype, impl=self.impl, role="sum1", name="conv_sum"
+    )(r, resize_to=_size(x2) if self.need_x2 else None)
     if self.need_fuse:
-      r = Conv2d(self.k_out, 3, padding=1, dtype=self.dtype, impl=self.impl, role="sum3",
-                 name="conv_sum_c")(r + x2 + x3)
+      r = Conv2d(
+        self.k_out, 3, padding=1, dtype=self.dtype, impl=self.impl, role="sum3", name="conv_sum_c"
+      )(r + x2 + x3)
     return r
 
 
@@ -144,6 +169,7 @@ class Decoder(nn.Module):
 
   With `remat` each FAM keeps only its inputs for the backward pass.
   """
+
   rows: Sequence[Sequence[Any]]
   dtype: Any = jnp.float32
   impl: ConvImpl = XLA
@@ -152,8 +178,9 @@ class Decoder(nn.Module):
   @nn.compact
   def __call__(self, features, flows, last: bool = True):
     fam = nn.remat(FeatureAggregation) if self.remat else FeatureAggregation
-    fams = [fam(*row, dtype=self.dtype, impl=self.impl, name=str(i))
-            for i, row in enumerate(self.rows)]
+    fams = [
+      fam(*row, dtype=self.dtype, impl=self.impl, name=str(i)) for i, row in enumerate(self.rows)
+    ]
     merges = [fams[0](features[0], features[1], flows[0])]
     for k in range(1, len(fams) - 1):
       merges.append(fams[k](merges[-1], features[k + 1], flows[k]))
@@ -165,19 +192,29 @@ class Decoder(nn.Module):
 class Score(nn.Module):
   """`score`: conv to one channel (1x1, or 3x3 in the joint model), resized to the input
   in float32 (the logits are float32 whatever the compute dtype)."""
+
   kernel_size: int = 1
   dtype: Any = jnp.float32
   impl: ConvImpl = XLA
 
   @nn.compact
   def __call__(self, x, size):
-    conv = Conv2d(1, self.kernel_size, padding=self.kernel_size // 2, use_bias=True,
-                  dtype=self.dtype, impl=self.impl, role="zero", name="score")
+    conv = Conv2d(
+      1,
+      self.kernel_size,
+      padding=self.kernel_size // 2,
+      use_bias=True,
+      dtype=self.dtype,
+      impl=self.impl,
+      role="zero",
+      name="score",
+    )
     return ops.resize_bilinear(conv(x).astype(jnp.float32), size)
 
 
 class BlockLayer(nn.Module):
   """`block.i` of the edge branch: two bottleneck residuals, then 1x1 to 16 channels."""
+
   dtype: Any = jnp.float32
   impl: ConvImpl = XLA
 
@@ -193,6 +230,7 @@ class BlockLayer(nn.Module):
 
 class _Mid(nn.Module):
   """`block_midJ`: child '0' holds a 3x3 conv ('0') and a 1x1 conv ('1')."""
+
   features: int
   dtype: Any = jnp.float32
   impl: ConvImpl = XLA
@@ -218,21 +256,25 @@ class EdgeFuse(nn.Module):
 
   The side logits are resized and fused in float32 whatever the compute dtype.
   """
+
   dtype: Any = jnp.float32
   impl: ConvImpl = XLA
 
   @nn.compact
   def __call__(self, edges, size):
-    sides = ConvList([1] * len(edges), 1, use_bias=True, dtype=self.dtype, impl=self.impl,
-                     name="trans")(edges)
+    sides = ConvList(
+      [1] * len(edges), 1, use_bias=True, dtype=self.dtype, impl=self.impl, name="trans"
+    )(edges)
     sides = [ops.resize_bilinear(s.astype(jnp.float32), size) for s in sides]
     fused = Conv2d(1, 1, use_bias=True, dtype=jnp.float32, impl=self.impl, name="fuse")(
-        jnp.concatenate(sides, axis=-1))
+      jnp.concatenate(sides, axis=-1)
+    )
     return fused, sides
 
 
 class EdgeInfo(nn.Module):
   """`edgeinfo.trans`: four 3x3 conv + ReLU (children '0', '2', '4', '6')."""
+
   width: float = 1.0
   dtype: Any = jnp.float32
   impl: ConvImpl = XLA
@@ -251,8 +293,9 @@ class _EdgeInfoTrans(nn.Module):
   def __call__(self, x):
     c = channels(EDGE_INFO_CHANNELS, self.width)
     for index, features in zip((0, 2, 4, 6), (x.shape[-1], c, c, c)):
-      x = nn.relu(Conv2d(features, 3, padding=1, dtype=self.dtype, impl=self.impl,
-                         name=str(index))(x))
+      x = nn.relu(
+        Conv2d(features, 3, padding=1, dtype=self.dtype, impl=self.impl, name=str(index))(x)
+      )
     return x
 
 
@@ -269,6 +312,7 @@ class PoolNet(nn.Module):
   ResNet bottlenecks, VGG blocks and FAMs in the backward pass instead of
   keeping their activations.
   """
+
   backbone: str = "resnet50"
   edge: bool = False
   stages: Sequence[int] = (3, 4, 6, 3)
@@ -299,15 +343,19 @@ class PoolNet(nn.Module):
     size = _size(images)
     smallest = self.min_input_size()
     if min(size) < smallest:
-      raise ValueError(f"input {size[0]}x{size[1]} is too small for PoolNet-{self.backbone}: "
-                       f"the smallest accepted height and width is {smallest}")
+      raise ValueError(
+        f"input {size[0]}x{size[1]} is too small for PoolNet-{self.backbone}: "
+        f"the smallest accepted height and width is {smallest}"
+      )
     w, d, impl = self.width, self.dtype, self.conv
     spec = DECODER[self.backbone]
-    features, flows = Base(self.backbone, self.stages, w, self.resnet_style, d, impl,
-                           self.remat, name="base")(images.astype(d))
+    features, flows = Base(
+      self.backbone, self.stages, w, self.resnet_style, d, impl, self.remat, name="base"
+    )(images.astype(d))
     if spec["convert"]:
-      features = _Convert([channels(c, w) for c in spec["convert"]], d, impl,
-                          name="convert")(features)
+      features = _Convert([channels(c, w) for c in spec["convert"]], d, impl, name="convert")(
+        features
+      )
     rows = [(channels(k, w), channels(k_out, w), x2, fuse) for k, k_out, x2, fuse in spec["fam"]]
     decoder = Decoder(rows, d, impl, self.remat, name="deep_pool")
     if not self.edge:
@@ -331,18 +379,21 @@ class PoolNet(nn.Module):
 
 class _Convert(nn.Module):
   """`convert.convert0`: per feature a 1x1 conv + ReLU (children '0'..'4', each conv '0')."""
+
   features: Sequence[int]
   dtype: Any = jnp.float32
   impl: ConvImpl = XLA
 
   @nn.compact
   def __call__(self, features):
-    return ConvList(self.features, 1, relu=True, dtype=self.dtype, impl=self.impl,
-                    name="convert0")(features)
+    return ConvList(self.features, 1, relu=True, dtype=self.dtype, impl=self.impl, name="convert0")(
+      features
+    )
 
 
 class _Blocks(nn.Module):
   """`block`: one BlockLayer per intermediate merge, coarsest first."""
+
   dtype: Any = jnp.float32
   impl: ConvImpl = XLA
 

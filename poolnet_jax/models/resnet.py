@@ -21,6 +21,7 @@ class Bottleneck(nn.Module):
   Caffe style (the authors' backbone) strides the first 1x1 conv; torchvision
   style strides the 3x3 conv.
   """
+
   planes: int
   stride: int = 1
   dilation: int = 1
@@ -35,8 +36,16 @@ class Bottleneck(nn.Module):
     s1, s3 = (self.stride, 1) if self.style == "caffe" else (1, self.stride)
     y = Conv2d(self.planes, 1, stride=s1, dtype=d, impl=impl, name="conv1")(x)
     y = nn.relu(FrozenBatchNorm(d, name="bn1")(y))
-    y = Conv2d(self.planes, 3, stride=s3, padding=self.dilation, dilation=self.dilation,
-               dtype=d, impl=impl, name="conv2")(y)
+    y = Conv2d(
+      self.planes,
+      3,
+      stride=s3,
+      padding=self.dilation,
+      dilation=self.dilation,
+      dtype=d,
+      impl=impl,
+      name="conv2",
+    )(y)
     y = nn.relu(FrozenBatchNorm(d, name="bn2")(y))
     y = Conv2d(self.planes * EXPANSION, 1, dtype=d, impl=impl, role="zero", name="conv3")(y)
     y = FrozenBatchNorm(d, name="bn3")(y)
@@ -47,6 +56,7 @@ class Bottleneck(nn.Module):
 
 class Downsample(nn.Module):
   """Projection shortcut: `Sequential(conv1x1, BN)` with children '0' and '1'."""
+
   features: int
   stride: int
   dtype: Any = jnp.float32
@@ -54,8 +64,7 @@ class Downsample(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    x = Conv2d(self.features, 1, stride=self.stride, dtype=self.dtype, impl=self.impl,
-               name="0")(x)
+    x = Conv2d(self.features, 1, stride=self.stride, dtype=self.dtype, impl=self.impl, name="0")(x)
     return FrozenBatchNorm(self.dtype, name="1")(x)
 
 
@@ -65,6 +74,7 @@ class Stage(nn.Module):
   With `remat` each bottleneck keeps only its input for the backward pass and
   recomputes the rest (`nn.remat`; the parameter names are unchanged).
   """
+
   planes: int
   blocks: int
   stride: int
@@ -78,13 +88,22 @@ class Stage(nn.Module):
   def __call__(self, x):
     block = nn.remat(Bottleneck) if self.remat else Bottleneck
     for i in range(self.blocks):
-      x = block(self.planes, self.stride if i == 0 else 1, self.dilation, downsample=i == 0,
-                style=self.style, dtype=self.dtype, impl=self.impl, name=str(i))(x)
+      x = block(
+        self.planes,
+        self.stride if i == 0 else 1,
+        self.dilation,
+        downsample=i == 0,
+        style=self.style,
+        dtype=self.dtype,
+        impl=self.impl,
+        name=str(i),
+      )(x)
     return x
 
 
 class ResNet(nn.Module):
   """Returns [relu(conv1), layer1, layer2, layer3, layer4]."""
+
   stages: Sequence[int] = (3, 4, 6, 3)
   width: float = 1.0
   style: str = "caffe"
@@ -96,15 +115,31 @@ class ResNet(nn.Module):
   def __call__(self, x):
     if self.style not in STYLES:
       raise ValueError(f"unknown ResNet style {self.style!r}; expected one of {STYLES}")
-    x = Conv2d(channels(64, self.width), 7, stride=2, padding=3, dtype=self.dtype,
-               impl=self.impl, role="input", name="conv1")(x)
+    x = Conv2d(
+      channels(64, self.width),
+      7,
+      stride=2,
+      padding=3,
+      dtype=self.dtype,
+      impl=self.impl,
+      role="input",
+      name="conv1",
+    )(x)
     x = nn.relu(FrozenBatchNorm(self.dtype, name="bn1")(x))
     features = [x]
     x = ops.max_pool(x, 3, 2, 1, ceil_mode=self.style == "caffe")
     for i, blocks in enumerate(self.stages):
-      x = Stage(channels(STAGE_WIDTHS[i], self.width), blocks, STAGE_STRIDES[i],
-                STAGE_DILATIONS[i], self.style, self.dtype, self.impl, self.remat,
-                name=f"layer{i + 1}")(x)
+      x = Stage(
+        channels(STAGE_WIDTHS[i], self.width),
+        blocks,
+        STAGE_STRIDES[i],
+        STAGE_DILATIONS[i],
+        self.style,
+        self.dtype,
+        self.impl,
+        self.remat,
+        name=f"layer{i + 1}",
+      )(x)
       features.append(x)
     return features
 

@@ -10,8 +10,21 @@ from poolnet_jax.models.layers import XLA, Conv2d, ConvImpl, channels
 
 # The original's flat layer list: (index, out channels) of each 3x3 conv; a ReLU
 # follows each conv and max pools sit at 4, 9, 16, 23 (and 30, never used).
-CONVS = ((0, 64), (2, 64), (5, 128), (7, 128), (10, 256), (12, 256), (14, 256),
-         (17, 512), (19, 512), (21, 512), (24, 512), (26, 512), (28, 512))
+CONVS = (
+  (0, 64),
+  (2, 64),
+  (5, 128),
+  (7, 128),
+  (10, 256),
+  (12, 256),
+  (14, 256),
+  (17, 512),
+  (19, 512),
+  (21, 512),
+  (24, 512),
+  (26, 512),
+  (28, 512),
+)
 POOLS_AFTER = (2, 7, 14, 21)  # conv indices followed by a pool (4, 9, 16, 23)
 FEATURES_AFTER = (7, 14, 21, 28)  # relu2_2, relu3_3, relu4_3, relu5_3 (8, 15, 22, 29)
 
@@ -22,6 +35,7 @@ class VGGLayers(nn.Module):
   With `remat` each block of convolutions between two pools keeps only its input
   for the backward pass (a lifted `nn.remat` of a function: names unchanged).
   """
+
   width: float = 1.0
   dtype: Any = jnp.float32
   impl: ConvImpl = XLA
@@ -46,14 +60,24 @@ class VGGLayers(nn.Module):
 def _conv_block(layers, x, convs):
   """3x3 conv + ReLU for each (index, channels) of `convs`, as children of `layers`."""
   for index, c in convs:
-    x = nn.relu(Conv2d(channels(c, layers.width), 3, padding=1, use_bias=True,
-                       dtype=layers.dtype, impl=layers.impl,
-                       role="input" if index == 0 else "hidden", name=str(index))(x))
+    x = nn.relu(
+      Conv2d(
+        channels(c, layers.width),
+        3,
+        padding=1,
+        use_bias=True,
+        dtype=layers.dtype,
+        impl=layers.impl,
+        role="input" if index == 0 else "hidden",
+        name=str(index),
+      )(x)
+    )
   return x
 
 
 class VGG16(nn.Module):
   """Returns [relu2_2, relu3_3, relu4_3, relu5_3]; layers live under `base`."""
+
   width: float = 1.0
   dtype: Any = jnp.float32
   impl: ConvImpl = XLA

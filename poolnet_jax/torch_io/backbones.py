@@ -28,7 +28,7 @@ POOLNET_KEY = re.compile(r"^(base\.(resnet|vgg16)|deep_pool|score)\.")
 
 
 def backbone_kind(state_dict):
-  """"resnet50" or "vgg16" if `state_dict` is an ImageNet backbone file, else None."""
+  """ "resnet50" or "vgg16" if `state_dict` is an ImageNet backbone file, else None."""
   keys = [k for k in strip_prefix(state_dict) if not CLASSIFIER_KEY.match(k)]
   if keys and "conv1.weight" in keys and all(RESNET_KEY.match(k) for k in keys):
     return "resnet50"
@@ -62,16 +62,21 @@ def load_backbone(path, backbone, **overrides):
     raise ValueError(f"unknown backbone {backbone!r}; expected one of {sorted(PREFIX)}")
   if os.path.isdir(path):
     raise mapping.CheckpointMismatch(
-        f"{path} is a folder (a converted PoolNet?), not an ImageNet backbone file; "
-        f"use --config.init_checkpoint={path} to fine-tune a converted or trained PoolNet")
+      f"{path} is a folder (a converted PoolNet?), not an ImageNet backbone file; "
+      f"use --config.init_checkpoint={path} to fine-tune a converted or trained PoolNet"
+    )
   state_dict = strip_prefix(read_state_dict(path))
   if any(POOLNET_KEY.match(k) for k in state_dict):
     raise mapping.CheckpointMismatch(
-        f"{path} is a full PoolNet checkpoint ({mapping.variant_by_names(state_dict)}), not an "
-        f"ImageNet backbone; use --config.init_checkpoint={path} to fine-tune it")
+      f"{path} is a full PoolNet checkpoint ({mapping.variant_by_names(state_dict)}), not an "
+      f"ImageNet backbone; use --config.init_checkpoint={path} to fine-tune it"
+    )
   renamed, ignored = _rename(state_dict, backbone)
-  expected = {k: v for k, v in mapping.expected_state_dict(backbone, **overrides).items()
-              if k.startswith(PREFIX[backbone])}
+  expected = {
+    k: v
+    for k, v in mapping.expected_state_dict(backbone, **overrides).items()
+    if k.startswith(PREFIX[backbone])
+  }
   if backbone == "vgg16":  # layers past relu5_3 (fc6/fc7 as convs) are not in PoolNet
     ignored += [file_key for k, (file_key, _) in renamed.items() if k not in expected]
     renamed = {k: v for k, v in renamed.items() if k in expected}
@@ -83,13 +88,20 @@ def load_backbone(path, backbone, **overrides):
   missing, unexpected, shapes = mapping.mismatch(renamed, expected)
   if missing or unexpected or shapes:
     raise mapping.CheckpointMismatch(
-        f"{path} is not a {backbone} backbone file:" +
-        mapping.describe("missing tensors", missing) +
-        mapping.describe("unexpected tensors", unexpected) +
-        mapping.describe("shape mismatches", shapes))
+      f"{path} is not a {backbone} backbone file:"
+      + mapping.describe("missing tensors", missing)
+      + mapping.describe("unexpected tensors", unexpected)
+      + mapping.describe("shape mismatches", shapes)
+    )
   if ignored:
-    logging.info("%s: ignored %d tensors the %s backbone does not use: %s%s", path, len(ignored),
-                 backbone, ", ".join(ignored[:5]), " ..." if len(ignored) > 5 else "")
+    logging.info(
+      "%s: ignored %d tensors the %s backbone does not use: %s%s",
+      path,
+      len(ignored),
+      backbone,
+      ", ".join(ignored[:5]),
+      " ..." if len(ignored) > 5 else "",
+    )
   return mapping.unflatten(renamed), ignored
 
 

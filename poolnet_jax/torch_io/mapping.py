@@ -37,8 +37,11 @@ def mismatch(state_dict, expected):
   """(missing names, unexpected names, shape mismatches) of a state_dict against `expected`."""
   missing = [k for k in expected if k not in state_dict]
   unexpected = [k for k in state_dict if k not in expected]
-  shapes = [f"{k}: file {np.shape(state_dict[k])}, model {expected[k][0]}"
-            for k in expected if k in state_dict and np.shape(state_dict[k]) != expected[k][0]]
+  shapes = [
+    f"{k}: file {np.shape(state_dict[k])}, model {expected[k][0]}"
+    for k in expected
+    if k in state_dict and np.shape(state_dict[k]) != expected[k][0]
+  ]
   return missing, unexpected, shapes
 
 
@@ -83,28 +86,37 @@ def to_flax(state_dict, name=None, source="state_dict"):
     name, problems = detect_variant(state_dict)
     if problems:
       raise CheckpointMismatch(
-          f"{source} is not a PoolNet checkpoint of any known variant; it most resembles "
-          f"{name}:" + "".join(describe(*p) for p in zip(
-              ("missing tensors", "unexpected tensors", "shape mismatches"), problems)))
+        f"{source} is not a PoolNet checkpoint of any known variant; it most resembles "
+        f"{name}:"
+        + "".join(
+          describe(*p)
+          for p in zip(("missing tensors", "unexpected tensors", "shape mismatches"), problems)
+        )
+      )
   else:
     problems = mismatch(state_dict, expected_state_dict(name))
     if any(problems):
       nearest, _ = detect_variant(state_dict)
       raise CheckpointMismatch(
-          f"{source} does not fit PoolNet variant {name} (it most resembles {nearest}):" +
-          "".join(describe(*p) for p in zip(
-              ("missing tensors", "unexpected tensors", "shape mismatches"), problems)))
+        f"{source} does not fit PoolNet variant {name} (it most resembles {nearest}):"
+        + "".join(
+          describe(*p)
+          for p in zip(("missing tensors", "unexpected tensors", "shape mismatches"), problems)
+        )
+      )
   return name, unflatten(state_dict)
 
 
 def _refuse_backbone(state_dict, source):
   """Raises CheckpointMismatch naming an ImageNet backbone file given as a full PoolNet."""
   from poolnet_jax.torch_io import backbones  # pylint: disable=import-outside-toplevel  (cycle)
+
   kind = backbones.backbone_kind(state_dict)
   if kind:
     raise CheckpointMismatch(
-        f"{source} is an ImageNet backbone ({kind}), not a full PoolNet checkpoint; to train "
-        f"from it use --config.backbone_checkpoint={source}")
+      f"{source} is an ImageNet backbone ({kind}), not a full PoolNet checkpoint; to train "
+      f"from it use --config.backbone_checkpoint={source}"
+    )
 
 
 def unflatten(state_dict):
@@ -132,7 +144,13 @@ def to_state_dict(variables):
 
 
 def log_summary(name, variables, source):
-  counts = {c: sum(int(np.prod(np.shape(x))) for x in jax.tree_util.tree_leaves(v))
-            for c, v in variables.items()}
-  logging.info("%s: PoolNet variant %s, %s", source, name,
-               ", ".join(f"{n:,} values in {c}" for c, n in counts.items()))
+  counts = {
+    c: sum(int(np.prod(np.shape(x))) for x in jax.tree_util.tree_leaves(v))
+    for c, v in variables.items()
+  }
+  logging.info(
+    "%s: PoolNet variant %s, %s",
+    source,
+    name,
+    ", ".join(f"{n:,} values in {c}" for c, n in counts.items()),
+  )

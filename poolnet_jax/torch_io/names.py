@@ -10,24 +10,63 @@ import numpy as np
 
 # (torch leaf name, ndim) -> (Flax collection, Flax leaf name)
 TORCH_TO_FLAX_LEAF = {
-    ("weight", 4): ("params", "kernel"),
-    ("weight", 1): ("params", "scale"),
-    ("bias", 1): ("params", "bias"),
-    ("running_mean", 1): ("batch_stats", "mean"),
-    ("running_var", 1): ("batch_stats", "var"),
-    ("num_batches_tracked", 0): ("batch_stats", "num_batches_tracked"),
+  ("weight", 4): ("params", "kernel"),
+  ("weight", 1): ("params", "scale"),
+  ("bias", 1): ("params", "bias"),
+  ("running_mean", 1): ("batch_stats", "mean"),
+  ("running_var", 1): ("batch_stats", "var"),
+  ("num_batches_tracked", 0): ("batch_stats", "num_batches_tracked"),
 }
 FLAX_TO_TORCH_LEAF = {flax: torch for (torch, _), flax in TORCH_TO_FLAX_LEAF.items()}
 
 # Every module and tensor name of the original in one sequence that, within any
 # parent, lists its children in the order the original registers them.
-REGISTRATION_ORDER = {name: rank for rank, name in enumerate((
-    "base", "resnet", "vgg16", "conv1", "bn1", "conv2", "bn2", "conv3", "bn3", "downsample",
-    "layer1", "layer2", "layer3", "layer4", "ppms_pre", "ppms", "ppm_cat", "infos",
-    "block", "block_in1", "block_in2", "block_mid1", "block_mid2", "block_out",
-    "deep_pool", "convs", "conv_sum", "conv_sum_c", "trans", "fuse", "edgeinfo", "score",
-    "convert", "convert0",
-    "weight", "bias", "running_mean", "running_var", "num_batches_tracked"))}
+REGISTRATION_ORDER = {
+  name: rank
+  for rank, name in enumerate(
+    (
+      "base",
+      "resnet",
+      "vgg16",
+      "conv1",
+      "bn1",
+      "conv2",
+      "bn2",
+      "conv3",
+      "bn3",
+      "downsample",
+      "layer1",
+      "layer2",
+      "layer3",
+      "layer4",
+      "ppms_pre",
+      "ppms",
+      "ppm_cat",
+      "infos",
+      "block",
+      "block_in1",
+      "block_in2",
+      "block_mid1",
+      "block_mid2",
+      "block_out",
+      "deep_pool",
+      "convs",
+      "conv_sum",
+      "conv_sum_c",
+      "trans",
+      "fuse",
+      "edgeinfo",
+      "score",
+      "convert",
+      "convert0",
+      "weight",
+      "bias",
+      "running_mean",
+      "running_var",
+      "num_batches_tracked",
+    )
+  )
+}
 
 
 def torch_to_flax(name: str, ndim: int):
@@ -59,5 +98,6 @@ def flax_to_torch_array(path, array: np.ndarray) -> np.ndarray:
 
 def state_dict_order(name: str):
   """Sort key giving the original state_dict order."""
-  return tuple((0, int(part)) if part.isdigit() else (1, REGISTRATION_ORDER[part])
-               for part in name.split("."))
+  return tuple(
+    (0, int(part)) if part.isdigit() else (1, REGISTRATION_ORDER[part]) for part in name.split(".")
+  )

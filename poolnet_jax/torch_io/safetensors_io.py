@@ -52,8 +52,11 @@ def write_safetensors(path, state_dict, variant, overrides):
   the 0600 the safetensors library gives it.
   """
   path = Path(path)
-  metadata = {"format": FORMAT, "variant": variant,
-              "overrides": json.dumps(overrides, sort_keys=True, default=_json_value)}
+  metadata = {
+    "format": FORMAT,
+    "variant": variant,
+    "overrides": json.dumps(overrides, sort_keys=True, default=_json_value),
+  }
   tmp = path.with_name(path.name + ".tmp")
   safetensors.numpy.save_file(dict(state_dict), str(tmp), metadata=metadata)
   umask = os.umask(0)
@@ -90,7 +93,8 @@ def read_safetensors(path):
           state_dict[key] = file.get_tensor(key)
         except TypeError as error:  # bfloat16 and other dtypes numpy lacks
           raise SafetensorsError(
-              f"{path}: tensor {key} cannot be read as numpy ({error})") from None
+            f"{path}: tensor {key} cannot be read as numpy ({error})"
+          ) from None
   except safetensors.SafetensorError as error:
     raise SafetensorsError(f"{path}: not a readable safetensors file ({error})") from None
   return state_dict, _parse_meta(raw_meta, path)
@@ -101,15 +105,17 @@ def _parse_meta(raw, path):
     return None
   variant = raw.get("variant")
   if not variant:
-    raise SafetensorsError(f"{path}: its poolnet-jax metadata names no variant "
-                           f"(header metadata: {raw})")
+    raise SafetensorsError(
+      f"{path}: its poolnet-jax metadata names no variant (header metadata: {raw})"
+    )
   try:
     overrides = json.loads(raw.get("overrides", "{}"))
   except ValueError:
     overrides = None
   if not isinstance(overrides, dict):
-    raise SafetensorsError(f"{path}: its metadata's overrides are not a JSON object: "
-                           f"{raw.get('overrides')!r}")
+    raise SafetensorsError(
+      f"{path}: its metadata's overrides are not a JSON object: {raw.get('overrides')!r}"
+    )
   return {"variant": variant, "overrides": overrides}
 
 

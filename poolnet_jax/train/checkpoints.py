@@ -34,14 +34,20 @@ class CheckpointDoesNotFit(UserError):
 
 
 def _state_tree(state):
-  return {"step": state.step, "params": state.params, "batch_stats": state.batch_stats,
-          "opt_state": state.opt_state}
+  return {
+    "step": state.step,
+    "params": state.params,
+    "batch_stats": state.batch_stats,
+    "opt_state": state.opt_state,
+  }
 
 
 def _flat(tree):
   """{"a:b:0": leaf}: a flat dict orbax stores and restores whatever optax's state types."""
-  return {":".join(_key(k) for k in path): np.array(leaf, copy=True)  # copies: see save()
-          for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+  return {
+    ":".join(_key(k) for k in path): np.array(leaf, copy=True)  # copies: see save()
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
+  }
 
 
 def _key(entry):
@@ -56,10 +62,14 @@ class Checkpoints:
 
   def __init__(self, directory, keep=3, asynchronous=True):
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=keep, create=True, enable_async_checkpointing=asynchronous)
+      max_to_keep=keep, create=True, enable_async_checkpointing=asynchronous
+    )
     self.directory = os.path.abspath(directory)
-    self.manager = ocp.CheckpointManager(self.directory, options=options, item_handlers={
-        "state": ocp.StandardCheckpointHandler(), "data": ocp.JsonCheckpointHandler()})
+    self.manager = ocp.CheckpointManager(
+      self.directory,
+      options=options,
+      item_handlers={"state": ocp.StandardCheckpointHandler(), "data": ocp.JsonCheckpointHandler()},
+    )
 
   def latest_step(self):
     return self.manager.latest_step()
@@ -68,8 +78,13 @@ class Checkpoints:
     """Saves host-side `state` (a TrainState) and the iterator state (JSON-able)."""
     # _flat copies: on CPU np.asarray may alias buffers the next (donating) step reuses.
     tree = _flat(_state_tree(state))
-    saved = self.manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(tree), data=ocp.args.JsonSave(data_state)), force=force)
+    saved = self.manager.save(
+      step,
+      args=ocp.args.Composite(
+        state=ocp.args.StandardSave(tree), data=ocp.args.JsonSave(data_state)
+      ),
+      force=force,
+    )
     if saved:
       logging.info("checkpoint of step %d started", step)
     return saved
@@ -98,16 +113,22 @@ class Checkpoints:
           continue
         _check_fits(saved, target, self._step_dir(candidate))
         try:
-          restored = self.manager.restore(candidate, args=ocp.args.Composite(
-              state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore()))
+          restored = self.manager.restore(
+            candidate,
+            args=ocp.args.Composite(
+              state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore()
+            ),
+          )
           break
         except Exception as error:  # pylint: disable=broad-except  (orbax: many types)
           quiet.failed()
           damaged.append((candidate, self._cause(error)))
       else:
         causes = "; ".join(f"step {s}: {cause}" for s, cause in damaged)
-        raise NoIntactCheckpoint(f"{self.directory}: no intact checkpoint to resume from "
-                                 f"({causes}); move the folder away to start afresh")
+        raise NoIntactCheckpoint(
+          f"{self.directory}: no intact checkpoint to resume from "
+          f"({causes}); move the folder away to start afresh"
+        )
     self._set_aside(damaged, candidate)
     return self._state(state, restored["state"]), restored["data"]
 
@@ -139,8 +160,13 @@ class Checkpoints:
           target, index = f"{self._step_dir(step)}{DAMAGED_SUFFIX}{index}", index + 1
         os.rename(self._step_dir(step), target)
         moved = f"moved to {target}"
-      logging.warning("checkpoint of step %d is damaged (%s); %s; resuming from step %d",
-                      step, cause, moved, resumed)
+      logging.warning(
+        "checkpoint of step %d is damaged (%s); %s; resuming from step %d",
+        step,
+        cause,
+        moved,
+        resumed,
+      )
     if jax.process_count() > 1:
       multihost_utils.sync_global_devices("poolnet_jax: damaged checkpoints set aside")
     self.manager.reload()
@@ -148,10 +174,15 @@ class Checkpoints:
   @staticmethod
   def _state(state, flat):
     target = _state_tree(state)
-    tree = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(target),
-                                        [flat[key] for key in _flat(target)])
-    return state.replace(step=tree["step"], params=tree["params"],
-                         batch_stats=tree["batch_stats"], opt_state=tree["opt_state"])
+    tree = jax.tree_util.tree_unflatten(
+      jax.tree_util.tree_structure(target), [flat[key] for key in _flat(target)]
+    )
+    return state.replace(
+      step=tree["step"],
+      params=tree["params"],
+      batch_stats=tree["batch_stats"],
+      opt_state=tree["opt_state"],
+    )
 
   def wait(self):
     self.manager.wait_until_finished()
@@ -166,19 +197,25 @@ def _check_fits(saved, target, source):
     return
   wanted = {key: tuple(np.shape(value)) for key, value in target.items()}
   differences = sorted(
-      f"{key}: checkpoint {saved.get(key, 'absent')}, config {wanted.get(key, 'absent')}"
-      for key in set(saved) | set(wanted) if saved.get(key) != wanted.get(key))
+    f"{key}: checkpoint {saved.get(key, 'absent')}, config {wanted.get(key, 'absent')}"
+    for key in set(saved) | set(wanted)
+    if saved.get(key) != wanted.get(key)
+  )
   if not differences:
     return
   model = [d for d in differences if d.startswith(("params:", "batch_stats:"))]
   differences = model or differences  # the optimizer's state mirrors the parameters
-  what = ("the configured model (another variant, width or stages?)" if model else
-          "the configured optimizer (lr_schedule, reset_optimizer_at_decay, clip_grad_norm "
-          "or iter_size changed?)")
+  what = (
+    "the configured model (another variant, width or stages?)"
+    if model
+    else "the configured optimizer (lr_schedule, reset_optimizer_at_decay, clip_grad_norm "
+    "or iter_size changed?)"
+  )
   more = f" (and {len(differences) - SHOWN} more)" if len(differences) > SHOWN else ""
   raise CheckpointDoesNotFit(
-      f"{source} does not fit {what}: {'; '.join(differences[:SHOWN])}{more}; resume with "
-      f"the run's own config or use another --workdir")
+    f"{source} does not fit {what}: {'; '.join(differences[:SHOWN])}{more}; resume with "
+    f"the run's own config or use another --workdir"
+  )
 
 
 class _QuietOrbaxFailures:
@@ -190,6 +227,7 @@ class _QuietOrbaxFailures:
   anything else goes to the previous hook; after a `failed()` attempt, leaving
   waits until none has arrived for QUIET seconds (at most WAIT).
   """
+
   QUIET, WAIT = 0.5, 5.0
 
   def __init__(self):
@@ -199,8 +237,9 @@ class _QuietOrbaxFailures:
     self._last = time.monotonic()
 
   def _hook(self, unraisable):
-    if (isinstance(unraisable.exc_value, RuntimeError) and
-        "Event loop is closed" in str(unraisable.exc_value)):
+    if isinstance(unraisable.exc_value, RuntimeError) and "Event loop is closed" in str(
+      unraisable.exc_value
+    ):
       self._last = time.monotonic()
     else:
       self._previous(unraisable)

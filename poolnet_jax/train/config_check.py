@@ -82,6 +82,7 @@ def _value_problems(config):
   # pylint: disable=import-outside-toplevel  (setup imports this module)
   from poolnet_jax.data import pipeline
   from poolnet_jax.train import setup, step
+
   problems = []
 
   def need(ok, message):
@@ -94,13 +95,16 @@ def _value_problems(config):
   one_of("model", config.model, sorted(VARIANTS))
   overrides = config.model_overrides.to_dict() if "model_overrides" in config else {}
   for key in sorted(set(overrides) - set(MODEL_OVERRIDES)):
-    need(False, f"model_overrides.{key} is not a model option "
-                f"(they are {', '.join(MODEL_OVERRIDES)})")
+    need(
+      False, f"model_overrides.{key} is not a model option (they are {', '.join(MODEL_OVERRIDES)})"
+    )
   if overrides.get("dtype") is not None:
     one_of("model_overrides.dtype", overrides["dtype"], DTYPES)
   if overrides.get("width") is not None:
-    need(_number(overrides["width"]) and overrides["width"] > 0,
-         f"model_overrides.width={overrides['width']!r} must be > 0")
+    need(
+      _number(overrides["width"]) and overrides["width"] > 0,
+      f"model_overrides.width={overrides['width']!r} must be > 0",
+    )
   if overrides.get("stages") is not None:
     stages = overrides["stages"]
     need(_ints(stages, 4, 1), f"model_overrides.stages={stages!r} must be 4 block counts >= 1")
@@ -109,62 +113,94 @@ def _value_problems(config):
 
   for key in ("learning_rate",):
     need(_number(config[key]) and config[key] > 0, f"{key}={config[key]!r} must be > 0")
-  for key in ("batch_size", "iter_size", "log_every_steps", "eval_every_steps",
-              "checkpoint_every_steps", "keep_checkpoints"):
+  for key in (
+    "batch_size",
+    "iter_size",
+    "log_every_steps",
+    "eval_every_steps",
+    "checkpoint_every_steps",
+    "keep_checkpoints",
+  ):
     need(_int(config[key]) and config[key] >= 1, f"{key}={config[key]!r} must be an integer >= 1")
   if _int(config.batch_size) and config.batch_size >= 1:
-    need(config.batch_size % jax.device_count() == 0,
-         f"batch_size={config.batch_size} (global) is not a multiple of the "
-         f"{jax.device_count()} devices")
+    need(
+      config.batch_size % jax.device_count() == 0,
+      f"batch_size={config.batch_size} (global) is not a multiple of the "
+      f"{jax.device_count()} devices",
+    )
   for key in ("weight_decay", "warmup_steps", "clip_grad_norm", "lr_end_factor"):
     if key in config:
       need(_number(config[key]) and config[key] >= 0, f"{key}={config[key]!r} must be >= 0")
-  need(config.num_train_steps > 0 or config.num_epochs > 0,
-       f"num_train_steps={config.num_train_steps} and num_epochs={config.num_epochs}: "
-       f"one must be > 0")
+  need(
+    config.num_train_steps > 0 or config.num_epochs > 0,
+    f"num_train_steps={config.num_train_steps} and num_epochs={config.num_epochs}: one must be > 0",
+  )
   one_of("lr_schedule", config.lr_schedule, setup.SCHEDULES)
   one_of("parallel", config.parallel, step.MODES)
-  need(config.init in ("",) + init_schemes.SCHEMES,
-       f"init={config.init!r} is not one of {', '.join(init_schemes.SCHEMES)} ('' = original)")
+  need(
+    config.init in ("",) + init_schemes.SCHEMES,
+    f"init={config.init!r} is not one of {', '.join(init_schemes.SCHEMES)} ('' = original)",
+  )
   if config.parallel == "jit" and jax.device_count() > 1 and config.iter_size > 1:
-    logging.warning("parallel='jit' all-reduces the gradient of every call: %d all-reduces "
-                    "per update at iter_size=%d (pmap and shard_map run one)",
-                    config.iter_size, config.iter_size)
+    logging.warning(
+      "parallel='jit' all-reduces the gradient of every call: %d all-reduces "
+      "per update at iter_size=%d (pmap and shard_map run one)",
+      config.iter_size,
+      config.iter_size,
+    )
   if "conv" in config:
     one_of("conv", config.conv, ("",) + CONV_CHOICES)
   one_of("matmul_precision", config.matmul_precision, runtime.PRECISIONS)
   one_of("compile_ahead", str(config.compile_ahead).lower(), ("auto", "true", "false"))
-  need(_int(config.compile_workers) and config.compile_workers >= 0,
-       f"compile_workers={config.compile_workers!r} must be an integer >= 0")
-  need(_int(config.data.native_multiple) and config.data.native_multiple >= 0,
-       f"data.native_multiple={config.data.native_multiple!r} must be an integer >= 0")
-  need(_int(config.data.prefetch_to_device) and config.data.prefetch_to_device >= 1,
-       f"data.prefetch_to_device={config.data.prefetch_to_device!r} must be an integer >= 1")
+  need(
+    _int(config.compile_workers) and config.compile_workers >= 0,
+    f"compile_workers={config.compile_workers!r} must be an integer >= 0",
+  )
+  need(
+    _int(config.data.native_multiple) and config.data.native_multiple >= 0,
+    f"data.native_multiple={config.data.native_multiple!r} must be an integer >= 0",
+  )
+  need(
+    _int(config.data.prefetch_to_device) and config.data.prefetch_to_device >= 1,
+    f"data.prefetch_to_device={config.data.prefetch_to_device!r} must be an integer >= 1",
+  )
   for key in ("worker_count", "read_threads", "prefetch"):
-    need(_int(config.data[key]) and config.data[key] >= 0,
-         f"data.{key}={config.data[key]!r} must be an integer >= 0")
+    need(
+      _int(config.data[key]) and config.data[key] >= 0,
+      f"data.{key}={config.data[key]!r} must be an integer >= 0",
+    )
   one_of("data.mode", config.data.mode, pipeline.MODES)
   need(_ints(config.data.size, 2, 1), f"data.size={config.data.size!r} must be (H, W) >= 1")
-  need(all(_ints(b, 2, 1) for b in config.data.buckets) and len(config.data.buckets) > 0,
-       f"data.buckets={config.data.buckets!r} must be ((H, W), ...)")
+  need(
+    all(_ints(b, 2, 1) for b in config.data.buckets) and len(config.data.buckets) > 0,
+    f"data.buckets={config.data.buckets!r} must be ((H, W), ...)",
+  )
   eval_size = tuple(config.eval_size)
-  need(not eval_size or _ints(eval_size, 2, 1),
-       f"eval_size={config.eval_size!r} must be () (native size) or (H, W)")
+  need(
+    not eval_size or _ints(eval_size, 2, 1),
+    f"eval_size={config.eval_size!r} must be () (native size) or (H, W)",
+  )
   return problems
 
 
 def _dataset_problems(config):
   from poolnet_jax.data import datasets  # pylint: disable=import-outside-toplevel  (heavy)
+
   problems = []
   for key in ("data_dir", "manual_dir"):
     path = config.get(key)
-    if path and os.path.exists(os.path.expanduser(path)) and not os.path.isdir(
-        os.path.expanduser(path)):
+    if (
+      path
+      and os.path.exists(os.path.expanduser(path))
+      and not os.path.isdir(os.path.expanduser(path))
+    ):
       problems.append(f"{key}={path} is a file, not a folder")
   if problems:
     return problems
-  sets = [("dataset", config.dataset, config.train_split),
-          ("eval_dataset", config.eval_dataset, config.eval_split)]
+  sets = [
+    ("dataset", config.dataset, config.train_split),
+    ("eval_dataset", config.eval_dataset, config.eval_split),
+  ]
   if VARIANTS.get(config.model, {}).get("edge"):
     sets.append(("edge_dataset", config.edge_dataset, "train"))
   for key, name, split in sets:
@@ -173,7 +209,7 @@ def _dataset_problems(config):
       datasets.dataset_builder(spec, config.data_dir, config.manual_dir)
     except UserError as error:
       message = str(error)
-      message = message[len(spec) + 2:] if message.startswith(spec + ": ") else message
+      message = message[len(spec) + 2 :] if message.startswith(spec + ": ") else message
       problems.append(f"{key}={name!r}: {message}")
   return problems
 
@@ -188,8 +224,9 @@ def _int(value):
 
 def _ints(values, count, minimum):
   values = tuple(values) if isinstance(values, (tuple, list)) else None
-  return values is not None and len(values) == count and all(
-      _int(v) and v >= minimum for v in values)
+  return (
+    values is not None and len(values) == count and all(_int(v) and v >= minimum for v in values)
+  )
 
 
 def config_keys(config, prefix=""):
@@ -211,7 +248,8 @@ def unknown_override(config, argv):
     if match and match.group(1) not in keys:
       key = match.group(1)
       near = difflib.get_close_matches(key, keys, n=3, cutoff=0.6)
-      hint = (f"nearest valid keys: {', '.join(near)}" if near else
-              "see the config file for its keys")
+      hint = (
+        f"nearest valid keys: {', '.join(near)}" if near else "see the config file for its keys"
+      )
       return f"--config.{key}: the config has no key {key!r}; {hint}"
   return None

@@ -27,7 +27,6 @@ class _Console(logging.Handler):
 
 
 class _ConsoleFormatter(logging.Formatter):
-
   def format(self, record):
     message = super().format(record)
     if record.levelno >= logging.WARNING:

@@ -53,12 +53,20 @@ class _Preemption:
 
 def make_train_iterator(config, model):
   """The training batches: saliency only, or saliency + edge for the joint models."""
-  kwargs = dict(mode=config.data.mode, batch_size=config.batch_size, size=tuple(config.data.size),
-                buckets=tuple(map(tuple, config.data.buckets)), flip=config.data.flip,
-                seed=config.seed, worker_count=config.data.worker_count,
-                read_threads=config.data.read_threads, prefetch=config.data.prefetch,
-                min_size=model.min_input_size(), native_multiple=config.data.native_multiple,
-                plan_sizes=warmup.enabled(config.compile_ahead, config.data.mode))
+  kwargs = dict(
+    mode=config.data.mode,
+    batch_size=config.batch_size,
+    size=tuple(config.data.size),
+    buckets=tuple(map(tuple, config.data.buckets)),
+    flip=config.data.flip,
+    seed=config.seed,
+    worker_count=config.data.worker_count,
+    read_threads=config.data.read_threads,
+    prefetch=config.data.prefetch,
+    min_size=model.min_input_size(),
+    native_multiple=config.data.native_multiple,
+    plan_sizes=warmup.enabled(config.compile_ahead, config.data.mode),
+  )
   saliency = setup.data_source(config, config.dataset, config.train_split)
   if not model.edge:
     return pipeline.train_iterator(saliency, label_key="mask", **kwargs), len(saliency)
@@ -90,18 +98,25 @@ def _check_finite(trainer, state, update, checkpoints, workdir, loss=None):
   skipped = trainer.nonfinite_updates(state)
   if skipped or (loss is not None and not np.isfinite(loss)):
     raise NonFiniteLoss(
-        f"loss is not finite ({skipped} update(s) up to update {update} had a NaN or infinite "
-        f"loss or gradient; last logged loss {loss}); stopping. The last good checkpoint "
-        f"(update {checkpoints.latest_step()}) is kept in {workdir}/checkpoints.")
+      f"loss is not finite ({skipped} update(s) up to update {update} had a NaN or infinite "
+      f"loss or gradient; last logged loss {loss}); stopping. The last good checkpoint "
+      f"(update {checkpoints.latest_step()}) is kept in {workdir}/checkpoints."
+    )
 
 
 def _validate(config, model, state, eval_source, writer, update):
   """Validation on process 0 alone; every process gets its results."""
   results = {}
   if jax.process_index() == 0:
-    results = validation.validate(model, state.variables, eval_source, config.eval_max_images,
-                                  size=tuple(config.eval_size) or None, writer=writer,
-                                  step=update)
+    results = validation.validate(
+      model,
+      state.variables,
+      eval_source,
+      config.eval_max_images,
+      size=tuple(config.eval_size) or None,
+      writer=writer,
+      step=update,
+    )
   if jax.process_count() > 1:
     template = {key: np.float64(results.get(key, 0.0)) for key in metrics_lib.KEYS}
     results = {k: float(v) for k, v in multihost_utils.broadcast_one_to_all(template).items()}
@@ -119,15 +134,17 @@ def train_and_evaluate(config, workdir):
   model = setup.create_model_from_config(config)
   train_iter, num_train_images = make_train_iterator(config, model)
   state, num_updates, schedule = create_train_state(config, model, num_train_images)
-  checkpoints = checkpoints_lib.Checkpoints(os.path.join(workdir, "checkpoints"),
-                                            keep=config.keep_checkpoints)
+  checkpoints = checkpoints_lib.Checkpoints(
+    os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints
+  )
   if checkpoints.latest_step() is not None:
     state, data_state = checkpoints.restore(state)
     train_iter.set_state(data_state)
     logging.info("resumed from update %d", int(state.step))
   eval_source = setup.data_source(config, config.eval_dataset, config.eval_split)
-  best = validation.BestModel(os.path.join(workdir, "best"), config.model,
-                              setup.model_overrides(config))
+  best = validation.BestModel(
+    os.path.join(workdir, "best"), config.model, setup.model_overrides(config)
+  )
   writer = writer_lib.MetricWriter(workdir)
   if int(state.step):  # resumed: the rows logged after its checkpoint are about to be redone
     writer.truncate_after(int(state.step))
@@ -136,13 +153,20 @@ def train_and_evaluate(config, workdir):
   state = trainer.replicate(state)
   sums = trainer.init_sums(state)
   batches = prefetch.DevicePrefetch(train_iter, trainer.put, config.data.prefetch_to_device)
-  ahead = warmup.from_config(config, trainer, train_iter,
-                             setup.updates_per_epoch(config, num_train_images), num_updates)
+  ahead = warmup.from_config(
+    config, trainer, train_iter, setup.updates_per_epoch(config, num_train_images), num_updates
+  )
   preemption = _Preemption()
   results = {}
   try:
-    bar = tqdm.tqdm(total=num_updates, initial=update, desc="train", unit="update",
-                    disable=jax.process_index() != 0, dynamic_ncols=True)
+    bar = tqdm.tqdm(
+      total=num_updates,
+      initial=update,
+      desc="train",
+      unit="update",
+      disable=jax.process_index() != 0,
+      dynamic_ncols=True,
+    )
     window_start, window_updates = time.time(), 0
     while update < num_updates and not preemption.requested:
       if ahead is not None:  # the epoch's new step shapes, before its first update
@@ -157,14 +181,22 @@ def train_and_evaluate(config, workdir):
       if update % config.log_every_steps == 0 or last:
         sums, metrics = trainer.read_metrics(sums)  # the only host read between log steps
         _check_finite(trainer, state, update, checkpoints, workdir, metrics["loss"])
-        images_per_sec = window_updates * _images_per_update(config, model) / max(
-            time.time() - window_start, 1e-9)
+        images_per_sec = (
+          window_updates * _images_per_update(config, model) / max(time.time() - window_start, 1e-9)
+        )
         bar.set_postfix(loss=f"{metrics['loss']:.4g}", img_s=f"{images_per_sec:.1f}")
         compiled = compilation.snapshot().minus(compiled_before)  # cumulative, this run
-        writer.scalars(update, {**metrics, "images_per_sec": images_per_sec,
-                                "learning_rate": float(schedule(update - 1)),
-                                "compilations": compiled.compilations,
-                                "compile_seconds": compiled.compile_seconds}, prefix="train/")
+        writer.scalars(
+          update,
+          {
+            **metrics,
+            "images_per_sec": images_per_sec,
+            "learning_rate": float(schedule(update - 1)),
+            "compilations": compiled.compilations,
+            "compile_seconds": compiled.compile_seconds,
+          },
+          prefix="train/",
+        )
         window_start, window_updates = time.time(), 0
       if update % config.eval_every_steps == 0 or last:
         _check_finite(trainer, state, update, checkpoints, workdir)
@@ -176,8 +208,11 @@ def train_and_evaluate(config, workdir):
         checkpoints.save(update, trainer.unreplicate(state), batches.get_state(), force=True)
     bar.close()
     logging.info("compilation: %s", compilation.summary(since=compiled_before))
-    logging.info("process %d: final parameter fingerprint %s", jax.process_index(),
-                 fingerprint(trainer.unreplicate(state).params))
+    logging.info(
+      "process %d: final parameter fingerprint %s",
+      jax.process_index(),
+      fingerprint(trainer.unreplicate(state).params),
+    )
   finally:
     checkpoints.wait()
     checkpoints.close()

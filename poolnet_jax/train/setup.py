@@ -25,8 +25,14 @@ def create_model_from_config(config):
   """The config's model: its variant, `model_overrides`, `remat`, convolution choice
   (`conv`: "" = the backend's default; `resize_conv`: None = as `conv`) and the
   initialisation of what no checkpoint gives (`init`: "" = the original's)."""
-  return create_model(config.model, conv=config.conv or None, resize_conv=config.resize_conv,
-                      init=config.init or None, remat=config.remat, **model_overrides(config))
+  return create_model(
+    config.model,
+    conv=config.conv or None,
+    resize_conv=config.resize_conv,
+    init=config.init or None,
+    remat=config.remat,
+    **model_overrides(config),
+  )
 
 
 def data_source(config, name, split):
@@ -46,7 +52,8 @@ def schedule_steps(config, num_train_images):
   per_epoch = updates_per_epoch(config, num_train_images)
   total = config.num_train_steps if config.num_train_steps > 0 else config.num_epochs * per_epoch
   decays = tuple(config.lr_decay_steps) or tuple(
-      int(round(e * per_epoch)) for e in config.lr_decay_epochs)
+    int(round(e * per_epoch)) for e in config.lr_decay_epochs
+  )
   # Decays past the end are kept: the optimizer's structure must not depend on the
   # run's length, or a run extended after it ended could not resume.
   return total, tuple(d for d in decays if d > 0)
@@ -66,8 +73,9 @@ def learning_rate(config, num_updates, decays):
   if kind == "step":
     return state_lib.learning_rate_schedule(config.learning_rate, decays, warmup_steps=warmup)
   if kind == "cosine":
-    return state_lib.cosine_schedule(config.learning_rate, num_updates, warmup,
-                                     config.lr_end_factor)
+    return state_lib.cosine_schedule(
+      config.learning_rate, num_updates, warmup, config.lr_end_factor
+    )
   raise ValueError(f"unknown lr_schedule {kind!r}; expected one of {SCHEDULES}")
 
 
@@ -78,10 +86,10 @@ def optimizer(config, params, num_updates, decays):
   `reset_optimizer_at_decay`; `clip_grad_norm` > 0 (default 0, off) clips.
   """
   schedule = learning_rate(config, num_updates, decays)
-  resets = decays if (config.reset_optimizer_at_decay and
-                      config.lr_schedule == "step") else ()
-  tx = state_lib.create_optimizer(params, schedule, config.weight_decay, reset_moments_at=resets,
-                                  clip_norm=config.clip_grad_norm)
+  resets = decays if (config.reset_optimizer_at_decay and config.lr_schedule == "step") else ()
+  tx = state_lib.create_optimizer(
+    params, schedule, config.weight_decay, reset_moments_at=resets, clip_norm=config.clip_grad_norm
+  )
   return tx, schedule
 
 
@@ -100,13 +108,19 @@ def initial_variables(config, model, rng):
     logging.info("fine-tuning from %s", config.init_checkpoint)
     return jax.tree_util.tree_map(np.asarray, loaded)
   if config.backbone_checkpoint:
-    backbone, _ = backbones.load_backbone(config.backbone_checkpoint, model.backbone,
-                                          **model_overrides(config))
+    backbone, _ = backbones.load_backbone(
+      config.backbone_checkpoint, model.backbone, **model_overrides(config)
+    )
     logging.info("backbone initialised from %s", config.backbone_checkpoint)
     return backbones.merge_backbone(variables, backbone)
-  logging.warning("%sTraining PoolNet %s from RANDOM weights: no backbone_checkpoint and no "
-                  "init_checkpoint in the config. The paper starts from ImageNet backbones "
-                  "(--config.backbone_checkpoint=resnet50_caffe.pth).%s", LOUD, config.model, LOUD)
+  logging.warning(
+    "%sTraining PoolNet %s from RANDOM weights: no backbone_checkpoint and no "
+    "init_checkpoint in the config. The paper starts from ImageNet backbones "
+    "(--config.backbone_checkpoint=resnet50_caffe.pth).%s",
+    LOUD,
+    config.model,
+    LOUD,
+  )
   logging.info("from-scratch initialisation: %s", model.conv.init)
   return variables
 
@@ -117,5 +131,6 @@ def _check_same_tree(expected, loaded, source):
   if want != got:
     diff = sorted(set(want.items()) ^ set(got.items()))[:5]
     raise mapping.CheckpointMismatch(
-        f"{source}: the checkpoint does not fit the configured model (different variant or "
-        f"overrides?); first differences: {diff}")
+      f"{source}: the checkpoint does not fit the configured model (different variant or "
+      f"overrides?); first differences: {diff}"
+    )

@@ -9,12 +9,13 @@ import optax
 from flax import struct
 
 
-NEVER = 2 ** 31 - 1  # apply_if_finite's consecutive errors before it gives up: never
+NEVER = 2**31 - 1  # apply_if_finite's consecutive errors before it gives up: never
 
 
 class TrainState(struct.PyTreeNode):
   """Everything an update changes; `step` counts updates. BatchNorm statistics ride
   along, never updated."""
+
   step: jax.Array
   params: Any
   batch_stats: Any
@@ -24,8 +25,13 @@ class TrainState(struct.PyTreeNode):
   @classmethod
   def create(cls, variables, tx):
     params = variables["params"]
-    return cls(step=jnp.zeros((), jnp.int32), params=params,
-               batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params), tx=tx)
+    return cls(
+      step=jnp.zeros((), jnp.int32),
+      params=params,
+      batch_stats=variables.get("batch_stats", {}),
+      opt_state=tx.init(params),
+      tx=tx,
+    )
 
   @property
   def variables(self):
@@ -35,8 +41,9 @@ class TrainState(struct.PyTreeNode):
 
   def apply_gradients(self, grads):
     updates, opt_state = self.tx.update(grads, self.opt_state, self.params)
-    return self.replace(step=self.step + 1, params=optax.apply_updates(self.params, updates),
-                        opt_state=opt_state)
+    return self.replace(
+      step=self.step + 1, params=optax.apply_updates(self.params, updates), opt_state=opt_state
+    )
 
 
 def trainable_mask(params):
@@ -56,7 +63,8 @@ def learning_rate_schedule(base_lr, decay_steps=(), factor=0.1, warmup_steps=0):
     schedule = optax.constant_schedule(base_lr)
   else:
     schedule = optax.piecewise_constant_schedule(
-        base_lr, {max(int(s) - max(warmup_steps, 0), 0): factor for s in decay_steps})
+      base_lr, {max(int(s) - max(warmup_steps, 0), 0): factor for s in decay_steps}
+    )
   return _with_warmup(schedule, base_lr, warmup_steps)
 
 
@@ -75,8 +83,7 @@ def _with_warmup(schedule, peak_lr, warmup_steps):
   return optax.join_schedules([ramp, schedule], [warmup_steps])
 
 
-def create_optimizer(params, learning_rate, weight_decay=5e-4, reset_moments_at=(),
-                     clip_norm=0.0):
+def create_optimizer(params, learning_rate, weight_decay=5e-4, reset_moments_at=(), clip_norm=0.0):
   """`torch.optim.Adam(lr, weight_decay)` on trainable parameters, frozen BN untouched.
 
   The weight decay is added to the gradient before Adam (L2, not AdamW).

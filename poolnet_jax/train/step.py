@@ -41,6 +41,7 @@ MODES = ("pmap", "shard_map", "jit")
 
 class GradSum(struct.PyTreeNode):
   """One device's running sums: gradients of this update, task losses since the last read."""
+
   grads: Any
   loss_sums: Any  # {task: sum of per-image losses}
   calls: Any  # {task: calls in loss_sums}
@@ -69,8 +70,12 @@ def compute_loss(model, params, batch_stats, batch):
   if not model.edge:
     loss = task_loss(model, params, batch_stats, batch["image"], batch["label"])
     return loss, {"loss": loss}
-  parts = {f"{task}_loss": task_loss(model, params, batch_stats, batch[task]["image"],
-                                     batch[task]["label"], task) for task in ("edge", "saliency")}
+  parts = {
+    f"{task}_loss": task_loss(
+      model, params, batch_stats, batch[task]["image"], batch[task]["label"], task
+    )
+    for task in ("edge", "saliency")
+  }
   return sum(parts.values()), {"loss": sum(parts.values()), **parts}
 
 
@@ -92,8 +97,11 @@ def tasks_of(model):
 def zero_sums(model, params):
   """A GradSum of zeros for one device."""
   zeros = lambda: {task: jnp.zeros((), jnp.float32) for task in tasks_of(model)}
-  return GradSum(grads=jax.tree_util.tree_map(jnp.zeros_like, params), loss_sums=zeros(),
-                 calls={task: jnp.zeros((), jnp.int32) for task in tasks_of(model)})
+  return GradSum(
+    grads=jax.tree_util.tree_map(jnp.zeros_like, params),
+    loss_sums=zeros(),
+    calls={task: jnp.zeros((), jnp.int32) for task in tasks_of(model)},
+  )
 
 
 def device_loss(model, task, params, batch_stats, batch):
@@ -110,15 +118,18 @@ def _finite_or_nan(loss):
 
 def accumulate(model, task, state, sums, batch):
   """Adds one batch's local gradient and loss to `sums` (no collective)."""
-  loss, grads = jax.value_and_grad(lambda params: _finite_or_nan(device_loss(
-      model, task, params, state.batch_stats, batch)))(state.params)
+  loss, grads = jax.value_and_grad(
+    lambda params: _finite_or_nan(device_loss(model, task, params, state.batch_stats, batch))
+  )(state.params)
   return _added(sums, task, grads, loss)
 
 
 def _added(sums, task, grads, loss):
-  return sums.replace(grads=jax.tree_util.tree_map(jnp.add, sums.grads, grads),
-                      loss_sums={**sums.loss_sums, task: sums.loss_sums[task] + loss},
-                      calls={**sums.calls, task: sums.calls[task] + 1})
+  return sums.replace(
+    grads=jax.tree_util.tree_map(jnp.add, sums.grads, grads),
+    loss_sums={**sums.loss_sums, task: sums.loss_sums[task] + loss},
+    calls={**sums.calls, task: sums.calls[task] + 1},
+  )
 
 
 def update(state, sums, iter_size, mean):
@@ -132,12 +143,15 @@ def update(state, sums, iter_size, mean):
 def read_metrics(sums, mean):
   """(sums with the losses restarted, mean loss per call of each task since the last
   read, averaged over devices by `mean`)."""
-  means = mean({task: sums.loss_sums[task] / jnp.maximum(sums.calls[task], 1)
-                for task in sums.loss_sums})
+  means = mean(
+    {task: sums.loss_sums[task] / jnp.maximum(sums.calls[task], 1) for task in sums.loss_sums}
+  )
   metrics = {f"{task}_loss": value for task, value in means.items()}
   metrics["loss"] = sum(means.values())
-  restarted = sums.replace(loss_sums=jax.tree_util.tree_map(jnp.zeros_like, sums.loss_sums),
-                           calls=jax.tree_util.tree_map(jnp.zeros_like, sums.calls))
+  restarted = sums.replace(
+    loss_sums=jax.tree_util.tree_map(jnp.zeros_like, sums.loss_sums),
+    calls=jax.tree_util.tree_map(jnp.zeros_like, sums.calls),
+  )
   return restarted, metrics
 
 
@@ -179,15 +193,18 @@ class _Trainer:
   def read_metrics(self, sums):
     """(sums with the losses restarted, {name: float}): the one host read of a log step."""
     sums, metrics = self._read(sums)
-    return sums, {k: float(np.asarray(v.addressable_data(0)).reshape(-1)[0])
-                  for k, v in metrics.items()}
+    return sums, {
+      k: float(np.asarray(v.addressable_data(0)).reshape(-1)[0]) for k, v in metrics.items()
+    }
 
   def compile(self, state, sums, batch):
     """Compiles ahead of time the programs a call with `batch` (shapes only) and an update
     need: {name: jax.stages.Compiled}; later calls of those shapes compile nothing."""
     batches = batch if self.model.edge else {"saliency": batch}
-    compiled = {f"accumulate_{task}": self._accumulate[task].lower(state, sums, part).compile()
-                for task, part in batches.items()}
+    compiled = {
+      f"accumulate_{task}": self._accumulate[task].lower(state, sums, part).compile()
+      for task, part in batches.items()
+    }
     compiled["update"] = self._update.lower(state, sums).compile()
     return compiled
 
@@ -204,13 +221,19 @@ class PmapTrainer(_Trainer):
     return jax.pmap(fn, AXIS, devices=self._pmap_devices(), donate_argnums=(1,))
 
   def _map_update(self):
-    fn = _named("update", functools.partial(
-        update, iter_size=self.iter_size, mean=functools.partial(jax.lax.pmean, axis_name=AXIS)))
+    fn = _named(
+      "update",
+      functools.partial(
+        update, iter_size=self.iter_size, mean=functools.partial(jax.lax.pmean, axis_name=AXIS)
+      ),
+    )
     return jax.pmap(fn, AXIS, devices=self._pmap_devices(), donate_argnums=(0, 1))
 
   def _map_read(self):
-    fn = _named("read_metrics", functools.partial(
-        read_metrics, mean=functools.partial(jax.lax.pmean, axis_name=AXIS)))
+    fn = _named(
+      "read_metrics",
+      functools.partial(read_metrics, mean=functools.partial(jax.lax.pmean, axis_name=AXIS)),
+    )
     return jax.pmap(fn, AXIS, devices=self._pmap_devices(), donate_argnums=(0,))
 
   def _pmap_devices(self):
@@ -237,7 +260,8 @@ class PmapTrainer(_Trainer):
     """A host batch [local batch, ...] on the local devices as [devices, per_device, ...]."""
     n = len(self.local_devices)
     return jax.tree_util.tree_map(
-        lambda x: jax.device_put(x.reshape((n, -1) + x.shape[1:]), self._sharding), batch)
+      lambda x: jax.device_put(x.reshape((n, -1) + x.shape[1:]), self._sharding), batch
+    )
 
 
 class _MeshTrainer(_Trainer):
@@ -252,22 +276,27 @@ class _MeshTrainer(_Trainer):
 
   def replicate(self, state):
     return jax.tree_util.tree_map(
-        lambda x: jax.make_array_from_process_local_data(self.replicated, np.asarray(x)), state)
+      lambda x: jax.make_array_from_process_local_data(self.replicated, np.asarray(x)), state
+    )
 
   def unreplicate(self, state):
     return jax.tree_util.tree_map(lambda x: np.asarray(x.addressable_data(0)), state)
 
   def init_sums(self, state):
     n = len(self.devices)
-    make = jax.jit(lambda params: jax.tree_util.tree_map(
-        lambda x: jnp.broadcast_to(x, (n,) + x.shape), zero_sums(self.model, params)),
-                   out_shardings=self.split)
+    make = jax.jit(
+      lambda params: jax.tree_util.tree_map(
+        lambda x: jnp.broadcast_to(x, (n,) + x.shape), zero_sums(self.model, params)
+      ),
+      out_shardings=self.split,
+    )
     return make(state.params)
 
   def put(self, batch):
     """This process's rows of the global batch, as one global array sharded on `data`."""
     return jax.tree_util.tree_map(
-        lambda x: jax.make_array_from_process_local_data(self.split, x), batch)
+      lambda x: jax.make_array_from_process_local_data(self.split, x), batch
+    )
 
 
 class ShardMapTrainer(_MeshTrainer):
@@ -276,16 +305,17 @@ class ShardMapTrainer(_MeshTrainer):
   def _shard_map(self, name, fn, in_specs, out_specs, donate):
     # check_vma=False: the functions average over devices themselves (pmean), as
     # under pmap; with it on, JAX would also psum the gradients of the replicated state.
-    mapped = jax.shard_map(fn, mesh=self.mesh, in_specs=in_specs, out_specs=out_specs,
-                           check_vma=False)
+    mapped = jax.shard_map(
+      fn, mesh=self.mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False
+    )
     return jax.jit(_named(name, mapped), donate_argnums=donate)
 
   def _map_accumulate(self, task):
     def per_device(state, sums, batch):
       sums = accumulate(self.model, task, state, _first(sums), batch)
       return _lead(sums)
-    return self._shard_map(f"accumulate_{task}", per_device, (P(), P(AXIS), P(AXIS)), P(AXIS),
-                           (1,))
+
+    return self._shard_map(f"accumulate_{task}", per_device, (P(), P(AXIS), P(AXIS)), P(AXIS), (1,))
 
   def _map_update(self):
     mean = functools.partial(jax.lax.pmean, axis_name=AXIS)
@@ -293,6 +323,7 @@ class ShardMapTrainer(_MeshTrainer):
     def per_device(state, sums):
       state, sums = update(state, _first(sums), self.iter_size, mean)
       return state, _lead(sums)
+
     return self._shard_map("update", per_device, (P(), P(AXIS)), (P(), P(AXIS)), (0, 1))
 
   def _map_read(self):
@@ -301,6 +332,7 @@ class ShardMapTrainer(_MeshTrainer):
     def per_device(sums):
       sums, metrics = read_metrics(_first(sums), mean)
       return _lead(sums), metrics
+
     return self._shard_map("read_metrics", per_device, (P(AXIS),), (P(AXIS), P()), (0,))
 
 
@@ -327,8 +359,11 @@ class JitTrainer(_MeshTrainer):
     def make(params):
       sums = zero_sums(self.model, params)
       per_device = lambda x: jnp.broadcast_to(x, (n,))
-      return sums.replace(loss_sums=jax.tree_util.tree_map(per_device, sums.loss_sums),
-                          calls=jax.tree_util.tree_map(per_device, sums.calls))
+      return sums.replace(
+        loss_sums=jax.tree_util.tree_map(per_device, sums.loss_sums),
+        calls=jax.tree_util.tree_map(per_device, sums.calls),
+      )
+
     return jax.jit(make, out_shardings=self._sums_sharding())(state.params)
 
   def _map_accumulate(self, task):
@@ -336,30 +371,47 @@ class JitTrainer(_MeshTrainer):
 
     def per_batch(state, sums, batch):
       split = jax.tree_util.tree_map(
-          lambda x: jax.lax.with_sharding_constraint(x.reshape((n, -1) + x.shape[1:]),
-                                                     self.split), batch)
+        lambda x: jax.lax.with_sharding_constraint(x.reshape((n, -1) + x.shape[1:]), self.split),
+        batch,
+      )
 
       def objective(params):
-        per_device = jax.vmap(lambda part: _finite_or_nan(device_loss(
-            self.model, task, params, state.batch_stats, part)))(split)
+        per_device = jax.vmap(
+          lambda part: _finite_or_nan(
+            device_loss(self.model, task, params, state.batch_stats, part)
+          )
+        )(split)
         return jnp.mean(per_device), per_device
+
       grads, per_device = jax.grad(objective, has_aux=True)(state.params)
       return _added(sums, task, grads, per_device)
-    return jax.jit(_named(f"accumulate_{task}", per_batch),
-                   in_shardings=(self.replicated, self._sums_sharding(), self.split),
-                   out_shardings=self._sums_sharding(), donate_argnums=(1,))
+
+    return jax.jit(
+      _named(f"accumulate_{task}", per_batch),
+      in_shardings=(self.replicated, self._sums_sharding(), self.split),
+      out_shardings=self._sums_sharding(),
+      donate_argnums=(1,),
+    )
 
   def _map_update(self):
     def step(state, sums):
       return update(state, sums, self.iter_size, lambda grads: grads)
-    return jax.jit(_named("update", step), in_shardings=(self.replicated, self._sums_sharding()),
-                   out_shardings=(self.replicated, self._sums_sharding()),
-                   donate_argnums=(0, 1))
+
+    return jax.jit(
+      _named("update", step),
+      in_shardings=(self.replicated, self._sums_sharding()),
+      out_shardings=(self.replicated, self._sums_sharding()),
+      donate_argnums=(0, 1),
+    )
 
   def _map_read(self):
     read = functools.partial(read_metrics, mean=_mean_over_devices)
-    return jax.jit(_named("read_metrics", read), in_shardings=(self._sums_sharding(),),
-                   out_shardings=(self._sums_sharding(), self.replicated), donate_argnums=(0,))
+    return jax.jit(
+      _named("read_metrics", read),
+      in_shardings=(self._sums_sharding(),),
+      out_shardings=(self._sums_sharding(), self.replicated),
+      donate_argnums=(0,),
+    )
 
 
 def _mean_over_devices(tree):
@@ -368,8 +420,10 @@ def _mean_over_devices(tree):
 
 def _named(name, fn):
   """`fn` under the program name `name` (jit names programs after the function)."""
+
   def program(*args):
     return fn(*args)
+
   program.__name__ = program.__qualname__ = name
   return program
 

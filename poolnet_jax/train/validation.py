@@ -27,12 +27,19 @@ def validate(model, variables, source, max_images=0, size=None, writer=None, ste
 
   metrics = inference.evaluate_model(model, variables, source, size, max_images, on_map=show)
   if metrics.scaled_gts:
-    logging.warning("validation: %d ground truths stored as 0/1 were read as 0/255 (%s, ...)",
-                    len(metrics.scaled_gts), ", ".join(metrics.scaled_gts[:5]))
+    logging.warning(
+      "validation: %d ground truths stored as 0/1 were read as 0/255 (%s, ...)",
+      len(metrics.scaled_gts),
+      ", ".join(metrics.scaled_gts[:5]),
+    )
   everything = metrics.results()
   results = {key: everything[key] for key in metrics_lib.KEYS}
-  logging.info("validation at update %d over %d images: %s", step, len(metrics),
-               ", ".join(f"{k} {v:.4f}" for k, v in results.items()))
+  logging.info(
+    "validation at update %d over %d images: %s",
+    step,
+    len(metrics),
+    ", ".join(f"{k} {v:.4f}" for k, v in results.items()),
+  )
   if writer is not None:
     grid = plots.prediction_grid(*zip(*shown), title=f"update {step}")
     writer.scalars(step, results, prefix="val/")
@@ -56,8 +63,9 @@ class BestModel:
     if not results or not results["MAE"] < self.best_mae:
       return False
     self.best_mae = results["MAE"]
-    pretrained.save_pretrained(self.directory, self.name, variables, overwrite=True,
-                               **self.overrides)  # the one writer of this directory
+    pretrained.save_pretrained(
+      self.directory, self.name, variables, overwrite=True, **self.overrides
+    )  # the one writer of this directory
     if jax.process_index() == 0:  # every process saves (orbax writes once); one writes the rest
       with open(self.record_file, "w", encoding="utf-8") as f:
         json.dump({"step": step, **{k: float(v) for k, v in results.items()}}, f, indent=2)

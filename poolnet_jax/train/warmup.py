@@ -27,8 +27,15 @@ import tqdm
 
 from poolnet_jax import compilation
 
-SETTINGS = {"auto": None, "true": True, "on": True, "1": True, "false": False, "off": False,
-            "0": False}
+SETTINGS = {
+  "auto": None,
+  "true": True,
+  "on": True,
+  "1": True,
+  "false": False,
+  "off": False,
+  "0": False,
+}
 SHAPED_MODES = ("native", "buckets")  # fixed mode has one shape: nothing to plan
 
 
@@ -73,8 +80,14 @@ class AheadCompiler:
     todo = [item for item in dict.fromkeys(todo) if item not in self.compiled]
     if not todo:
       return 0
-    bar = tqdm.tqdm(total=len(todo), desc="compile ahead", unit="shape", leave=False,
-                    disable=not self.progress, dynamic_ncols=True)
+    bar = tqdm.tqdm(
+      total=len(todo),
+      desc="compile ahead",
+      unit="shape",
+      leave=False,
+      disable=not self.progress,
+      dynamic_ncols=True,
+    )
     try:
       self._one(state, sums, *todo[0])  # alone: the update program is compiled once
       bar.update(1)
@@ -85,7 +98,8 @@ class AheadCompiler:
       else:
         with concurrent.futures.ThreadPoolExecutor(self.workers) as pool:
           for future in concurrent.futures.as_completed(
-              [pool.submit(self._one, state, sums, *item) for item in todo[1:]]):
+            [pool.submit(self._one, state, sums, *item) for item in todo[1:]]
+          ):
             future.result()
             bar.update(1)
     finally:
@@ -94,8 +108,9 @@ class AheadCompiler:
 
   def _one(self, state, sums, task, shape):
     batch = zeros_batch(shape)
-    self.trainer.compile(state, sums, self.trainer.put({task: batch} if self.trainer.model.edge
-                                                       else batch))
+    self.trainer.compile(
+      state, sums, self.trainer.put({task: batch} if self.trainer.model.edge else batch)
+    )
     self.compiled.add((task, shape))
 
 
@@ -126,9 +141,15 @@ class EpochWarmup:
     before, began = compilation.snapshot(), time.time()
     count = self.compiler.compile(state, sums, shapes)
     if count:
-      logging.info("compiled ahead %d step shape%s for updates %d-%d in %.1f s (%s)", count,
-                   "s" if count != 1 else "", update + 1, end, time.time() - began,
-                   compilation.summary(since=before))
+      logging.info(
+        "compiled ahead %d step shape%s for updates %d-%d in %.1f s (%s)",
+        count,
+        "s" if count != 1 else "",
+        update + 1,
+        end,
+        time.time() - began,
+        compilation.summary(since=before),
+      )
 
 
 def from_config(config, trainer, iterator, updates_per_epoch, num_updates):

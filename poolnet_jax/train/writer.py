@@ -17,6 +17,7 @@ class MetricWriter:
     if not self.enabled:
       return
     from tensorboardX import SummaryWriter  # pylint: disable=import-outside-toplevel
+
     os.makedirs(workdir, exist_ok=True)
     self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
     self._images = os.path.join(workdir, "images")
@@ -55,8 +56,12 @@ class MetricWriter:
       with open(path + ".tmp", "w", encoding="utf-8") as f:
         f.writelines(kept)
       os.replace(path + ".tmp", path)
-      logging.info("%s: dropped %d rows logged after update %d (the checkpoint resumed from)",
-                   path, dropped, step)
+      logging.info(
+        "%s: dropped %d rows logged after update %d (the checkpoint resumed from)",
+        path,
+        dropped,
+        step,
+      )
     self._jsonl = open(path, "a", encoding="utf-8")
     return dropped
 
@@ -68,9 +73,11 @@ class MetricWriter:
     """Also writes `image` as images/<name>_<step>.png, for people without TensorBoard."""
     if self.enabled:
       from PIL import Image  # pylint: disable=import-outside-toplevel
+
       os.makedirs(self._images, exist_ok=True)
       Image.fromarray(np.asarray(image, np.uint8)).save(
-          os.path.join(self._images, f"{name}_{int(step):06d}.png"))
+        os.path.join(self._images, f"{name}_{int(step):06d}.png")
+      )
 
   def close(self):
     if self.enabled:

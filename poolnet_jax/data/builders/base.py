@@ -59,8 +59,10 @@ class BuildReport:
       text += f", {len(self.empty)} with an all-zero label (kept: {', '.join(self.empty[:5])}"
       text += ", ...)" if len(self.empty) > 5 else ")"
     if self.scaled:
-      text += (f", {len(self.scaled)} labels stored as 0/1 scaled to 0/255 "
-               f"({', '.join(self.scaled[:5])}" + (", ...)" if len(self.scaled) > 5 else ")"))
+      text += (
+        f", {len(self.scaled)} labels stored as 0/1 scaled to 0/255 "
+        f"({', '.join(self.scaled[:5])}" + (", ...)" if len(self.scaled) > 5 else ")")
+      )
     return text
 
   def check_label(self, name, label):
@@ -78,17 +80,27 @@ class BuildReport:
     if self.skipped or self.empty or self.scaled:
       lines = [f"\n  {what}: {reason}" for what, reason in self.skipped[:listed]]
       more = len(self.skipped) - listed
-      logging.warning("%s%s%s", self.summary(), "".join(lines),
-                      f"\n  ... and {more} more (logged above)" if more > 0 else "")
+      logging.warning(
+        "%s%s%s",
+        self.summary(),
+        "".join(lines),
+        f"\n  ... and {more} more (logged above)" if more > 0 else "",
+      )
     else:
       logging.info("%s", self.summary())
     if expected is not None and self.written != expected:
-      logging.warning("%s: wrote %d examples but the official set has %d: check the "
-                      "download (see the skips above)", self.where, self.written, expected)
+      logging.warning(
+        "%s: wrote %d examples but the official set has %d: check the "
+        "download (see the skips above)",
+        self.where,
+        self.written,
+        expected,
+      )
     if not self.written:
       reasons = "; ".join(f"{w}: {r}" for w, r in self.skipped[:3])
-      raise ValueError(f"{self.where}: no usable examples, all {len(self.skipped)} "
-                       f"skipped ({reasons})")
+      raise ValueError(
+        f"{self.where}: no usable examples, all {len(self.skipped)} skipped ({reasons})"
+      )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +113,7 @@ class SplitFiles:
   that a manual dir shared by several sets cannot lend one set another's
   files. A pair list, when found, is used before the folders.
   """
+
   image_dirs: tuple = ()
   label_dirs: tuple = ()
   lists: tuple = ()
@@ -110,15 +123,19 @@ class SplitFiles:
 
 def manual_instructions(name, splits, extra=""):
   """MANUAL_DOWNLOAD_INSTRUCTIONS text for a set of SplitFiles."""
-  lines = [f"Put the {name} files in the manual dir (default "
-           "`<data_dir>/downloads/manual/`): archives as downloaded (zip or tar, "
-           "extracted on first build; extract .rar yourself) or already-extracted folders."]
+  lines = [
+    f"Put the {name} files in the manual dir (default "
+    "`<data_dir>/downloads/manual/`): archives as downloaded (zip or tar, "
+    "extracted on first build; extract .rar yourself) or already-extracted folders."
+  ]
   for split, where in splits.items():
     count = f"{where.expected:,} pairs" if where.expected else "pairs"
-    lines.append(f"- {split} ({count}): archives {', '.join(where.archives) or '-'}; images in "
-                 f"{' | '.join(where.image_dirs) or '-'}; labels in "
-                 f"{' | '.join(where.label_dirs) or '-'}; or a pair list "
-                 f"{' | '.join(where.lists) or '-'} (`image label` per line).")
+    lines.append(
+      f"- {split} ({count}): archives {', '.join(where.archives) or '-'}; images in "
+      f"{' | '.join(where.image_dirs) or '-'}; labels in "
+      f"{' | '.join(where.label_dirs) or '-'}; or a pair list "
+      f"{' | '.join(where.lists) or '-'} (`image label` per line)."
+    )
   if extra:
     lines.append(textwrap.dedent(extra).strip())
   return "\n".join(lines)
@@ -137,15 +154,17 @@ class PairedFilesBuilder(ArrayRecordBuilder, skip_registration=True):
 
   def _info(self):
     return tfds.core.DatasetInfo(
-        builder=self,
-        description=self.DESCRIPTION,
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(shape=(None, None, 3)),
-            self.LABEL: tfds.features.Image(shape=(None, None, 1)),
-            "name": tfds.features.Text(),
-        }),
-        homepage=self.HOMEPAGE or None,
-        citation=self.CITATION or None,
+      builder=self,
+      description=self.DESCRIPTION,
+      features=tfds.features.FeaturesDict(
+        {
+          "image": tfds.features.Image(shape=(None, None, 3)),
+          self.LABEL: tfds.features.Image(shape=(None, None, 1)),
+          "name": tfds.features.Text(),
+        }
+      ),
+      homepage=self.HOMEPAGE or None,
+      citation=self.CITATION or None,
     )
 
   def _split_generators(self, dl_manager):
@@ -158,14 +177,18 @@ class PairedFilesBuilder(ArrayRecordBuilder, skip_registration=True):
       roots += self._extract(roots, where.archives, dl_manager)
       found = locate_pairs(roots, where)
       if found is None:
-        missing.append(f"{split}: no pair list {where.lists} and no image folder "
-                       f"{where.image_dirs} with a label folder {where.label_dirs}")
+        missing.append(
+          f"{split}: no pair list {where.lists} and no image folder "
+          f"{where.image_dirs} with a label folder {where.label_dirs}"
+        )
         continue
       generators[split] = self._generate_examples(split, *found, expected=where.expected)
     if not generators:
       raise FileNotFoundError(
-          f"{self.name}: nothing found under {manual}:\n  " + "\n  ".join(missing) +
-          f"\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+        f"{self.name}: nothing found under {manual}:\n  "
+        + "\n  ".join(missing)
+        + f"\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}"
+      )
     for line in missing:
       logging.warning("%s: split not found, building without it (%s)", self.name, line)
     return generators
@@ -177,14 +200,18 @@ class PairedFilesBuilder(ArrayRecordBuilder, skip_registration=True):
       path = files.find_path(roots, [name], want_dir=False)
       if not path or not files.is_archive(path):
         continue
-      target = os.path.join(os.fspath(dl_manager.download_dir), "extracted",
-                            f"{self.name}-{os.path.basename(path)}-{os.path.getsize(path)}")
+      target = os.path.join(
+        os.fspath(dl_manager.download_dir),
+        "extracted",
+        f"{self.name}-{os.path.basename(path)}-{os.path.getsize(path)}",
+      )
       logging.info("%s: extracting %s to %s", self.name, path, target)
       extracted.append(files.extract(path, target))
       for inner in sorted(os.listdir(target)):  # e.g. a .zip.zip download
         if files.is_archive(os.path.join(target, inner)):
-          extracted.append(files.extract(os.path.join(target, inner),
-                                         os.path.join(target, inner + ".extracted")))
+          extracted.append(
+            files.extract(os.path.join(target, inner), os.path.join(target, inner + ".extracted"))
+          )
     return extracted
 
   def _generate_examples(self, split, pairs, unmatched, expected=None):
@@ -225,8 +252,9 @@ def locate_pairs(roots, where):
     logging.info("reading pairs from %s", pair_list)
     return files.read_pair_list(pair_list, image_dirs + list(roots)), files.Unmatched()
   for image_dir in image_dirs:
-    label_dir = files.find_path([os.path.dirname(image_dir)] + list(roots),
-                                deeper(where.label_dirs))
+    label_dir = files.find_path(
+      [os.path.dirname(image_dir)] + list(roots), deeper(where.label_dirs)
+    )
     if label_dir:
       logging.info("pairing %s with %s by file stem", image_dir, label_dir)
       return files.pair_by_stem(image_dir, label_dir)

@@ -24,8 +24,12 @@ files and size mismatches are skipped, logged and counted.
 
 from poolnet_jax.data.builders import base
 
-LISTS = ("bsds_pascal_train_pair_r_val_r_small.lst", "bsds_pascal_train_pair.lst",
-         "train_pair.lst", "*pair*.lst")
+LISTS = (
+  "bsds_pascal_train_pair_r_val_r_small.lst",
+  "bsds_pascal_train_pair.lst",
+  "train_pair.lst",
+  "*pair*.lst",
+)
 
 
 class BsdsPascalEdges(base.PairedFilesBuilder):
@@ -33,11 +37,20 @@ class BsdsPascalEdges(base.PairedFilesBuilder):
 
   LABEL = "edge"
   FOLDERS = ("HED-BSDS_PASCAL", "BSDS_PASCAL")
-  SPLITS = {"train": base.SplitFiles(
+  SPLITS = {
+    "train": base.SplitFiles(
       lists=tuple(f"HED-BSDS_PASCAL/{n}" for n in LISTS) + LISTS,
-      archives=("HED-BSDS_PASCAL.tar.gz", "HED-BSDS_PASCAL.zip", "HED-BSDS.tar.gz",
-                "PASCAL.tar.gz"))}
-  DESCRIPTION = ("BSDS500 (augmented, as prepared for HED) and PASCAL-Context contours: the "
-                 "edge training set of PoolNet's joint edge + saliency model.")
+      archives=(
+        "HED-BSDS_PASCAL.tar.gz",
+        "HED-BSDS_PASCAL.zip",
+        "HED-BSDS.tar.gz",
+        "PASCAL.tar.gz",
+      ),
+    )
+  }
+  DESCRIPTION = (
+    "BSDS500 (augmented, as prepared for HED) and PASCAL-Context contours: the "
+    "edge training set of PoolNet's joint edge + saliency model."
+  )
   HOMEPAGE = "https://github.com/yun-liu/RCF"
   MANUAL_DOWNLOAD_INSTRUCTIONS = base.manual_instructions("BSDS500 + PASCAL edge", SPLITS)

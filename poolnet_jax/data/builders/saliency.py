@@ -53,8 +53,13 @@ MASK_DIRS = ("GT", "gt", "masks", "Masks", "mask", "Mask", "Imgs")
 def _split(prefixes, images, masks, archives, expected, lists=("test.lst",)):
   """SplitFiles with each name tried under each prefix, then the generic names."""
   under = lambda names: tuple(f"{p}/{n}" if p else n for p in prefixes for n in names)
-  return SplitFiles(image_dirs=under(images + IMAGE_DIRS), label_dirs=under(masks + MASK_DIRS),
-                    lists=under(lists), archives=tuple(archives), expected=expected)
+  return SplitFiles(
+    image_dirs=under(images + IMAGE_DIRS),
+    label_dirs=under(masks + MASK_DIRS),
+    lists=under(lists),
+    archives=tuple(archives),
+    expected=expected,
+  )
 
 
 class _SaliencySet(base.PairedFilesBuilder, skip_registration=True):
@@ -63,18 +68,23 @@ class _SaliencySet(base.PairedFilesBuilder, skip_registration=True):
 
 class Duts(_SaliencySet):
   """DUTS (Wang et al., CVPR 2017): DUTS-TR as train, DUTS-TE as test."""
+
   FOLDERS = ("DUTS",)
   SPLITS = {
-      "train": SplitFiles(
-          image_dirs=("DUTS-TR/DUTS-TR-Image", "DUTS-TR-Image", "DUTS-TR/Imgs"),
-          label_dirs=("DUTS-TR/DUTS-TR-Mask", "DUTS-TR-Mask", "DUTS-TR/Imgs"),
-          lists=("DUTS-TR/train_pair.lst", "train_pair.lst"),
-          archives=("DUTS-TR.zip", "DUTS-TR.tar.gz"), expected=10553),
-      "test": SplitFiles(
-          image_dirs=("DUTS-TE/DUTS-TE-Image", "DUTS-TE-Image", "DUTS-TE/Imgs"),
-          label_dirs=("DUTS-TE/DUTS-TE-Mask", "DUTS-TE-Mask", "DUTS-TE/Imgs"),
-          lists=("DUTS-TE/test.lst",),
-          archives=("DUTS-TE.zip", "DUTS-TE.tar.gz"), expected=5019),
+    "train": SplitFiles(
+      image_dirs=("DUTS-TR/DUTS-TR-Image", "DUTS-TR-Image", "DUTS-TR/Imgs"),
+      label_dirs=("DUTS-TR/DUTS-TR-Mask", "DUTS-TR-Mask", "DUTS-TR/Imgs"),
+      lists=("DUTS-TR/train_pair.lst", "train_pair.lst"),
+      archives=("DUTS-TR.zip", "DUTS-TR.tar.gz"),
+      expected=10553,
+    ),
+    "test": SplitFiles(
+      image_dirs=("DUTS-TE/DUTS-TE-Image", "DUTS-TE-Image", "DUTS-TE/Imgs"),
+      label_dirs=("DUTS-TE/DUTS-TE-Mask", "DUTS-TE-Mask", "DUTS-TE/Imgs"),
+      lists=("DUTS-TE/test.lst",),
+      archives=("DUTS-TE.zip", "DUTS-TE.tar.gz"),
+      expected=5019,
+    ),
   }
   DESCRIPTION = "DUTS salient object detection: DUTS-TR (train) and DUTS-TE (test)."
   HOMEPAGE = "http://saliencydetection.net/duts/"
@@ -83,9 +93,17 @@ class Duts(_SaliencySet):
 
 class Ecssd(_SaliencySet):
   """ECSSD, extended complex scene saliency (Yan et al., CVPR 2013)."""
+
   FOLDERS = ("ECSSD",)
-  SPLITS = {"test": _split(("ECSSD", ""), ("images",), ("ground_truth_mask",),
-                           ("images.zip", "ground_truth_mask.zip", "ECSSD.zip"), 1000)}
+  SPLITS = {
+    "test": _split(
+      ("ECSSD", ""),
+      ("images",),
+      ("ground_truth_mask",),
+      ("images.zip", "ground_truth_mask.zip", "ECSSD.zip"),
+      1000,
+    )
+  }
   DESCRIPTION = "ECSSD: 1,000 images of complex scenes with salient object masks."
   HOMEPAGE = "https://www.cse.cuhk.edu.hk/leojia/projects/hsaliency/dataset.html"
   MANUAL_DOWNLOAD_INSTRUCTIONS = base.manual_instructions("ECSSD", SPLITS)
@@ -93,10 +111,17 @@ class Ecssd(_SaliencySet):
 
 class PascalS(_SaliencySet):
   """PASCAL-S (Li et al., CVPR 2014); salObj masks are graded: binarise at 0.5 to evaluate."""
+
   FOLDERS = ("PASCAL-S", "PASCALS")
-  SPLITS = {"test": _split(("PASCAL-S", "PASCALS", "datasets", ""),
-                           ("imgs/pascal",), ("masks/pascal",),
-                           ("PASCAL-S.zip", "PASCALS.zip", "salObj.zip"), 850)}
+  SPLITS = {
+    "test": _split(
+      ("PASCAL-S", "PASCALS", "datasets", ""),
+      ("imgs/pascal",),
+      ("masks/pascal",),
+      ("PASCAL-S.zip", "PASCALS.zip", "salObj.zip"),
+      850,
+    )
+  }
   DESCRIPTION = "PASCAL-S: 850 PASCAL VOC 2010 images with salient object masks."
   HOMEPAGE = "https://cbs.ic.gatech.edu/salobj/"
   MANUAL_DOWNLOAD_INSTRUCTIONS = base.manual_instructions("PASCAL-S", SPLITS)
@@ -104,11 +129,22 @@ class PascalS(_SaliencySet):
 
 class DutOmron(_SaliencySet):
   """DUT-OMRON (Yang et al., CVPR 2013)."""
+
   FOLDERS = ("DUT-OMRON", "DUTOMRON")
-  SPLITS = {"test": _split(("DUT-OMRON", "DUTOMRON", ""), ("DUT-OMRON-image",),
-                           ("pixelwiseGT-new-PNG", "DUT-OMRON-gt-pixelwise"),
-                           ("DUT-OMRON-image.zip", "DUT-OMRON-gt-pixelwise.zip.zip",
-                            "DUT-OMRON-gt-pixelwise.zip", "DUT-OMRON.zip"), 5168)}
+  SPLITS = {
+    "test": _split(
+      ("DUT-OMRON", "DUTOMRON", ""),
+      ("DUT-OMRON-image",),
+      ("pixelwiseGT-new-PNG", "DUT-OMRON-gt-pixelwise"),
+      (
+        "DUT-OMRON-image.zip",
+        "DUT-OMRON-gt-pixelwise.zip.zip",
+        "DUT-OMRON-gt-pixelwise.zip",
+        "DUT-OMRON.zip",
+      ),
+      5168,
+    )
+  }
   DESCRIPTION = "DUT-OMRON: 5,168 images with pixel-wise salient object masks."
   HOMEPAGE = "http://saliencydetection.net/dut-omron/"
   MANUAL_DOWNLOAD_INSTRUCTIONS = base.manual_instructions("DUT-OMRON", SPLITS)
@@ -116,17 +152,28 @@ class DutOmron(_SaliencySet):
 
 class HkuIs(_SaliencySet):
   """HKU-IS (Li and Yu, CVPR 2015): all 4,447 images as `test`."""
+
   FOLDERS = ("HKU-IS", "HKUIS")
-  SPLITS = {"test": _split(("HKU-IS", "HKUIS", ""), ("imgs",), ("gt",),
-                           ("HKU-IS.zip", "HKU-IS.tar.gz", "HKU-IS.tar"), 4447)}
-  DESCRIPTION = ("HKU-IS: 4,447 images with salient object masks. PoolNet evaluated on "
-                 "a 1,447-image test list: put it beside the images as test.lst to use it.")
+  SPLITS = {
+    "test": _split(
+      ("HKU-IS", "HKUIS", ""),
+      ("imgs",),
+      ("gt",),
+      ("HKU-IS.zip", "HKU-IS.tar.gz", "HKU-IS.tar"),
+      4447,
+    )
+  }
+  DESCRIPTION = (
+    "HKU-IS: 4,447 images with salient object masks. PoolNet evaluated on "
+    "a 1,447-image test list: put it beside the images as test.lst to use it."
+  )
   HOMEPAGE = "https://sites.google.com/site/ligb86/hkuis"
   MANUAL_DOWNLOAD_INSTRUCTIONS = base.manual_instructions("HKU-IS", SPLITS)
 
 
 class Sod(_SaliencySet):
   """SOD (Movahedi and Elder, 2010): 300 BSDS images with salient object masks."""
+
   FOLDERS = ("SOD",)
   SPLITS = {"test": _split(("SOD", ""), (), (), ("SOD.zip", "SOD.tar.gz"), 300)}
   DESCRIPTION = "SOD: 300 images from BSDS300 with salient object masks."

@@ -35,16 +35,24 @@ class FolderConfig(tfds.core.BuilderConfig):
   split: str = "train"
 
 
-def folder_config(name, image_dir=None, label_dir=None, *, pair_list=None, label="mask",
-                  split="train"):
+def folder_config(
+  name, image_dir=None, label_dir=None, *, pair_list=None, label="mask", split="train"
+):
   """A FolderConfig; give either both folders or a pair list."""
   if label not in ("mask", "edge"):
     raise ValueError(f"label must be 'mask' or 'edge', got {label!r}")
   if pair_list is None and (image_dir is None or label_dir is None):
     raise ValueError("folder_config needs image_dir and label_dir, or pair_list")
   source = pair_list or f"{image_dir} + {label_dir}"
-  return FolderConfig(name=name, image_dir=image_dir, label_dir=label_dir, pair_list=pair_list,
-                      label=label, split=split, description=f"{label} pairs from {source}")
+  return FolderConfig(
+    name=name,
+    image_dir=image_dir,
+    label_dir=label_dir,
+    pair_list=pair_list,
+    label=label,
+    split=split,
+    description=f"{label} pairs from {source}",
+  )
 
 
 class SalientFolder(base.PairedFilesBuilder):
@@ -61,8 +69,10 @@ class SalientFolder(base.PairedFilesBuilder):
     del dl_manager
     config = self.builder_config
     if not isinstance(config, FolderConfig):
-      raise ValueError("salient_folder needs a config: tfds.builder('salient_folder', "
-                       "config=folder_config(name, image_dir, label_dir), data_dir=...)")
+      raise ValueError(
+        "salient_folder needs a config: tfds.builder('salient_folder', "
+        "config=folder_config(name, image_dir, label_dir), data_dir=...)"
+      )
     self.build_reports = {}
     if config.pair_list:
       pairs, unmatched = files.read_pair_list(config.pair_list), files.Unmatched()

@@ -52,16 +52,22 @@ class SyntheticConfig(tfds.core.BuilderConfig):
     return getattr(self, f"num_{split}")
 
 
-def synthetic_config(name, num_train=1000, num_validation=100, num_test=100,
-                     long_side=(320, 400), seed=0):
+def synthetic_config(
+  name, num_train=1000, num_validation=100, num_test=100, long_side=(320, 400), seed=0
+):
   """A custom config; its name keeps its build apart from the others in data_dir."""
   if not 36 <= long_side[0] <= long_side[1]:
     raise ValueError(f"long_side must be (low, high) with 36 <= low <= high, got {long_side}")
   return SyntheticConfig(
-      name=name, num_train=num_train, num_validation=num_validation, num_test=num_test,
-      long_side=tuple(long_side), seed=seed,
-      description=f"{num_train}/{num_validation}/{num_test} scenes, long side "
-                  f"{long_side[0]}-{long_side[1]} px, seed {seed}")
+    name=name,
+    num_train=num_train,
+    num_validation=num_validation,
+    num_test=num_test,
+    long_side=tuple(long_side),
+    seed=seed,
+    description=f"{num_train}/{num_validation}/{num_test} scenes, long side "
+    f"{long_side[0]}-{long_side[1]} px, seed {seed}",
+  )
 
 
 class SyntheticSalient(base.ArrayRecordBuilder):
@@ -74,9 +80,9 @@ class SyntheticSalient(base.ArrayRecordBuilder):
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "First release."}
   BUILDER_CONFIGS = [
-      synthetic_config("default", 1000, 100, 100, (320, 400)),
-      synthetic_config("small", 3000, 200, 200, (128, 160)),
-      synthetic_config("tiny", 48, 8, 8, (64, 96)),
+    synthetic_config("default", 1000, 100, 100, (320, 400)),
+    synthetic_config("small", 3000, 200, 200, (128, 160)),
+    synthetic_config("tiny", 48, 8, 8, (64, 96)),
   ]
 
   def __init__(self, *, workers=None, **kwargs):
@@ -85,28 +91,30 @@ class SyntheticSalient(base.ArrayRecordBuilder):
 
   def _info(self):
     return tfds.core.DatasetInfo(
-        builder=self,
-        description="Procedural salient-object scenes: textured, cluttered backgrounds with "
-                    "non-salient distractors and 1-3 salient objects; exact binary masks and "
-                    "contour edge maps.",
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(shape=(None, None, 3)),
-            "mask": tfds.features.Image(shape=(None, None, 1)),
-            "edge": tfds.features.Image(shape=(None, None, 1)),
-            "name": tfds.features.Text(),
-        }),
+      builder=self,
+      description="Procedural salient-object scenes: textured, cluttered backgrounds with "
+      "non-salient distractors and 1-3 salient objects; exact binary masks and "
+      "contour edge maps.",
+      features=tfds.features.FeaturesDict(
+        {
+          "image": tfds.features.Image(shape=(None, None, 3)),
+          "mask": tfds.features.Image(shape=(None, None, 1)),
+          "edge": tfds.features.Image(shape=(None, None, 1)),
+          "name": tfds.features.Text(),
+        }
+      ),
     )
 
   def _split_generators(self, dl_manager):
     del dl_manager  # nothing to download
     config = self.builder_config
-    return {split: self._generate_examples(split) for split in SPLIT_IDS
-            if config.count(split) > 0}
+    return {split: self._generate_examples(split) for split in SPLIT_IDS if config.count(split) > 0}
 
   def _generate_examples(self, split):
     config = self.builder_config
-    draw = functools.partial(encoded_example, config.seed, SPLIT_IDS[split],
-                             long_side=config.long_side)
+    draw = functools.partial(
+      encoded_example, config.seed, SPLIT_IDS[split], long_side=config.long_side
+    )
     indices = range(config.count(split))
     if self.workers == 1:
       yield from _named(split, map(draw, indices))
@@ -141,5 +149,8 @@ def encoded_example(seed, split_id, index, long_side):
   """PNG-encoded image, mask and edge of one scene."""
   rng = synthetic.scene_rng(seed, split_id, index)
   scene = synthetic.make_scene(rng, *synthetic.sample_size(rng, long_side))
-  return {"image": decode.encode_png(scene.image), "mask": decode.encode_png(scene.mask),
-          "edge": decode.encode_png(scene.edge)}
+  return {
+    "image": decode.encode_png(scene.image),
+    "mask": decode.encode_png(scene.mask),
+    "edge": decode.encode_png(scene.edge),
+  }
