@@ -8,7 +8,11 @@ them all at one cache, kept under the system's temporary folder between runs.
 import os
 import tempfile
 
+import pytest
+
+import poolnet_jax
 from poolnet_jax import runtime
+from random_weights import TINY, random_variables
 
 XLA_CACHE = os.path.join(tempfile.gettempdir(), "poolnet_jax_tests_xla")
 
@@ -18,3 +22,13 @@ def pytest_configure(config):
   os.environ.setdefault("POOLNET_JAX_CACHE", XLA_CACHE)
   runtime.apply_xla_defaults()  # as the command-line tools; subprocesses inherit it
   runtime.enable_compilation_cache()
+
+
+@pytest.fixture(scope="module")
+def tiny_saved(tmp_path_factory):
+  """(model, variables, folder) of a tiny ResNet-50 PoolNet saved with save_pretrained."""
+  model = poolnet_jax.create_model("resnet50", **TINY)
+  variables = random_variables(model)
+  directory = tmp_path_factory.mktemp("model")
+  poolnet_jax.save_pretrained(directory, "resnet50", variables, **TINY)
+  return model, variables, directory
