@@ -4,6 +4,7 @@ import dataclasses
 
 import jax.numpy as jnp
 
+from poolnet_jax.models import init as init_schemes
 from poolnet_jax.models.layers import ConvImpl, conv_impl
 from poolnet_jax.models.poolnet import PoolNet
 
@@ -39,6 +40,8 @@ def create_model(name: str, *, conv=None, resize_conv=None, init=None, **overrid
   if resize_conv is not None:
     impl = dataclasses.replace(impl, resize_conv=bool(resize_conv))
   if init:
+    if init not in init_schemes.SCHEMES:
+      raise ValueError(f"unknown initialisation {init!r}; expected one of {init_schemes.SCHEMES}")
     impl = dataclasses.replace(impl, init=init)
   return PoolNet(**{**VARIANTS[name], **overrides}, conv=impl)
 
