@@ -1,5 +1,6 @@
 """`poolnet_jax.evaluate` and its library (inference.evaluate_model, saved_maps, reports,
-data.datasets): a model over a TFDS test set, saved maps against ground truth, plots."""
+data.datasets): a model over a TFDS test set, saved maps against ground truth (the plots:
+test_plots.py)."""
 
 import csv
 import io
@@ -14,8 +15,9 @@ import pytest
 import tensorflow_datasets as tfds
 
 import poolnet_jax
-from poolnet_jax import evaluate, inference, metrics, ops, plots, reports, saved_maps
+from poolnet_jax import evaluate, inference, metrics, ops, reports, saved_maps
 from poolnet_jax.data import datasets
+from image_files import read_png
 from random_weights import TINY, random_variables
 
 
@@ -43,10 +45,6 @@ def _pysodmetrics(pairs):
     "adpE": e["adp"],
     "wF": wfm.get_results()["wfm"],
   }
-
-
-def _read(path):
-  return np.asarray(Image.open(path))
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +97,7 @@ def test_model_on_a_tfds_test_set_then_its_saved_maps(tiny_data, tmp_path, capsy
     image, gt = example["image"], example["mask"][..., 0]
     x = ops.resize_bilinear(poolnet_jax.preprocess(image[None]), (111, 122))
     expected = ops.resize_bilinear(jax.nn.sigmoid(apply(variables, x)), image.shape[:2])
-    saved = _read(out / "maps" / "synthetic_salient_tiny" / f"{example['name'].decode()}.png")
+    saved = read_png(out / "maps" / "synthetic_salient_tiny" / f"{example['name'].decode()}.png")
     assert saved.shape == gt.shape
     assert np.abs(saved / 255 - np.asarray(expected)[0, ..., 0]).max() <= 1.001 / 255
     pairs.append((saved, gt))
@@ -110,7 +108,7 @@ def test_model_on_a_tfds_test_set_then_its_saved_maps(tiny_data, tmp_path, capsy
   for name in ["results.txt", "results.json", "results.csv", "synthetic_salient_tiny_curves.csv"]:
     assert (out / name).stat().st_size > 0, name
   for name in ["synthetic_salient_tiny_pr.png", "synthetic_salient_tiny_fmeasure.png"]:
-    picture = _read(out / name)
+    picture = read_png(out / name)
     assert picture.ndim == 3 and picture.shape[0] > 300 and picture.std() > 5, name
 
   # The same maps as a folder against the masks as a folder: the same numbers; strays reported.
@@ -171,7 +169,7 @@ def test_size_multiple_rounds_run_sizes_and_counts_the_programs(tiny_data, tmp_p
     example = source[index]
     x = ops.resize_bilinear(poolnet_jax.preprocess(example["image"][None]), run)
     expected = ops.resize_bilinear(jax.nn.sigmoid(apply(variables, x)), example["mask"].shape[:2])
-    saved = _read(out / "maps" / "synthetic_salient_tiny" / f"{example['name'].decode()}.png")
+    saved = read_png(out / "maps" / "synthetic_salient_tiny" / f"{example['name'].decode()}.png")
     assert saved.shape == example["mask"].shape[:2]  # the image's own size
     assert np.abs(saved / 255 - np.asarray(expected)[0, ..., 0]).max() <= 1.001 / 255
 
@@ -265,76 +263,6 @@ def test_dataset_names_sizes_and_formats():
   assert table[1].split() == ["ecssd", "3", *[f"{i / 10:.4f}" for i in range(9)]]
   assert json.loads(reports.format_results(rows, "json")) == rows[0]
   assert reports.file_label("synthetic_salient/tiny:test") == "synthetic_salient_tiny_test"
-
-
-def _text_pixels(band, start, stop):
-  return int((band[:, start:stop].max(axis=-1) > 128).sum())
-
-
-def test_prediction_grid_rows_of_image_prediction_and_ground_truth():
-  rng = np.random.default_rng(0)
-  images = [
-    rng.integers(0, 256, (32, 40, 3), dtype=np.uint8),
-    rng.integers(0, 256, (64, 48, 3), dtype=np.uint8),
-  ]
-  preds = [rng.uniform(0, 1, (32, 40)), rng.integers(0, 256, (64, 48), dtype=np.uint8)]
-  gts = [
-    rng.integers(0, 2, (32, 40, 1), dtype=np.uint8) * 255,
-    rng.integers(0, 2, (64, 48), dtype=np.uint8) * 255,
-  ]
-  grid = plots.prediction_grid(images, preds, gts, row_height=32, title="update 1250")
-  # A title band, a band of column titles, then the rows. Columns are as wide as the widest
-  # panel or title ("ground truth" in PIL's default font): each panel at the left of its column.
-  band = plots.TEXT_BAND
-  col = grid.shape[1] // 3
-  assert grid.shape == (2 * band + 64, 3 * col, 3) and grid.dtype == np.uint8
-  assert col >= 60  # wider than the 40-pixel panels: the titles fit
-  title, heads, rows = grid[:band], grid[band : 2 * band], grid[2 * band :]
-  assert _text_pixels(title, 0, col) > 20 and _text_pixels(title, col, 3 * col) == 0
-  for index in range(3):
-    assert _text_pixels(heads, index * col, (index + 1) * col) > 20, index
-  # Text drawn by hand with the same font reads the same.
-  from PIL import ImageDraw, ImageFont
-
-  expected = Image.new("RGB", (3 * col, band))
-  for index, text in enumerate(("image", "prediction", "ground truth")):
-    ImageDraw.Draw(expected).text(
-      (index * col + 4, 2), text, fill=(255, 255, 255), font=ImageFont.load_default()
-    )
-  np.testing.assert_array_equal(heads, np.asarray(expected))
-  np.testing.assert_array_equal(rows[:32, :40], images[0])
-  np.testing.assert_array_equal(
-    rows[:32, col : col + 40, 1], np.rint(preds[0] * 255).astype(np.uint8)
-  )
-  np.testing.assert_array_equal(rows[:32, 2 * col : 2 * col + 40, 0], gts[0][..., 0])
-  half = np.asarray(Image.fromarray(images[1]).resize((24, 32), Image.BILINEAR))
-  np.testing.assert_array_equal(rows[32:, :24], half)
-  half_gt = np.asarray(Image.fromarray(gts[1]).resize((24, 32), Image.BILINEAR))
-  np.testing.assert_array_equal(rows[32:, 2 * col : 2 * col + 24, 2], half_gt)
-  for start in (24, col + 24, 2 * col + 24):
-    assert (rows[32:, start : start + col - 24] == 0).all()
-  untitled = plots.prediction_grid(images, preds, gts, row_height=32)
-  assert untitled.shape == (band + 64, 3 * col, 3)  # no title: one band less
-  with pytest.raises(ValueError, match="as many"):
-    plots.prediction_grid(images, preds[:1], gts)
-
-
-def test_curve_plots_are_written(tmp_path):
-  t = np.arange(256)
-  curve = {
-    "thresholds": t,
-    "precision": 0.5 + t / 512,
-    "recall": 1 - t / 255,
-    "fmeasure": np.sin(t / 255 * np.pi),
-  }
-  pr = plots.precision_recall_curve({"a": curve, "b": curve}, tmp_path / "pr.png")
-  fm = plots.fmeasure_curve({"a": curve}, tmp_path / "sub" / "f.png")
-  for path in (pr, fm):
-    picture = _read(path)
-    assert picture.shape[0] >= 300 and picture.std() > 5
-
-
-# Label conventions.
 
 
 def test_0_1_ground_truths_and_background_only_ones_in_every_output(tmp_path, capsys):
