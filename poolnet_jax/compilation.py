@@ -8,10 +8,13 @@
 JAX reports each backend compilation (a persistent-cache hit included) and each
 cache hit as monitoring events; `watch()` registers one listener for them, once
 per process (it only counts). The counts are by program name: the jitted
-function's name (train/step.py names its programs).
+function's name (train/step.py names its programs). jax.pmap calls all its
+programs `jit(_fun)`; one compiled inside `naming(name)` is counted as
+`pmap(name)` instead.
 """
 
 import collections
+import contextlib
 import dataclasses
 import threading
 
@@ -25,6 +28,8 @@ _programs = collections.Counter()
 _seconds = collections.Counter()
 _cache_hits = [0]
 _watching = [False]
+_naming = threading.local()  # compile events run on the thread that compiles
+UNNAMED = "jit(_fun)"  # what jax.pmap's programs are called
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +61,8 @@ class Snapshot:
 def _on_duration(event, seconds, **kwargs):
   if event == COMPILE_EVENT:
     name = kwargs.get("fun_name", "?")
+    if name == UNNAMED and getattr(_naming, "name", None):
+      name = f"pmap({_naming.name})"
     with _lock:
       _programs[name] += 1
       _seconds[name] += seconds
@@ -66,6 +73,17 @@ def _on_event(event, **kwargs):
   if event == CACHE_HIT_EVENT:
     with _lock:
       _cache_hits[0] += 1
+
+
+@contextlib.contextmanager
+def naming(name):
+  """Counts a pmap program compiled on this thread inside the block as `pmap(name)`."""
+  outer = getattr(_naming, "name", None)
+  _naming.name = name
+  try:
+    yield
+  finally:
+    _naming.name = outer
 
 
 def watch():

@@ -31,6 +31,7 @@ import numpy as np
 from flax import struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from poolnet_jax import compilation
 from poolnet_jax import image as image_lib
 from poolnet_jax.train import losses
 
@@ -166,7 +167,7 @@ class _Trainer:
 
   `accumulate(state, sums, batch, task)` and `update(state, sums)` donate what they
   replace. The programs are named `accumulate_<task>`, `update` and `read_metrics`
-  (what poolnet_jax.compilation counts them by).
+  (what poolnet_jax.compilation counts them by: `jit(...)`, `pmap(...)` under pmap).
   """
 
   def __init__(self, model, iter_size, devices):
@@ -201,11 +202,15 @@ class _Trainer:
     """Compiles ahead of time the programs a call with `batch` (shapes only) and an update
     need: {name: jax.stages.Compiled}; later calls of those shapes compile nothing."""
     batches = batch if self.model.edge else {"saliency": batch}
-    compiled = {
-      f"accumulate_{task}": self._accumulate[task].lower(state, sums, part).compile()
+    programs = {
+      f"accumulate_{task}": (self._accumulate[task], (state, sums, part))
       for task, part in batches.items()
     }
-    compiled["update"] = self._update.lower(state, sums).compile()
+    programs["update"] = (self._update, (state, sums))
+    compiled = {}
+    for name, (program, args) in programs.items():
+      with compilation.naming(name):
+        compiled[name] = program.lower(*args).compile()
     return compiled
 
   def nonfinite_updates(self, state):
@@ -217,24 +222,23 @@ class PmapTrainer(_Trainer):
   the sums carry a leading local-device axis; batches are split [devices, per_device]."""
 
   def _map_accumulate(self, task):
-    fn = _named(f"accumulate_{task}", functools.partial(accumulate, self.model, task))
-    return jax.pmap(fn, AXIS, devices=self._pmap_devices(), donate_argnums=(1,))
+    return self._pmap(
+      f"accumulate_{task}", functools.partial(accumulate, self.model, task), donate=(1,)
+    )
 
   def _map_update(self):
-    fn = _named(
-      "update",
-      functools.partial(
-        update, iter_size=self.iter_size, mean=functools.partial(jax.lax.pmean, axis_name=AXIS)
-      ),
+    mean = functools.partial(jax.lax.pmean, axis_name=AXIS)
+    return self._pmap(
+      "update", functools.partial(update, iter_size=self.iter_size, mean=mean), donate=(0, 1)
     )
-    return jax.pmap(fn, AXIS, devices=self._pmap_devices(), donate_argnums=(0, 1))
 
   def _map_read(self):
-    fn = _named(
-      "read_metrics",
-      functools.partial(read_metrics, mean=functools.partial(jax.lax.pmean, axis_name=AXIS)),
-    )
-    return jax.pmap(fn, AXIS, devices=self._pmap_devices(), donate_argnums=(0,))
+    mean = functools.partial(jax.lax.pmean, axis_name=AXIS)
+    return self._pmap("read_metrics", functools.partial(read_metrics, mean=mean), donate=(0,))
+
+  def _pmap(self, name, fn, donate):
+    mapped = jax.pmap(fn, AXIS, devices=self._pmap_devices(), donate_argnums=donate)
+    return _PmapProgram(name, mapped)
 
   def _pmap_devices(self):
     return self.devices if len(self.devices) != len(jax.devices()) else None
@@ -416,6 +420,21 @@ class JitTrainer(_MeshTrainer):
 
 def _mean_over_devices(tree):
   return jax.tree_util.tree_map(lambda x: jnp.mean(x, axis=0), tree)
+
+
+class _PmapProgram:
+  """A pmapped function whose compilations are counted as `pmap(name)` (jax.pmap calls
+  every program it makes `_fun`)."""
+
+  def __init__(self, name, mapped):
+    self.name, self.mapped = name, mapped
+
+  def __call__(self, *args):
+    with compilation.naming(self.name):
+      return self.mapped(*args)
+
+  def lower(self, *args):
+    return self.mapped.lower(*args)
 
 
 def _named(name, fn):
