@@ -21,7 +21,10 @@ one update each, compiled on demand (as a run without compile_ahead does) agains
 compiled ahead with 1 and 2 workers (train/warmup.py; `--workers` sets the runs and
 their order): seconds to the first update, to the end, and compile seconds.
 
-The last line is `shapes per epoch: exact=N m16=M joint_exact=J` (batch 1).
+Rows `M, r = 6 %`: sizes chosen for the whole dataset (`data.native_max_rescale`,
+data/train_sizes.py), each side within r of its own, with the fewest possible at M = 16
+(the set-cover optimum, scipy MILP). The last line is `shapes per epoch: exact=N m16=M
+joint_exact=J m16_r6=F m16_r6_fewest=O` (batch 1).
 """
 
 import argparse
@@ -33,13 +36,14 @@ import numpy as np
 
 from bench import common
 from poolnet_jax import compilation, runtime
-from poolnet_jax.data import pipeline, transforms
+from poolnet_jax.data import pipeline, train_sizes, transforms
 from poolnet_jax.models import create_model
 
 MULTIPLES = (0, 8, 16, 32)
 BATCHES = (1, 8)
 MIN_SIZE = 111  # PoolNet ResNet-50's smallest input side (model.min_input_size())
 JOINT_CALLS = 30_000  # the original's joint epoch (configs/resnet50_edge.py)
+MAX_RESCALE = 0.06  # the issue's bound on a side's change
 
 
 def duts_like_sizes(count=10_553, seed=0):
@@ -112,7 +116,7 @@ class SizeSource:
     return self.sizes[index]
 
 
-def iterator(sizes, batch_size, multiple, label_key="mask"):
+def iterator(sizes, batch_size, multiple, label_key="mask", max_rescale=0.0):
   return pipeline.train_iterator(
     SizeSource(sizes),
     label_key=label_key,
@@ -123,14 +127,15 @@ def iterator(sizes, batch_size, multiple, label_key="mask"):
     process_count=1,
     min_size=MIN_SIZE,
     native_multiple=multiple,
+    native_max_rescale=max_rescale,
     plan_sizes=True,
   )
 
 
-def epoch_row(sizes, batch_size, multiple):
+def epoch_row(sizes, batch_size, multiple, max_rescale=0.0):
   """(distinct shapes, largest relative change of a side, share of images resized) of
   epoch 0, against each image's exact native size."""
-  it = iterator(sizes, batch_size, multiple)
+  it = iterator(sizes, batch_size, multiple, max_rescale=max_rescale)
   steps = it.planned_steps(0, it.steps_per_epoch)
   largest, resized, images = 0.0, 0, 0
   for step in steps:
@@ -145,13 +150,36 @@ def epoch_row(sizes, batch_size, multiple):
   return len(it.epoch_shapes(0)), largest, resized / images
 
 
-def joint_counts(saliency, edges, multiple, calls=JOINT_CALLS):
+def joint_counts(saliency, edges, multiple, max_rescale=0.0, calls=JOINT_CALLS):
   """(edge shapes, saliency shapes) of a joint epoch of `calls` calls at batch 1."""
   it = pipeline.JointIterator(
-    iterator(saliency, 1, multiple), iterator(edges, 1, multiple, label_key="edge")
+    iterator(saliency, 1, multiple, max_rescale=max_rescale),
+    iterator(edges, 1, multiple, label_key="edge", max_rescale=max_rescale),
   )
   shapes = it.step_shapes(0, calls)
   return len(shapes["edge"]), len(shapes["saliency"])
+
+
+def fewest_possible(sizes, multiple, max_rescale):
+  """The fewest sizes (multiples of `multiple`) that fit every image of `sizes` as
+  data.native_max_rescale fits them: the set-cover optimum by scipy's MILP (HiGHS), or
+  None without scipy."""
+  try:
+    from scipy import optimize  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    return None
+  own = [transforms.native_size(s, MIN_SIZE) for s in sizes]
+  _, candidates, fits = train_sizes.candidate_fits(own, multiple, max_rescale, MIN_SIZE)
+  distinct = fits[:, 1].max() + 1
+  covers = np.zeros((distinct, len(candidates)))
+  covers[fits[:, 1], fits[:, 0]] = 1
+  result = optimize.milp(
+    np.ones(len(candidates)),
+    constraints=optimize.LinearConstraint(covers, lb=1),
+    integrality=np.ones(len(candidates)),
+    bounds=optimize.Bounds(0, 1),
+  )
+  return round(result.fun) if result.success else None
 
 
 def _trainer(tiny, parallel="pmap"):
@@ -218,6 +246,12 @@ def main(argv=None):
   parser.add_argument("--edge_sizes", help="file of H,W lines (default: BSDS + PASCAL-like)")
   parser.add_argument("--seed", type=int, default=0, help="of the made-up size lists")
   parser.add_argument(
+    "--max_rescale",
+    type=float,
+    default=MAX_RESCALE,
+    help="data.native_max_rescale of the rows of sizes chosen for the dataset",
+  )
+  parser.add_argument(
     "--compile",
     type=int,
     default=0,
@@ -254,6 +288,17 @@ def main(argv=None):
         f"| {multiple or 'exact'} | {batch} | {shapes} | {100 * largest:.1f} % | "
         f"{100 * resized:.1f} % |"
       )
+  r = args.max_rescale
+  for multiple in MULTIPLES[1:]:
+    for batch in BATCHES:
+      shapes, largest, resized = epoch_row(saliency, batch, multiple, r)
+      counts[multiple, batch, r] = shapes
+      print(
+        f"| {multiple}, r = {100 * r:g} % | {batch} | {shapes} | {100 * largest:.1f} % | "
+        f"{100 * resized:.1f} % |"
+      )
+  fewest = fewest_possible(saliency, 16, r)
+  print(f"fewest possible at M=16, r = {100 * r:g} % (scipy MILP): {fewest}")
   print(
     f"joint epoch ({JOINT_CALLS:,} calls, batch 1; {len(edges)} edge images, "
     f"{len(set(edges))} distinct sizes): programs = edge + saliency shapes"
@@ -263,6 +308,9 @@ def main(argv=None):
     edge, sal = joint_counts(saliency, edges, multiple)
     joint[multiple] = edge + sal
     print(f"  M={multiple or 'exact'}: {edge} + {sal} = {edge + sal}")
+  for multiple in MULTIPLES[1:]:
+    edge, sal = joint_counts(saliency, edges, multiple, r)
+    print(f"  M={multiple}, r = {100 * r:g} %: {edge} + {sal} = {edge + sal}")
   if args.compile:
     what = "tiny" if args.tiny else "full"
     print(f"compile seconds, {what} ResNet-50 train step, cold (first: gradient + update):")
@@ -278,7 +326,10 @@ def main(argv=None):
       first, total, seconds = ahead_run(shapes, workers, args.tiny)
       how = f"ahead, {workers} worker{'s' if workers > 1 else ''}" if workers else "on demand"
       print(f"  {how}: {first:.1f} / {total:.1f} / {seconds:.1f}")
-  print(f"shapes per epoch: exact={counts[0, 1]} m16={counts[16, 1]} joint_exact={joint[0]}")
+  print(
+    f"shapes per epoch: exact={counts[0, 1]} m16={counts[16, 1]} joint_exact={joint[0]} "
+    f"m16_r{100 * r:g}={counts[16, 1, r]} m16_r{100 * r:g}_fewest={fewest}"
+  )
 
 
 if __name__ == "__main__":

@@ -42,6 +42,9 @@ def base():
   # native mode: round each image's size to a multiple of this (0: exact, the paper), so an
   # epoch has far fewer shapes to compile (BENCHMARKS.md "Step shapes"); sides change <= M/2 px
   c.data.native_multiple = 0
+  # > 0 (with native_multiple): few multiples chosen for the whole dataset instead, each side
+  # within this relative change of the image's own (data/train_sizes.py); 0: nearest multiple
+  c.data.native_max_rescale = 0.0
   # Compile every step shape of an epoch before its first update (train/warmup.py): "auto"
   # (native/buckets modes on GPU/TPU), "true", "false"; compile_workers 0: 1 on CPU, else 4.
   c.compile_ahead = "auto"

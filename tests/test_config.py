@@ -116,12 +116,16 @@ def test_impossible_nested_values_are_refused():
   config = tiny.get_config()
   config.model_overrides.dtype = "float33"
   config.data.mode = "natve"
+  config.data.native_max_rescale = 0.06  # without data.native_multiple
   with pytest.raises(config_check.ConfigError) as error:
     config_check.check(config, check_datasets=False)
   assert "model_overrides.dtype='float33' is not one of float32, bfloat16, float16" in str(
     error.value
   )
   assert "data.mode='natve' is not one of native, fixed, buckets" in str(error.value)
+  assert "data.native_max_rescale=0.06 must be in [0, 1) and needs data.native_multiple > 0" in (
+    str(error.value)
+  )
 
 
 def test_unknown_dataset_and_data_dir_that_is_a_file(tmp_path):

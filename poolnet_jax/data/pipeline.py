@@ -17,7 +17,10 @@ How the global steps are made (B = batch_size over all devices of all processes)
      below `min_size`): with B = 1 the paper's protocol, nothing resized.
      `native_multiple` M > 0 (opt-in) rounds each side to the nearest multiple
      of M (never below `min_size`), so that far fewer sizes, hence compiled
-     programs, occur: a side changes by at most M / 2 pixels.
+     programs, occur: a side changes by at most M / 2 pixels. With
+     `native_max_rescale` r > 0 as well, the sizes are chosen for the whole
+     dataset instead (`train_sizes.fewest_sizes`: few multiples of M, each side within r
+     of the image's own, read from the headers at any batch size).
    With B > 1, `native` and `buckets` group the permutation by that target
    size (read once from the image headers when the iterator is made): each
    size gives steps of B in permutation order; what remains of all sizes is
@@ -51,44 +54,16 @@ import jax
 import numpy as np
 
 from poolnet_jax.data import decode
+from poolnet_jax.data import train_sizes
 from poolnet_jax.data import transforms
 
-MODES = ("native", "fixed", "buckets")
+MODES = train_sizes.MODES
 FIRST_FAILURES = 20  # failures before any success after which the data is declared unusable
 MAX_SUBSTITUTES = 1000
 
 
 class MissingLabelError(ValueError):
   """The source has no label of the requested kind: a configuration error, never skipped."""
-
-
-class _Target:
-  """The size an image of shape (H, W, ...) is trained at, for one mode."""
-
-  def __init__(self, mode, size, buckets, min_size, multiple=0):
-    if mode not in MODES:
-      raise ValueError(f"data mode must be one of {MODES}, got {mode!r}")
-    if not isinstance(multiple, int) or isinstance(multiple, bool) or multiple < 0:
-      raise ValueError(
-        f"native_multiple must be an integer >= 0 (0: exact sizes), got {multiple!r}"
-      )
-    self.mode, self.size, self.buckets, self.min_size = mode, tuple(size), buckets, min_size
-    self.multiple = multiple
-    if mode == "fixed" and (len(self.size) != 2 or min(self.size) < 1):
-      raise ValueError(f"fixed mode needs size=(H, W), got {size!r}")
-    if mode == "buckets" and (not buckets or any(len(b) != 2 or min(b) < 1 for b in buckets)):
-      raise ValueError(f"buckets mode needs buckets=((H, W), ...), got {buckets!r}")
-
-  def __call__(self, shape):
-    if self.mode == "fixed":
-      return self.size
-    if self.mode == "buckets":
-      return transforms.nearest_bucket(shape, self.buckets)
-    if not self.multiple:
-      return transforms.native_size(shape, self.min_size)
-    # Scaled up (aspect kept) to the first multiple >= min_size, not rounded up to it alone.
-    smallest = -(-max(self.min_size, 1) // self.multiple) * self.multiple
-    return transforms.native_size(shape, smallest, multiple=self.multiple)
 
 
 class _Plan(grain.MapDataset):
@@ -103,7 +78,7 @@ class _Plan(grain.MapDataset):
     self.usable, self.target, self.batch_size = usable, target, batch_size
     self.mode = target.mode
     self.seed, self.flip, self.shuffle = seed, flip, shuffle
-    self.keys = None if sizes is None else [target(s) for s in sizes]
+    self.keys = None if sizes is None else target.plan(sizes)
     self.aspects = None if sizes is None else [(s[1] / s[0], s[0] * s[1]) for s in sizes]
     self.steps_per_epoch = len(usable) // batch_size
     self._epochs = {}
@@ -140,7 +115,8 @@ class _Plan(grain.MapDataset):
     flips = rng.random(n) < 0.5 if self.flip else np.zeros(n, bool)
     order = order[: n - n % b]
     if self.keys is None or b == 1:  # one image a step: at its own target size
-      return [[(p, None) for p in order[s : s + b]] for s in range(0, len(order), b)], flips
+      key = (lambda p: self.keys[p]) if self.target.covers else (lambda p: None)
+      return [[(p, key(p)) for p in order[s : s + b]] for s in range(0, len(order), b)], flips
     groups = {}
     for position in order:
       groups.setdefault(self.keys[position], []).append(position)
@@ -393,6 +369,7 @@ def train_iterator(
   read_threads=1,
   prefetch=2,
   native_multiple=0,
+  native_max_rescale=0.0,
   plan_sizes=False,
 ):
   """An infinite, checkpointable TrainIterator of this process's training batches.
@@ -401,15 +378,19 @@ def train_iterator(
   local device count (default jax.local_device_count()); process index and
   count default to jax's. `min_size`: in native mode, images with a side
   below it are scaled up (pass the model's `min_input_size()`).
-  `native_multiple` > 0: native sizes rounded to multiples of it (0: exact).
+  `native_multiple` > 0: native sizes rounded to multiples of it (0: exact);
+  `native_max_rescale` > 0 with it: few multiples chosen for the whole dataset, each
+  side within that relative change of the image's own.
   `plan_sizes`: read the image sizes also at batch 1 (for `step_shapes`).
   `read_threads` / `prefetch`: grain's ReadOptions (batches made ahead).
   """
   num_devices, process_index, process_count = _topology(
     batch_size, num_devices, process_index, process_count
   )
-  target = _Target(mode, size, buckets, min_size, native_multiple)
-  usable, sizes = _usable_examples(source, mode != "fixed" and (batch_size > 1 or plan_sizes))
+  target = train_sizes.TrainSize(mode, size, buckets, min_size, native_multiple, native_max_rescale)
+  usable, sizes = _usable_examples(
+    source, mode != "fixed" and (batch_size > 1 or plan_sizes or target.covers)
+  )
   if len(usable) < batch_size:
     raise ValueError(f"batch_size {batch_size} exceeds the {len(usable)} training examples")
   order = grain.MapDataset.range(len(usable))
@@ -431,6 +412,8 @@ def train_iterator(
   }
   if native_multiple and mode == "native":
     info["native_multiple"] = native_multiple
+  if target.covers:
+    info["native_max_rescale"] = native_max_rescale
   read_options = grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=prefetch)
   return TrainIterator(batches, loader, info, read_options, worker_count)
 

@@ -160,6 +160,14 @@ def _value_problems(config):
     _int(config.data.native_multiple) and config.data.native_multiple >= 0,
     f"data.native_multiple={config.data.native_multiple!r} must be an integer >= 0",
   )
+  rescale = config.data.native_max_rescale
+  need(
+    isinstance(rescale, (int, float))
+    and not isinstance(rescale, bool)
+    and 0 <= rescale < 1
+    and (not rescale or config.data.native_multiple > 0),
+    f"data.native_max_rescale={rescale!r} must be in [0, 1) and needs data.native_multiple > 0",
+  )
   need(
     _int(config.data.prefetch_to_device) and config.data.prefetch_to_device >= 1,
     f"data.prefetch_to_device={config.data.prefetch_to_device!r} must be an integer >= 1",

@@ -65,6 +65,7 @@ def make_train_iterator(config, model):
     prefetch=config.data.prefetch,
     min_size=model.min_input_size(),
     native_multiple=config.data.native_multiple,
+    native_max_rescale=config.data.native_max_rescale,
     plan_sizes=warmup.enabled(config.compile_ahead, config.data.mode),
   )
   saliency = setup.data_source(config, config.dataset, config.train_split)
