@@ -21,7 +21,8 @@ def runs(tmp_path_factory):
   out = tmp_path_factory.mktemp("parallel")
   env = {
     **os.environ,
-    "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+    # Tiny models: compiling dominates, and LLVM at -O0 compiles ~40 % faster.
+    "XLA_FLAGS": "--xla_force_host_platform_device_count=4 --xla_backend_optimization_level=0",
     "PYTHONPATH": os.pathsep.join([os.path.dirname(HERE), HERE]),
     "POOLNET_JAX_CACHE": "",
   }
