@@ -8,6 +8,7 @@ them all at one cache, kept under the system's temporary folder between runs.
 import os
 import tempfile
 
+import jax
 import pytest
 
 import poolnet_jax
@@ -32,3 +33,11 @@ def tiny_saved(tmp_path_factory):
   directory = tmp_path_factory.mktemp("model")
   poolnet_jax.save_pretrained(directory, "resnet50", variables, **TINY)
   return model, variables, directory
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _compiled_programs_freed_after_each_module():
+  """Each test module's compiled programs are dropped when it ends (the persistent cache
+  keeps them on disk), so a worker running many modules does not grow without bound."""
+  yield
+  jax.clear_caches()
