@@ -15,7 +15,8 @@ from test_pipeline_shapes import shapes_of
 def test_a_hand_worked_list():
   # M = 16, 6 %: side 290 may go to 288 or 304, 300 to 288 or 304, 310 to 304 or 320, 400
   # to 384, 400 or 416. Nearest rounding gives two sizes, (288, 400) and (304, 400); one
-  # size fits all three: (304, 400) fits the most (3), (288, 400) only two.
+  # size fits all three: (304, 400) (as do (304, 384) and (304, 416); 400 is the least
+  # rescaled), where (288, 400) fits only two.
   chosen = train_sizes.fewest_sizes([(300, 400), (310, 400), (290, 400)], 16, 0.06)
   assert chosen == {(300, 400): (304, 400), (310, 400): (304, 400), (290, 400): (304, 400)}
   # A side with no multiple within the limit keeps its nearest one: 120 at M = 32, 2 %.
