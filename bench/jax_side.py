@@ -10,7 +10,7 @@ import poolnet_jax
 from poolnet_jax import runtime
 from poolnet_jax.models import layers
 from poolnet_jax.train import state as state_lib
-from poolnet_jax.train import step as step_lib
+from poolnet_jax.train import parallel as parallel_lib
 from bench import common
 
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
@@ -31,13 +31,13 @@ def load_model(model, directory):
 
 
 class TrainStep:
-  """The product's train step on one device: `step.make_trainer` (jit, iter_size 1), the
+  """The product's train step on one device: `parallel.make_trainer` (jit, iter_size 1), the
   gradient program then the update program, on uint8 inputs; compiled ahead of time."""
 
   def __init__(self, model, variables, task, device=None):
     images, labels = common.uint8_inputs(task)
     tx = state_lib.create_optimizer(variables["params"], common.LEARNING_RATE, common.WEIGHT_DECAY)
-    self.trainer = step_lib.make_trainer(model, 1, "jit", devices=[device or jax.devices()[0]])
+    self.trainer = parallel_lib.make_trainer(model, 1, "jit", devices=[device or jax.devices()[0]])
     self.state = self.trainer.replicate(state_lib.TrainState.create(variables, tx))
     self.sums = self.trainer.init_sums(self.state)
     self.batch = self.trainer.put({"image": images, "label": labels})

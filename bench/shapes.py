@@ -184,14 +184,14 @@ def fewest_possible(sizes, multiple, max_rescale):
 
 def _trainer(tiny, parallel="pmap"):
   from poolnet_jax.train import state as state_lib  # pylint: disable=import-outside-toplevel
-  from poolnet_jax.train import step as step_lib  # pylint: disable=import-outside-toplevel
+  from poolnet_jax.train import parallel as parallel_lib  # pylint: disable=import-outside-toplevel
 
   model = create_model("resnet50", **(common.TINY if tiny else {}))
   variables = jax.jit(model.init)(jax.random.PRNGKey(0), jnp.zeros((1, 128, 128, 3)))
   tx = state_lib.create_optimizer(
     variables["params"], lambda _: common.LEARNING_RATE, common.WEIGHT_DECAY
   )
-  trainer = step_lib.make_trainer(model, 1, parallel)
+  trainer = parallel_lib.make_trainer(model, 1, parallel)
   state = trainer.replicate(state_lib.TrainState.create(variables, tx))
   return trainer, state, trainer.init_sums(state)
 

@@ -2,7 +2,7 @@
 
     python -m bench.train_loop [--updates 20] [--iter_size 10] [--memory]
 
-1. Updates per second of the product's trainer (train/step.py, jit on one device)
+1. Updates per second of the product's trainer (train/parallel.py, jit on one device)
    on the tiny model (1/8 width, one block per stage) at 112x112, batch 2,
    iter_size calls per update, batches already in host memory (no data
    pipeline), metrics read every `--log_every` updates; and the bytes each
@@ -30,7 +30,7 @@ import numpy as np
 
 import poolnet_jax
 from poolnet_jax.train import state as state_lib
-from poolnet_jax.train import step as step_lib
+from poolnet_jax.train import parallel as parallel_lib
 from bench import common
 
 TINY = dict(width=0.125, stages=(1, 1, 1, 1))
@@ -47,7 +47,7 @@ def updates_per_second(updates, iter_size, log_every, size=112, batch=2):
   model = poolnet_jax.create_model("resnet50", **TINY)
   variables = jax.jit(model.init)(jax.random.PRNGKey(0), np.zeros((1, size, size, 3), np.float32))
   tx = state_lib.create_optimizer(variables["params"], 1e-4)
-  trainer = step_lib.make_trainer(model, iter_size, "jit", devices=jax.devices()[:1])
+  trainer = parallel_lib.make_trainer(model, iter_size, "jit", devices=jax.devices()[:1])
   state = trainer.replicate(state_lib.TrainState.create(variables, tx))
   sums = trainer.init_sums(state)
   images, labels = common.uint8_inputs(common.Task("train", "resnet50", batch, size, size))
@@ -112,7 +112,7 @@ def jax_compiled_memory(remat, shape):
   params = jax.eval_shape(model.init, jax.random.PRNGKey(0), np.zeros((1, 128, 128, 3), np.float32))
   variables = jax.tree_util.tree_map(lambda x: np.zeros(x.shape, x.dtype), params)
   tx = state_lib.create_optimizer(variables["params"], 1e-4)
-  trainer = step_lib.make_trainer(model, 1, "jit", devices=jax.devices()[:1])
+  trainer = parallel_lib.make_trainer(model, 1, "jit", devices=jax.devices()[:1])
   state = trainer.replicate(state_lib.TrainState.create(variables, tx))
   sums = trainer.init_sums(state)
   images, labels = common.uint8_inputs(common.Task("train", "resnet50", batch, height, width))

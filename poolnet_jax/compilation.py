@@ -8,7 +8,7 @@
 JAX reports each backend compilation (a persistent-cache hit included) and each
 cache hit as monitoring events; `watch()` registers one listener for them, once
 per process (it only counts). The counts are by program name: the jitted
-function's name (train/step.py names its programs). jax.pmap calls all its
+function's name (train/parallel.py names its programs). jax.pmap calls all its
 programs `jit(_fun)`; one compiled inside `naming(name)` is counted as
 `pmap(name)` instead.
 """

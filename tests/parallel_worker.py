@@ -21,7 +21,7 @@ import optax
 import poolnet_jax
 from poolnet_jax import compilation
 from poolnet_jax.train import state as state_lib
-from poolnet_jax.train import step as step_lib
+from poolnet_jax.train import parallel as parallel_lib
 from random_weights import random_variables
 
 GLOBAL_BATCH, UPDATES, ITER_SIZE, SIZE, LEARNING_RATE = 4, 3, 2, 112, 1e-8
@@ -54,7 +54,7 @@ def train(model, variables, mode, num_devices, out, hlo):
   # float rounding of near-zero gradients into lr-sized differences.
   tx = optax.apply_if_finite(optax.sgd(LEARNING_RATE), state_lib.NEVER)
   initial = flax.traverse_util.flatten_dict(variables["params"], sep="/")
-  trainer = step_lib.make_trainer(model, ITER_SIZE, mode, devices=jax.devices()[:num_devices])
+  trainer = parallel_lib.make_trainer(model, ITER_SIZE, mode, devices=jax.devices()[:num_devices])
   state = trainer.replicate(state_lib.TrainState.create(variables, tx))
   sums = trainer.init_sums(state)
   if hlo is not None:

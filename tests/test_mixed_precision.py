@@ -9,6 +9,7 @@ import pytest
 import poolnet_jax
 from poolnet_jax.models import layers
 from poolnet_jax.train import state as state_lib
+from poolnet_jax.train import parallel as parallel_lib
 from poolnet_jax.train import step as step_lib
 from random_weights import TINY, random_variables
 
@@ -88,7 +89,7 @@ def test_bfloat16_training_loss_falls():
   model = poolnet_jax.create_model("resnet50", conv="xla", dtype="bfloat16", **TINY)
   variables = random_variables(model, seed=4)
   tx = state_lib.create_optimizer(variables["params"], 3e-3, weight_decay=0.0)
-  trainer = step_lib.make_trainer(model, 1, "jit", devices=jax.devices()[:1])
+  trainer = parallel_lib.make_trainer(model, 1, "jit", devices=jax.devices()[:1])
   state = trainer.replicate(state_lib.TrainState.create(variables, tx))
   sums = trainer.init_sums(state)
   batch = trainer.put(_inputs(5, (2, 112, 112)))

@@ -19,6 +19,7 @@ import random_weights
 from reference import torch_poolnet
 from poolnet_jax.torch_io import mapping
 from poolnet_jax.train import state as state_lib
+from poolnet_jax.train import parallel as parallel_lib
 from poolnet_jax.train import step as step_lib
 
 GRAD_REL = 1e-4  # the loss and the whole gradient (the criterion)
@@ -222,7 +223,7 @@ def test_joint_model_compiles_edge_and_saliency_apart_and_trains_as_one_step():
     calls.append(pair)
   tx = state_lib.create_optimizer(variables["params"], 1e-4)
 
-  trainer = step_lib.make_trainer(model, 2, "jit", devices=jax.devices()[:1])
+  trainer = parallel_lib.make_trainer(model, 2, "jit", devices=jax.devices()[:1])
   state = trainer.replicate(state_lib.TrainState.create(variables, tx))
   sums = trainer.init_sums(state)
   before = compilation.snapshot()

@@ -18,7 +18,7 @@ from poolnet_jax import compilation
 from poolnet_jax.models import create_model
 from poolnet_jax.train import loop, setup
 from poolnet_jax.train import state as state_lib
-from poolnet_jax.train import step as step_lib
+from poolnet_jax.train import parallel as parallel_lib
 from poolnet_jax.train import warmup
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -78,7 +78,7 @@ def _tiny_trainer(parallel="pmap", edge=False):
   model = create_model("resnet50_edge" if edge else "resnet50", **TINY)
   variables = jax.jit(model.init)(jax.random.PRNGKey(0), jnp.zeros((1, 128, 128, 3)))
   tx = state_lib.create_optimizer(variables["params"], lambda _: 1e-4, 5e-4)
-  trainer = step_lib.make_trainer(model, 2, parallel)
+  trainer = parallel_lib.make_trainer(model, 2, parallel)
   state = trainer.replicate(state_lib.TrainState.create(variables, tx))
   return trainer, state, trainer.init_sums(state)
 

@@ -33,7 +33,7 @@ How the global steps are made (B = batch_size over all devices of all processes)
 3. Process p of P takes elements p, p + P, ... of the step-major stream
    (grain slicing `[p::P]`): it decodes only its shard, its part of every
    step has the step's size, and it batches them as [local batch, ...] (the
-   trainer splits that over the local devices, train/step.py).
+   trainer splits that over the local devices, train/parallel.py).
 
 Resizing is bilinear with aligned corners (numpy, `transforms`), rounded back
 to uint8; edge labels are resized, then every value > 127.5 set to 255 (the

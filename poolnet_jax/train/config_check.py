@@ -81,7 +81,8 @@ def check(config, check_datasets=True):
 def _value_problems(config):
   # pylint: disable=import-outside-toplevel  (setup imports this module)
   from poolnet_jax.data import pipeline
-  from poolnet_jax.train import setup, step
+  from poolnet_jax.train import parallel as parallel_lib
+  from poolnet_jax.train import setup
 
   problems = []
 
@@ -136,7 +137,7 @@ def _value_problems(config):
     f"num_train_steps={config.num_train_steps} and num_epochs={config.num_epochs}: one must be > 0",
   )
   one_of("lr_schedule", config.lr_schedule, setup.SCHEDULES)
-  one_of("parallel", config.parallel, step.MODES)
+  one_of("parallel", config.parallel, parallel_lib.MODES)
   need(
     config.init in ("",) + init_schemes.SCHEMES,
     f"init={config.init!r} is not one of {', '.join(init_schemes.SCHEMES)} ('' = original)",

@@ -2,7 +2,7 @@
 
 A "step" here is one optimizer update; with the original's `iter_size` one
 update takes `iter_size` calls of the gradient programs, then one update
-program (train/step.py). The host reads the devices only at log, validation
+program (train/step.py, mapped over devices by train/parallel.py). The host reads the devices only at log, validation
 and checkpoint steps.
 """
 
@@ -25,7 +25,7 @@ from poolnet_jax.train import config_check
 from poolnet_jax.train import prefetch
 from poolnet_jax.train import setup
 from poolnet_jax.train import state as state_lib
-from poolnet_jax.train import step as step_lib
+from poolnet_jax.train import parallel as parallel_lib
 from poolnet_jax.train import validation
 from poolnet_jax.train import warmup
 from poolnet_jax.train import writer as writer_lib
@@ -149,7 +149,7 @@ def train_and_evaluate(config, workdir):
   writer = writer_lib.MetricWriter(workdir)
   if int(state.step):  # resumed: the rows logged after its checkpoint are about to be redone
     writer.truncate_after(int(state.step))
-  trainer = step_lib.make_trainer(model, config.iter_size, config.parallel)
+  trainer = parallel_lib.make_trainer(model, config.iter_size, config.parallel)
   update = int(state.step)
   state = trainer.replicate(state)
   sums = trainer.init_sums(state)
