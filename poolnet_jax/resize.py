@@ -89,7 +89,7 @@ def native_size(shape, min_size=0, max_size=0, multiple=0):
   """
   height, width = int(shape[0]), int(shape[1])
   if multiple:  # scaled up to a multiple, not rounded up one side alone: the aspect holds
-    min_size = _smallest_multiple(min_size, multiple)
+    min_size = smallest_multiple(min_size, multiple)
   scale = 1.0
   if max_size and max(height, width) > max_size:
     scale = max_size / max(height, width)
@@ -104,7 +104,7 @@ def native_size(shape, min_size=0, max_size=0, multiple=0):
 def round_to_multiple(size, multiple, min_size=0, max_size=0):
   """Each side of `size` to its nearest multiple of `multiple` (halves up), at least the
   smallest multiple >= max(min_size, 1); a side within `max_size` stays within it."""
-  lowest = _smallest_multiple(min_size, multiple)
+  lowest = smallest_multiple(min_size, multiple)
   rounded = []
   for n in size:
     m = (2 * n + multiple) // (2 * multiple) * multiple
@@ -114,7 +114,7 @@ def round_to_multiple(size, multiple, min_size=0, max_size=0):
   return tuple(rounded)
 
 
-def _smallest_multiple(min_size, multiple):
+def smallest_multiple(min_size, multiple):
   """The smallest multiple of `multiple` >= max(min_size, 1)."""
   if multiple < 1:
     raise ValueError(f"multiple must be >= 1, got {multiple}")

@@ -65,7 +65,7 @@ class TrainSize:
   def _smallest(self):
     """The first multiple >= min_size: images are scaled up to it, aspect kept (not one
     side rounded up alone)."""
-    return -(-max(self.min_size, 1) // self.multiple) * self.multiple
+    return resize.smallest_multiple(self.min_size, self.multiple)
 
   def plan(self, shapes):
     """The target of each of `shapes`, chosen together when `covers`."""
@@ -122,7 +122,7 @@ def candidate_fits(sizes, multiple, max_rescale, min_size=0):
   """(distinct sizes sorted, candidate sizes, [candidate index, size index] pairs: which
   candidate fits which size), the set-cover problem `fewest_sizes` solves."""
   distinct = sorted({tuple(int(n) for n in s) for s in sizes})
-  lowest = resize.round_to_multiple((0,), multiple, min_size)[0]
+  lowest = resize.smallest_multiple(min_size, multiple)
   sides = {n: _sides(n, multiple, max_rescale, lowest) for s in distinct for n in s}
   candidates, fits = {}, []
   for i, (h, w) in enumerate(distinct):
