@@ -279,22 +279,17 @@ def main(argv=None):
   print(f"{len(saliency)} images, {len(set(saliency))} distinct sizes; min_size {MIN_SIZE}")
   print("| M | batch | shapes per epoch | largest rescale | images resized |")
   print("| --- | --- | --- | --- | --- |")
-  counts = {}
-  for multiple in MULTIPLES:
-    for batch in BATCHES:
-      shapes, largest, resized = epoch_row(saliency, batch, multiple)
-      counts[multiple, batch] = shapes
-      print(
-        f"| {multiple or 'exact'} | {batch} | {shapes} | {100 * largest:.1f} % | "
-        f"{100 * resized:.1f} % |"
-      )
   r = args.max_rescale
-  for multiple in MULTIPLES[1:]:
+  # (M, rescale limit) of each row: nearest rounding (limit 0), then sizes chosen at r
+  settings = [(m, 0.0) for m in MULTIPLES] + [(m, r) for m in MULTIPLES[1:]]
+  label = lambda m, limit: f"{m}, r = {100 * limit:g} %" if limit else f"{m or 'exact'}"
+  counts = {}
+  for multiple, limit in settings:
     for batch in BATCHES:
-      shapes, largest, resized = epoch_row(saliency, batch, multiple, r)
-      counts[multiple, batch, r] = shapes
+      shapes, largest, resized = epoch_row(saliency, batch, multiple, limit)
+      counts[multiple, batch, limit] = shapes
       print(
-        f"| {multiple}, r = {100 * r:g} % | {batch} | {shapes} | {100 * largest:.1f} % | "
+        f"| {label(multiple, limit)} | {batch} | {shapes} | {100 * largest:.1f} % | "
         f"{100 * resized:.1f} % |"
       )
   fewest = fewest_possible(saliency, 16, r)
@@ -304,13 +299,10 @@ def main(argv=None):
     f"{len(set(edges))} distinct sizes): programs = edge + saliency shapes"
   )
   joint = {}
-  for multiple in MULTIPLES:
-    edge, sal = joint_counts(saliency, edges, multiple)
-    joint[multiple] = edge + sal
-    print(f"  M={multiple or 'exact'}: {edge} + {sal} = {edge + sal}")
-  for multiple in MULTIPLES[1:]:
-    edge, sal = joint_counts(saliency, edges, multiple, r)
-    print(f"  M={multiple}, r = {100 * r:g} %: {edge} + {sal} = {edge + sal}")
+  for multiple, limit in settings:
+    edge, sal = joint_counts(saliency, edges, multiple, limit)
+    joint[multiple, limit] = edge + sal
+    print(f"  M={label(multiple, limit)}: {edge} + {sal} = {edge + sal}")
   if args.compile:
     what = "tiny" if args.tiny else "full"
     print(f"compile seconds, {what} ResNet-50 train step, cold (first: gradient + update):")
@@ -327,7 +319,8 @@ def main(argv=None):
       how = f"ahead, {workers} worker{'s' if workers > 1 else ''}" if workers else "on demand"
       print(f"  {how}: {first:.1f} / {total:.1f} / {seconds:.1f}")
   print(
-    f"shapes per epoch: exact={counts[0, 1]} m16={counts[16, 1]} joint_exact={joint[0]} "
+    f"shapes per epoch: exact={counts[0, 1, 0.0]} m16={counts[16, 1, 0.0]} "
+    f"joint_exact={joint[0, 0.0]} "
     f"m16_r{100 * r:g}={counts[16, 1, r]} m16_r{100 * r:g}_fewest={fewest}"
   )
 
