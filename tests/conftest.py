@@ -8,6 +8,10 @@ them all at one cache, kept under the system's temporary folder between runs.
 import os
 import tempfile
 
+# The tests run on the CPU. The compile-only TPU and CUDA backends that bench.aot uses
+# (requirements-aot.txt) would otherwise be started too, and fail, in every process.
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
 import jax
 import pytest
 

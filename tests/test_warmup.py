@@ -173,3 +173,20 @@ def test_a_native_run_compiles_nothing_after_the_warmup(tmp_path, monkeypatch, c
   assert counts[-1][0] <= end.minus(start).compilations
   assert "programs compiled in" in caplog.text and "from the persistent cache" in caplog.text
   assert "compiled ahead 3 step shapes for updates 1-6" in caplog.text
+
+
+@pytest.mark.slow
+def test_shapes_compiled_on_pool_threads_keep_the_matmul_precision():
+  """jax.default_matmul_precision is thread-local and part of every program's cache key: a
+  pool thread that compiled without the caller's precision left the call to compile again."""
+  trainer, state, sums = _tiny_trainer()
+  shapes = [(1, 112, 112), (1, 112, 120), (1, 120, 112)]
+  with jax.default_matmul_precision("highest"):
+    compiler = warmup.AheadCompiler(trainer, workers=2, progress=False)
+    assert compiler.compile(state, sums, {"saliency": shapes}) == 3
+    after_warmup = compilation.snapshot()
+    for shape in shapes:
+      sums = trainer.call(state, sums, trainer.put(warmup.zeros_batch(shape)))
+    jax.block_until_ready(sums)
+  again = compilation.snapshot().minus(after_warmup).programs
+  assert {name: count for name, count in again.items() if count} == {}

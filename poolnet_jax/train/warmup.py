@@ -17,6 +17,7 @@ off on CPU and in fixed mode: BENCHMARKS.md, "Step shapes and compiling ahead"),
 """
 
 import concurrent.futures
+import contextlib
 import os
 import time
 
@@ -96,9 +97,12 @@ class AheadCompiler:
           self._one(state, sums, *item)
           bar.update(1)
       else:
+        # jax.default_matmul_precision is a thread-local context: a pool thread would
+        # compile without the caller's, and the call would then compile its own again.
+        precision = jax.config.jax_default_matmul_precision
         with concurrent.futures.ThreadPoolExecutor(self.workers) as pool:
           for future in concurrent.futures.as_completed(
-            [pool.submit(self._one, state, sums, *item) for item in todo[1:]]
+            [pool.submit(self._one, state, sums, *item, precision) for item in todo[1:]]
           ):
             future.result()
             bar.update(1)
@@ -106,11 +110,11 @@ class AheadCompiler:
       bar.close()
     return len(todo)
 
-  def _one(self, state, sums, task, shape):
+  def _one(self, state, sums, task, shape, precision=None):
     batch = zeros_batch(shape)
-    self.trainer.compile(
-      state, sums, self.trainer.put({task: batch} if self.trainer.model.edge else batch)
-    )
+    batch = self.trainer.put({task: batch} if self.trainer.model.edge else batch)
+    with contextlib.nullcontext() if precision is None else jax.default_matmul_precision(precision):
+      self.trainer.compile(state, sums, batch)
     self.compiled.add((task, shape))
 
 
