@@ -44,17 +44,9 @@ def default_resize_conv():
   return layers.conv_impl(_loaded.get("conv")).resize_conv
 
 
-def _accelerator_plugin_installed():
-  names = {
-    (d.metadata["Name"] or "").lower().replace("_", "-") for d in importlib.metadata.distributions()
-  }
-  return any(n.startswith(("jax-cuda", "jax-rocm", "libtpu")) for n in names)
-
-
 def setup():
   """XLA settings before the backend starts; versions and devices for the report."""
-  if not _accelerator_plugin_installed():
-    runtime.apply_xla_defaults()  # CPU-only flag: an accelerator's XLA may not know it
+  runtime.apply_xla_defaults()  # on the CPU only: an accelerator's XLA may not know the flag
   # Compile times are measured cold unless $POOLNET_JAX_CACHE asks for the persistent
   # cache (the tests set it: there they are cache reads from the second run on).
   cache = runtime.enable_compilation_cache() if os.environ.get("POOLNET_JAX_CACHE") else None

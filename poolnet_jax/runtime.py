@@ -1,5 +1,6 @@
 """Process-wide JAX settings shared by the command-line tools."""
 
+import importlib.metadata
 import os
 
 import jax
@@ -14,15 +15,41 @@ DEFAULT_XLA_FLAGS = {
 }
 
 
-def apply_xla_defaults(environ=os.environ):
-  """Adds DEFAULT_XLA_FLAGS to $XLA_FLAGS; returns the new value.
+ACCELERATOR_PLUGINS = ("jax-cuda", "jax-rocm", "libtpu")  # distributions' name prefixes
 
-  A flag already in $XLA_FLAGS keeps the user's value, and
-  POOLNET_JAX_XLA_DEFAULTS=0 adds none. XLA reads $XLA_FLAGS once, when JAX
-  starts its first backend: call this before any JAX computation.
+
+def accelerator_plugin_installed():
+  """Whether a GPU or TPU backend for JAX is installed (it may still find no chip)."""
+  for dist in importlib.metadata.distributions():
+    name = (dist.metadata["Name"] or "").lower().replace("_", "-")
+    if name.startswith(ACCELERATOR_PLUGINS):
+      return True
+  return False
+
+
+def starts_on_cpu(environ=os.environ, plugin_installed=None):
+  """Whether JAX will run on the CPU, told without starting a backend: $JAX_PLATFORMS's
+  first entry, or, when it is unset, no accelerator plugin installed."""
+  platforms = environ.get("JAX_PLATFORMS", "")
+  if platforms:
+    return platforms.split(",")[0].strip().lower() == "cpu"
+  if plugin_installed is None:
+    plugin_installed = accelerator_plugin_installed()
+  return not plugin_installed
+
+
+def apply_xla_defaults(environ=os.environ, plugin_installed=None):
+  """Adds DEFAULT_XLA_FLAGS to $XLA_FLAGS when JAX will run on the CPU; returns the value.
+
+  The flags are XLA:CPU's, which a GPU or TPU backend's XLA may refuse, so nothing is
+  added unless `starts_on_cpu` (an installed accelerator plugin without $JAX_PLATFORMS
+  counts as an accelerator). A flag already in $XLA_FLAGS keeps the user's value, and
+  POOLNET_JAX_XLA_DEFAULTS=0 adds none. XLA reads $XLA_FLAGS once, when JAX starts its
+  first backend: call this before any JAX computation.
   """
   flags = environ.get("XLA_FLAGS", "")
-  if environ.get("POOLNET_JAX_XLA_DEFAULTS", "1") != "0":
+  on = environ.get("POOLNET_JAX_XLA_DEFAULTS", "1") != "0"
+  if on and starts_on_cpu(environ, plugin_installed):
     present = {flag.split("=")[0] for flag in flags.split()}
     added = [f"{name}={value}" for name, value in DEFAULT_XLA_FLAGS.items() if name not in present]
     flags = " ".join([flags] + added).strip()
