@@ -10,7 +10,15 @@ alternated (A B B A ...), medians after warm-up, every call synchronised:
 - JAX compile time and executable memory per item, PyTorch's first call and peak memory;
 - parity at 1x300x400: JAX float32-highest, JAX default and bfloat16 logits against
   PyTorch float32 (TF32 off);
-- JAX bfloat16 with `resize_conv` on against off.
+- JAX bfloat16 with `resize_conv` on against off;
+- JAX bfloat16 train step with `remat` (blocks recomputed in the backward pass) against
+  without: speed and executable memory;
+- JAX bfloat16 against PyTorch bfloat16 under `torch.compile` (the eager rows above are
+  PyTorch's default; compiled is its fastest).
+
+It runs on a GPU that both JAX and PyTorch see (it exits at start otherwise), or with
+`--tiny` anywhere. Every worker command has a timeout (`--command-timeout-s`): a worker
+that does not answer is killed and its remaining items are reported as errors.
 
 Items run in order of importance under a global time budget (`--budget-s`): an item that
 would overrun it is skipped with a note. Writes one JSON file, prints markdown tables and,
@@ -47,15 +55,18 @@ BF16 = (("jax", "bfloat16", None), ("torch", "bfloat16", None))
 FAST = (("jax", "float32", None), ("torch", "float32-tf32", None))
 EXACT = (("jax", "float32-highest", None), ("torch", "float32", None))
 RESIZE = (("jax", "bfloat16", True), ("jax", "bfloat16", False))
+REMAT = (("jax", "bfloat16", None, "remat"), ("jax", "bfloat16", None))
+COMPILED = (("jax", "bfloat16", None), ("torch", "bfloat16", None, "compile"))
 
 
 @dataclasses.dataclass(frozen=True)
 class Step:
-  """One pair timed side by side: `a` and `b` are (framework, precision, resize_conv).
+  """One pair timed side by side: `a` and `b` are (framework, precision, resize_conv[,
+  option]).
   `tiny`: part of the --tiny run, which keeps one train step (each costs a compile of
   tens of seconds on a CPU) and each other kind of step once."""
 
-  section: str  # "inference", "train", "parity" or "resize_conv"
+  section: str  # "parity" or one of SECTIONS
   kind: str
   shape: str  # a key of SHAPES
   precision: str
@@ -88,6 +99,9 @@ def plan(tiny=False):
       pair("resize_conv", "train", "batched", "bfloat16", RESIZE, False),
       pair("resize_conv", "infer", "paper", "bfloat16", RESIZE, False),
       pair("resize_conv", "train", "paper", "bfloat16", RESIZE, False),
+      pair("remat", "train", "batched", "bfloat16", REMAT),
+      pair("torch_compile", "infer", "batched", "bfloat16", COMPILED),
+      pair("torch_compile", "train", "batched", "bfloat16", COMPILED, False),
     ]
     if step.tiny or not tiny
   ]
@@ -128,6 +142,12 @@ def parse_args(argv):
     help="JAX convolutions (default: the backend's; xla with --tiny, the accelerators' path)",
   )
   parser.add_argument(
+    "--command-timeout-s",
+    type=float,
+    default=900.0,
+    help="a worker that gives no reply to one command in this many seconds is killed (default 900)",
+  )
+  parser.add_argument(
     "--warmups",
     type=int,
     default=None,
@@ -143,11 +163,13 @@ class Run:
     self.args, self.workers, self.directory, self.start = args, workers, directory, start
     self.shapes = TINY_SHAPES if args.tiny else SHAPES
     self.costs = {}  # the longest step so far of each kind, for the budget
-    self.results = {"inference": [], "train": [], "parity": {}, "resize_conv": [], "skipped": []}
+    self.results = {section: [] for section in report.SECTIONS}
+    self.results.update(parity={}, skipped=[])
 
   def item(self, step, side):
-    framework, precision, resize_conv = side
-    return framework, Item(step.kind, *self.shapes[step.shape], precision, resize_conv)
+    framework, precision, resize_conv, *option = side
+    item = Item(step.kind, *self.shapes[step.shape], precision, resize_conv, *option)
+    return framework, item
 
   def build(self, side_item):
     framework, item = side_item
@@ -156,6 +178,7 @@ class Run:
       "framework": framework,
       "precision": item.precision,
       "resize_conv": item.resize_conv,
+      "option": item.option,
       **reply,
     }
 
@@ -277,7 +300,7 @@ def summary(results):
   return {"inference_ratio": ratio("inference"), "train_ratio": ratio("train")}
 
 
-def _start_workers():
+def _start_workers(timeout_s):
   # JAX takes GPU memory as it goes (it shares the device with PyTorch); the torch
   # worker, which imports poolnet_jax for its shapes, keeps JAX off the device.
   env = {
@@ -286,10 +309,24 @@ def _start_workers():
     },
     "torch": {"JAX_PLATFORMS": "cpu"},
   }
-  workers = {name: AcceleratorWorker(name, env[name]) for name in ("torch", "jax")}
+  workers = {name: AcceleratorWorker(name, env[name], timeout_s) for name in ("torch", "jax")}
   for worker in workers.values():  # both started first: their imports overlap
     worker.ready_or_error()
   return workers
+
+
+def not_on_a_gpu(workers, tiny):
+  """The one line that stops a full run unless JAX's backend is gpu and PyTorch sees CUDA
+  (None: go on). `--tiny` runs anywhere."""
+  backend = workers["jax"].info.get("backend")
+  device = str(workers["torch"].info.get("device") or "")
+  if tiny or (backend == "gpu" and device.startswith("cuda")):
+    return None
+  return (
+    f"bench.accelerator measures a GPU: JAX's backend is {backend or 'not started'} and "
+    f"PyTorch's device is {device or 'not started'} (both must be a CUDA GPU; "
+    "--tiny runs the smoke run anywhere)"
+  )
 
 
 def main(argv=None):
@@ -302,8 +339,12 @@ def main(argv=None):
   os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
   start = time.time()
   with tempfile.TemporaryDirectory(prefix="poolnet-accelerator-") as directory:
-    workers = _start_workers()
+    workers = _start_workers(args.command_timeout_s)
     with workers["torch"], workers["jax"]:
+      refusal = not_on_a_gpu(workers, args.tiny)
+      if refusal:
+        print(refusal, file=sys.stderr)
+        return 2
       prepare = {"directory": directory, "overrides": overrides, "warmups": warmups}
       prepared = {
         "torch": workers["torch"].safe_ask({"prepare": prepare}),

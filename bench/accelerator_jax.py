@@ -27,7 +27,7 @@ PRECISIONS = ("float32", "float32-highest", "bfloat16")
 _loaded = {}  # "variables", "overrides", "warmups", "conv": set by prepare()
 
 
-def make_model(dtype, resize_conv):
+def make_model(dtype, resize_conv, remat=False):
   """The JAX model: the one place that says how its convolutions are computed (`conv`
   and `resize_conv` None: the backend's default, `layers.conv_impl()`)."""
   return poolnet_jax.create_model(
@@ -35,6 +35,7 @@ def make_model(dtype, resize_conv):
     dtype=dtype,
     conv=_loaded.get("conv"),
     resize_conv=resize_conv,
+    remat=remat,
     **_loaded.get("overrides", {}),
   )
 
@@ -97,6 +98,8 @@ def normalize(item):
   """`item` with resize_conv=None resolved to the default (so both share one compile)."""
   if item.precision not in PRECISIONS:
     raise ValueError(f"JAX precision {item.precision!r}; expected one of {PRECISIONS}")
+  if item.option not in (None, "remat"):
+    raise ValueError(f"JAX option {item.option!r}; expected None or 'remat'")
   if item.resize_conv is None:
     return dataclasses.replace(item, resize_conv=default_resize_conv())
   return item
@@ -111,7 +114,7 @@ class Runner:
 
   def __init__(self, item):
     dtype = jnp.bfloat16 if item.precision == "bfloat16" else jnp.float32
-    model = make_model(dtype, item.resize_conv)
+    model = make_model(dtype, item.resize_conv, remat=item.option == "remat")
     images, labels = common.inputs(item.task())
     self.device = jax.devices()[0]
     put = lambda tree: jax.device_put(tree, self.device)

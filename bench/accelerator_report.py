@@ -2,6 +2,8 @@
 
 import sys
 
+SECTIONS = ("inference", "train", "resize_conv", "remat", "torch_compile")
+
 # (what, section, shape, precision, side, target): side "a" is JAX's images/s, "ratio"
 # JAX's over PyTorch's. From the issue: the paper's ~32 FPS (Titan Xp) is the floor.
 GOALS = (
@@ -114,6 +116,36 @@ def resize_conv_table(results):
   return "\n".join(lines)
 
 
+def remat_table(results):
+  lines = [
+    "| what (JAX, bfloat16) | remat images/s | without images/s | remat/without | "
+    "executable MB remat / without |",
+    "| --- | --- | --- | --- | --- |",
+  ]
+  for row in results.get("remat", []):
+    a, b = row["a"], row["b"]
+    lines.append(
+      f"| {row['label']} | {_num(_ips(a))} | {_num(_ips(b))} | {_num(row['ratio'], 2)} | "
+      f"{_mb(a.get('executable_bytes'))} / {_mb(b.get('executable_bytes'))} |"
+    )
+  return "\n".join(lines)
+
+
+def torch_compile_table(results):
+  lines = [
+    "| what (bfloat16) | JAX images/s | PyTorch torch.compile images/s | JAX/PyTorch | "
+    "PyTorch first call (compiling) s | PyTorch peak MB |",
+    "| --- | --- | --- | --- | --- | --- |",
+  ]
+  for row in results.get("torch_compile", []):
+    a, b = row["a"], row["b"]
+    lines.append(
+      f"| {row['label']} | {_num(_ips(a))} | {_num(_ips(b))} | {_num(row['ratio'], 2)} | "
+      f"{_num(b.get('first_call_s'), 1)} | {_mb(b.get('peak_bytes'))} |"
+    )
+  return "\n".join(lines)
+
+
 def parity_table(results):
   parity = results["parity"]
   if not parity:
@@ -145,8 +177,8 @@ def goals_table(results):
 def errors(results):
   """Every failed item and parity comparison, one line each."""
   out = []
-  for section in ("inference", "train", "resize_conv"):
-    for row in results[section]:
+  for section in SECTIONS:
+    for row in results.get(section, []):
       out += [
         f"{row['label']} {side['framework']} {side['precision']}: {side['error']}"
         for side in (row["a"], row["b"])
@@ -159,8 +191,8 @@ def errors(results):
 def notes(results):
   """Skipped items, errors and settings worth a line each."""
   out = list(results["skipped"]) + errors(results)
-  for section in ("inference", "train", "resize_conv"):
-    for row in results[section]:
+  for section in SECTIONS:
+    for row in results.get(section, []):
       out += [
         f"{row['label']} {side['framework']} {side['precision']}: {side['note']}"
         for side in (row["a"], row["b"])
@@ -170,8 +202,9 @@ def notes(results):
   out.append(f"JAX convolutions (resize_conv rows aside): {prepared.get('conv', '-')}")
   peaks = [
     r["a"].get("process_peak_bytes")
-    for s in ("inference", "train", "resize_conv")
-    for r in results[s]
+    for s in SECTIONS
+    for r in results.get(s, [])
+    if r["a"]["framework"] == "jax"
   ]
   peaks = [p for p in peaks if p is not None]
   out.append(f"JAX process peak (never reset, all items): {_mb(max(peaks)) if peaks else '-'} MB")
@@ -188,7 +221,15 @@ def print_results(results, json_path):
     f"{results['versions']['python']}; wall {results['wall_s']:.0f} s of a "
     f"{results['budget_s']:.0f} s budget; {json_path}"
   )
-  for table in (comparison_table, resize_conv_table, parity_table, goals_table):
+  tables = (
+    comparison_table,
+    resize_conv_table,
+    remat_table,
+    torch_compile_table,
+    parity_table,
+    goals_table,
+  )
+  for table in tables:
     print()
     print(table(results))
   print()

@@ -92,6 +92,8 @@ def normalize(item):
     raise ValueError(f"PyTorch precision {item.precision!r}; expected one of {PRECISIONS}")
   if item.resize_conv is not None:
     raise ValueError("resize_conv is a JAX model setting")
+  if item.option not in (None, "compile"):
+    raise ValueError(f"PyTorch option {item.option!r}; expected None or 'compile'")
   return item
 
 
@@ -131,12 +133,14 @@ class Runner:
       else contextlib.nullcontext
     )
     tf32 = item.precision == "float32-tf32"
+    # torch.compile compiles at the first call (first_call_s); the parameters stay net's.
+    forward = torch.compile(net) if item.option == "compile" else net
     if item.kind == "infer":
       net.eval()
 
       def step():
         with torch.no_grad(), autocast(), _tf32(tf32):
-          self.out = net(x)
+          self.out = forward(x)
     else:
       net.train()  # FrozenBatchNorm2d always uses its running statistics
       for m in net.modules():
@@ -152,7 +156,7 @@ class Runner:
         with _tf32(tf32):
           optimizer.zero_grad(set_to_none=True)
           with autocast():
-            logits = net(x)
+            logits = forward(x)
           loss = F.binary_cross_entropy_with_logits(logits.float(), y, reduction="sum")
           (loss / task.batch).backward()
           optimizer.step()

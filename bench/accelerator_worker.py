@@ -12,6 +12,7 @@ a command that fails replies {"error": ...} and the worker carries on.
 import dataclasses
 import json
 import os
+import select
 import subprocess
 import sys
 import time
@@ -26,7 +27,8 @@ from bench.pair import Worker
 class Item:
   """One measured thing on one framework. `precision`: JAX "float32" (default precision),
   "float32-highest", "bfloat16"; PyTorch "float32" (no TF32), "float32-tf32", "bfloat16".
-  `resize_conv` None is the project's default (JAX only)."""
+  `resize_conv` None is the project's default (JAX only). `option`: "remat" (JAX: the
+  blocks recomputed in the backward pass) or "compile" (PyTorch: `torch.compile`)."""
 
   kind: str  # "infer" or "train"
   batch: int
@@ -34,12 +36,13 @@ class Item:
   width: int
   precision: str
   resize_conv: Optional[bool] = None
+  option: Optional[str] = None
 
   @property
   def key(self):
     return (
       f"{self.kind}-{self.batch}x{self.height}x{self.width}-{self.precision}"
-      f"-resize_conv={self.resize_conv}"
+      f"-resize_conv={self.resize_conv}-option={self.option}"
     )
 
   def task(self):
@@ -49,8 +52,8 @@ class Item:
 class AcceleratorWorker(Worker):
   """`python -m bench.accelerator_worker FRAMEWORK`; `ready()` waits for its start."""
 
-  def __init__(self, framework, env=None):  # pylint: disable=super-init-not-called
-    self.framework = framework
+  def __init__(self, framework, env=None, timeout_s=600.0):  # pylint: disable=super-init-not-called
+    self.framework, self.timeout_s = framework, timeout_s
     self.process = subprocess.Popen(
       [sys.executable, "-m", "bench.accelerator_worker", framework],
       stdin=subprocess.PIPE,
@@ -68,6 +71,16 @@ class AcceleratorWorker(Worker):
     except RuntimeError as error:
       self.info, self.dead = {"error": str(error)}, True
     return self.info
+
+  def _read(self):
+    """The next reply, or RuntimeError when none comes in `timeout_s` (the worker is
+    killed: a hung compile or a stuck device must not hold the whole run)."""
+    ready, _, _ = select.select([self.process.stdout], [], [], self.timeout_s)
+    if not ready:
+      self.process.kill()
+      self.process.wait()
+      raise RuntimeError(f"the {self.framework} worker gave no reply in {self.timeout_s:g} s")
+    return super()._read()
 
   def safe_ask(self, command):
     """`ask`, with a dead worker's failure as an {"error": ...} reply."""

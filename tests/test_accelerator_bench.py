@@ -90,6 +90,16 @@ def test_tiny_run_measures_every_section(tmp_path):
     _check_side(row["b"], "jax")
     assert (row["a"]["resize_conv"], row["b"]["resize_conv"]) == (True, False)
 
+  [remat] = results["remat"]
+  _check_side(remat["a"], "jax")
+  _check_side(remat["b"], "jax")
+  assert (remat["kind"], remat["a"]["option"], remat["b"]["option"]) == ("train", "remat", None)
+  [compiled] = results["torch_compile"]
+  _check_side(compiled["a"], "jax")
+  _check_side(compiled["b"], "torch")
+  assert (compiled["kind"], compiled["b"]["option"]) == ("infer", "compile")
+  assert "torch.compile" in done.stdout and "remat images/s" in done.stdout
+
   parity = results["parity"]["against"]
   assert parity["JAX float32, highest precision"]["rel_l2"] < 1e-4
   assert parity["JAX float32, highest precision"]["max_abs_map"] < 1e-4
@@ -119,7 +129,7 @@ def test_budget_skips_items_with_a_note(tmp_path):
   done = _run(["--tiny", "--budget-s", "0", "--json", str(path)], timeout=120)
   assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
   results = json.loads(path.read_text())
-  assert len(results["skipped"]) == 7 and all("skipped" in n for n in results["skipped"])
+  assert len(results["skipped"]) == 9 and all("skipped" in n for n in results["skipped"])
   assert results["inference"] == results["train"] == results["resize_conv"] == []
   assert results["summary"] == {"inference_ratio": None, "train_ratio": None}
   assert done.stdout.strip().splitlines()[-1] == "gpu jax/torch inference ratio=nan train ratio=nan"
@@ -135,3 +145,25 @@ def test_imports_nothing_the_gpu_machine_lacks():
   )
   assert done.returncode == 0, done.stderr[-2000:]
   assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
+def test_a_full_run_stops_at_start_without_a_gpu(tmp_path):
+  """Only --tiny runs on a CPU: the full run would take hours there and measure nothing
+  it claims to."""
+  done = _run(["--json", str(tmp_path / "a.json")], timeout=120)
+  assert done.returncode == 2 and not (tmp_path / "a.json").exists()
+  lines = done.stderr.strip().splitlines()
+  assert lines[-1].startswith("bench.accelerator measures a GPU: JAX's backend is cpu")
+  assert "PyTorch's device is cpu" in lines[-1] and "--tiny" in lines[-1]
+
+
+def test_a_worker_that_does_not_answer_is_killed():
+  from bench import accelerator_worker  # pylint: disable=import-outside-toplevel
+
+  worker = accelerator_worker.AcceleratorWorker("torch", {"JAX_PLATFORMS": "cpu"}, timeout_s=120)
+  assert worker.ready_or_error().get("torch")
+  worker.timeout_s = 0.5  # preparing the weights takes seconds
+  reply = worker.safe_ask({"prepare": {"directory": "/tmp", "overrides": {}, "warmups": 0}})
+  assert reply == {"error": "the torch worker gave no reply in 0.5 s"}
+  assert worker.dead and worker.process.poll() is not None
+  assert worker.safe_ask({"memory": "x"}) == {"error": "the torch worker is not running"}
