@@ -12,8 +12,13 @@ The model runs at each image's native size, batch 1 (the paper's protocol);
 rounded to multiples of M (fewer compiled shapes), maps resized back to each
 image's size; the last line on stderr says how many programs were compiled
 and in how long. Saved maps are
-matched to ground truth by file stem (unmatched files are reported) and resized
-to its size, bilinear by OpenCV's rule as the SOD toolkits do.
+matched to ground truth by file stem (unmatched files are reported); a map of
+another size with its ground truth's aspect ratio (each side within one pixel
+of one common scale) is resized to its size, bilinear by OpenCV's rule as the
+SOD toolkits do, with one warning naming those maps; a map of another aspect
+ratio (turned by 90 degrees, cropped) is an error naming it, before any
+scoring, or with `--skip_mismatched` is left out, counted and named in every
+output (`skipped_mismatched`).
 
 Measures (`poolnet_jax.metrics`, pysodmetrics underneath): maxF, meanF, adpF
 (beta^2 = 0.3), MAE, Sm, maxE, meanE, adpE, wF. `--protocol salmetric` uses the
@@ -89,6 +94,13 @@ flags.DEFINE_string(
 flags.DEFINE_string(
   "name", None, "Row name for --pred_dir (default: the gt folder's name).", flag_values=FLAGS
 )
+flags.DEFINE_bool(
+  "skip_mismatched",
+  False,
+  "With --pred_dir: leave out (and list) maps whose aspect ratio differs from their ground "
+  "truth's, instead of refusing them.",
+  flag_values=FLAGS,
+)
 flags.DEFINE_enum(
   "protocol",
   "pysodmetrics",
@@ -136,6 +148,8 @@ def _check_flags(rest):
     raise flags.ValidationError("--pred_dir and --gt_dir go together")
   if FLAGS.save_maps and not (FLAGS.out and with_model):
     raise flags.ValidationError("--save_maps needs --out and a model")
+  if FLAGS.skip_mismatched and not with_folders:
+    raise flags.ValidationError("--skip_mismatched needs --pred_dir and --gt_dir")
   if FLAGS.size_multiple and not with_model:
     raise flags.ValidationError("--size_multiple needs a model (--checkpoint and --datasets)")
   if FLAGS.size_multiple and FLAGS.size:
@@ -147,11 +161,23 @@ def _check_flags(rest):
   return parse_size(FLAGS.size)
 
 
-def _evaluate_folders_cli(evaluated):
+def _evaluate_folders_cli(evaluated, skipped):
   dataset = FLAGS.name or Path(FLAGS.gt_dir.rstrip("/\\")).name or "folder"
   metrics, problems = saved_maps.evaluate_folders(
-    FLAGS.pred_dir, FLAGS.gt_dir, FLAGS.protocol, progress=dataset
+    FLAGS.pred_dir, FLAGS.gt_dir, FLAGS.protocol, dataset, FLAGS.skip_mismatched
   )
+  for key, what in (
+    ("resized", "maps of another size than their ground truth, with its aspect ratio, resized"),
+    ("mismatched", "maps of another aspect ratio than their ground truth skipped"),
+  ):
+    if problems[key]:
+      print(
+        f"warning: {len(problems[key])} {what}: {saved_maps.size_list(problems[key])} "
+        "(width x height)",
+        file=sys.stderr,
+      )
+  if FLAGS.skip_mismatched:
+    skipped[dataset] = [os.path.basename(path) for path in problems["mismatched"]]
   for key, what in (
     ("unmatched_maps", "maps without ground truth"),
     ("unmatched_gts", "ground truths without a map"),
@@ -218,13 +244,15 @@ def main(argv):
   runtime.apply_xla_defaults()
   runtime.enable_compilation_cache()
   compiled = compilation.snapshot()
-  evaluated = {}
+  evaluated, skipped = {}, {}
   failures = (
-    _evaluate_folders_cli(evaluated) if FLAGS.pred_dir else _evaluate_model_cli(evaluated, size)
+    _evaluate_folders_cli(evaluated, skipped)
+    if FLAGS.pred_dir
+    else _evaluate_model_cli(evaluated, size)
   )
   for dataset, metrics in evaluated.items():
     _warn_scaled(dataset, metrics)
-  rows = [reports.result_row(dataset, metrics) for dataset, metrics in evaluated.items()]
+  rows = [reports.result_row(d, metrics, skipped.get(d)) for d, metrics in evaluated.items()]
   if rows:
     print(reports.format_results(rows, FLAGS.format))
   if FLAGS.out and rows:

@@ -4,8 +4,8 @@
     python -m poolnet_jax.predict --checkpoint final.pth photo.jpg --output maps/ --cutout --overlay
     python -m poolnet_jax.predict --checkpoint edge_model/ photos/ --output edges/ --task edge
 
-Writes `<stem>.png`, an 8-bit map at the image's own size (images found in a
-folder keep their sub-folder), with `--cutout` `<stem>_cutout.png` (RGBA, the
+Writes `<stem>.png`, an 8-bit map at the image's own size, upright as its EXIF
+orientation tag says (images found in a folder keep their sub-folder), with `--cutout` `<stem>_cutout.png` (RGBA, the
 map as alpha) and with `--overlay` `<stem>_overlay.png`. `--task edge` (edge
 models) runs the original's edge test: scales 0.5, 1, 1.5 and 2, at each the
 mean of the fused and first three side outputs, min-max normalised, resized

@@ -18,17 +18,24 @@ from poolnet_jax import metrics as metrics_lib
 from poolnet_jax import plots
 
 
-def result_row(dataset, metrics):
+SKIPPED = ("skipped_mismatched", "skipped_mismatched_names")  # saved maps, --skip_mismatched
+
+
+def result_row(dataset, metrics, skipped=None):
   """{"dataset", "images", "maxF", ..., "background_only", "background_only_names"} of one
-  evaluated set, in the report's key order."""
+  evaluated set, in the report's key order; with `skipped` (names of saved maps left out for
+  their aspect ratio), also "skipped_mismatched" and "skipped_mismatched_names"."""
   results = metrics.results()
-  return {
+  row = {
     "dataset": dataset,
     "images": results["images"],
     **{key: results[key] for key in metrics_lib.KEYS},
     "background_only": len(metrics.background_only),
     "background_only_names": list(metrics.background_only),
   }
+  if skipped is not None:
+    row.update(zip(SKIPPED, (len(skipped), list(skipped))))
+  return row
 
 
 def background_note(row, listed=20):
@@ -43,20 +50,32 @@ def background_note(row, listed=20):
   )
 
 
+def skipped_note(row, listed=20):
+  """'gt: 2 maps skipped (--skip_mismatched), ...: a.png, b.png', or None."""
+  names = row.get(SKIPPED[1]) or []
+  if not row.get(SKIPPED[0]):
+    return None
+  more = f" and {len(names) - listed} more" if len(names) > listed else ""
+  return (
+    f"{row['dataset']}: {row[SKIPPED[0]]} maps skipped (--skip_mismatched), their aspect ratio "
+    f"differs from their ground truth's: {', '.join(names[:listed])}{more}"
+  )
+
+
 def format_results(rows, fmt="table"):
-  """Rows of result_row as an aligned table (notes on background-only ground truths below),
-  JSON lines or CSV text."""
+  """Rows of result_row as an aligned table (notes below on background-only ground truths and
+  skipped maps), JSON lines or CSV text."""
   if fmt == "json":
     return "\n".join(json.dumps(row) for row in rows)
   columns = ["dataset", "images", *metrics_lib.KEYS]
   if fmt == "csv":
     buffer = io.StringIO()
-    writer = csv.DictWriter(
-      buffer, columns + ["background_only", "background_only_names"], lineterminator="\n"
-    )
+    counts = ["background_only"] + [SKIPPED[0]] * any(SKIPPED[0] in row for row in rows)
+    fields = [field for count in counts for field in (count, f"{count}_names")]
+    writer = csv.DictWriter(buffer, columns + fields, lineterminator="\n")
     writer.writeheader()
     writer.writerows(
-      {**row, "background_only_names": " ".join(row.get("background_only_names") or [])}
+      {**row, **{f"{c}_names": " ".join(row.get(f"{c}_names") or []) for c in counts}}
       for row in rows
     )
     return buffer.getvalue().rstrip("\n")
@@ -69,7 +88,7 @@ def format_results(rows, fmt="table"):
       f"{row['dataset']:<{width}}  {row['images']:>6}"
       + "".join(f"  {row[k]:>6.4f}" for k in metrics_lib.KEYS)
     )
-  notes = [note for note in map(background_note, rows) if note]
+  notes = [note for row in rows for note in (background_note(row), skipped_note(row)) if note]
   return "\n".join(lines + ([""] + notes if notes else []))
 
 

@@ -10,7 +10,8 @@ Decoding follows `poolnet_jax.data.decode`; a bad file raises DecodeError
 naming it, unless `validate=True` checked every pair up front and dropped the
 bad ones (each logged with its reason; the tally is in `source.report`). Labels
 stored as 0/1 are read as 0/255, with a warning naming the file (and, with
-`validate=True`, listed in `source.report.scaled`).
+`validate=True`, listed in `source.report.scaled`). Images and labels are read
+upright by their own EXIF orientation tags, `image_size` included.
 """
 
 import os
@@ -76,11 +77,7 @@ class FolderSource:
     example = {"image": decode.decode_image(image_path), "name": name}
     if label_path is not None:
       label = decode.decode_label(label_path)
-      if label.shape[:2] != example["image"].shape[:2]:
-        raise decode.DecodeError(
-          f"{label_path}: label size {label.shape[1]}x{label.shape[0]} differs from image "
-          f"{image_path} size {example['image'].shape[1]}x{example['image'].shape[0]}"
-        )
+      decode.check_pair_size(image_path, example["image"].shape[:2], label_path, label.shape[:2])
       label, scaled = decode.scale_01_mask(label)
       if scaled and label_path not in self._told:
         self._told.add(label_path)

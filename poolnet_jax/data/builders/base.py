@@ -8,7 +8,8 @@ installed, when a builder lives in a regular package).
 `PairedFilesBuilder` is the generic real-data builder: each subclass names its
 splits as `SplitFiles` (archives, candidate folders or .lst files, expected
 count), and the base class finds them under the manual dir, extracts archives,
-pairs files by stem, decodes each pair with `decode.load_pair`, skips bad ones
+pairs files by stem, decodes each pair with `decode.load_pair` (upright by each
+file's EXIF orientation; a turned file is stored re-encoded), skips bad ones
 and reports them (`BuildReport`).
 """
 
