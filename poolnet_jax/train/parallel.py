@@ -65,17 +65,23 @@ class _Trainer:
       k: float(np.asarray(v.addressable_data(0)).reshape(-1)[0]) for k, v in metrics.items()
     }
 
-  def compile(self, state, sums, batch):
-    """Compiles ahead of time the programs a call with `batch` (shapes only) and an update
-    need: {name: jax.stages.Compiled}; later calls of those shapes compile nothing."""
+  def programs(self, state, sums, batch):
+    """{name: (program, args)} of a call with `batch` and an update: what `compile`
+    compiles. Arrays or `jax.ShapeDtypeStruct`s (bench/aot.py lowers these for
+    compile-only TPU and GPU devices)."""
     batches = batch if self.model.edge else {"saliency": batch}
     programs = {
       f"accumulate_{task}": (self._accumulate[task], (state, sums, part))
       for task, part in batches.items()
     }
     programs["update"] = (self._update, (state, sums))
+    return programs
+
+  def compile(self, state, sums, batch):
+    """Compiles ahead of time the programs a call with `batch` (shapes only) and an update
+    need: {name: jax.stages.Compiled}; later calls of those shapes compile nothing."""
     compiled = {}
-    for name, (program, args) in programs.items():
+    for name, (program, args) in self.programs(state, sums, batch).items():
       with compilation.naming(name):
         compiled[name] = program.lower(*args).compile()
     return compiled
@@ -112,7 +118,9 @@ class PmapTrainer(_Trainer):
     return _PmapProgram(name, mapped)
 
   def _pmap_devices(self):
-    return self.devices if len(self.devices) != len(jax.devices()) else None
+    # None (every device of every process) only where those are the devices: a list of
+    # other devices (compile-only ones of another platform, bench/aot.py) is passed on.
+    return None if list(self.devices) == jax.devices() else self.devices
 
   @property
   def _sharding(self):

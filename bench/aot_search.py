@@ -1,0 +1,71 @@
+"""The largest per-chip batch whose train step fits a chip, found by compiling.
+
+A train step needs, while its gradient program runs, that program's arguments (state,
+gradient sums, batch), outputs and temporaries; the update program needs less and does
+not grow with the batch. Memory grows about linearly with the batch, so two compiles
+(batch 1 and 8) give a line, its crossing of the chip's usable memory a first guess,
+and compiles around the guess the largest batch that fits and the smallest that does
+not (within `max_compiles` compiles in all; the gap between them is reported).
+"""
+
+from bench import aot_hlo
+
+
+def _gradient_total(programs_lib, setting, devices):
+  program, args = programs_lib.programs(setting, devices, (programs_lib.TRAIN,))[
+    "accumulate_saliency"
+  ]
+  return aot_hlo.memory(program.lower(*args).compile())["total"]
+
+
+def largest_batch(programs_lib, target, devices, config, size, dtype, remat, max_compiles):
+  """{"largest": fitting batch (0: none), "smallest_failing": batch or None, "bytes":
+  {batch: total bytes}, "usable_bytes": ...}."""
+  base = programs_lib.default_setting(config, dtype=dtype, remat=remat)
+  limit = target.usable_bytes
+  measured = {}
+
+  def total(batch):
+    if batch not in measured:
+      setting = type(base)(config, batch, tuple(size), dtype, remat, base.parallel)
+      measured[batch] = _gradient_total(programs_lib, setting, devices)
+    return measured[batch]
+
+  def result(largest, failing):
+    return {
+      "largest": largest,
+      "smallest_failing": failing,
+      "bytes": {str(b): v for b, v in sorted(measured.items())},
+      "usable_bytes": limit,
+      "compiles": len(measured),
+    }
+
+  try:
+    if total(1) > limit:
+      return result(0, 1)
+    fits, fails = (8, None) if total(8) <= limit else (1, 8)
+    while len(measured) < max_compiles:
+      if fails is not None and fails - fits <= max(1, fits // 50):
+        break
+      guess = _crossing(measured, fits, fails, limit)
+      if guess in measured:
+        break
+      if total(guess) <= limit:
+        fits = guess
+      else:
+        fails = guess
+    return result(fits, fails)
+  except Exception as error:  # pylint: disable=broad-except
+    found = result(None, None)
+    found["error"] = f"{type(error).__name__}: {error}"[:1000]
+    return found
+
+
+def _crossing(measured, fits, fails, limit):
+  """The next batch to compile: where the line through the two batches that bracket the
+  limit (or the two largest, when none fails yet) crosses it, strictly between them."""
+  a, b = (fits, fails) if fails is not None else sorted(measured)[-2:]
+  slope = (measured[b] - measured[a]) / (b - a)
+  guess = int(a + (limit - measured[a]) // slope) if slope > 0 else 2 * fits
+  upper = fails - 1 if fails is not None else max(2 * guess, fits + 1)
+  return min(max(guess, fits + 1), upper)

@@ -1,0 +1,184 @@
+"""bench.aot: the programs compiled for TPU and GPU targets without a chip, and what the
+HLO readers and the batch search make of hand-written inputs."""
+
+import json
+import os
+import subprocess
+import sys
+import types
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from bench import aot
+from bench import aot_hlo
+from bench import aot_programs
+from bench import aot_search
+from bench import aot_targets
+from poolnet_jax.train import parallel as parallel_lib
+from poolnet_jax.train import setup
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+COMPILED_HLO = """\
+HloModule jit_step, entry_computation_layout={(bf16[8,3,3,16]{3,2,1,0})->f32[8]{0}}
+
+%fused_convert (param_0.1: f32[8,16]) -> bf16[8,16] {
+  %param_0.1 = f32[8,16]{1,0} parameter(0)
+  ROOT %convert.1 = bf16[8,16]{1,0} convert(%param_0.1)
+}
+
+ENTRY %main (p0: bf16[8,3,3,16], p1: bf16[3,3,16,16], p2: f32[16,4]) -> f32[8] {
+  %p0 = bf16[8,3,3,16]{3,2,1,0} parameter(0)
+  %p1 = bf16[3,3,16,16]{3,2,1,0} parameter(1)
+  %p2 = f32[16,4]{1,0} parameter(2)
+  %conv = (bf16[8,3,3,16]{3,2,1,0}, u8[0]{0}) custom-call(%p0, %p1), custom_call_target="__cudnn$convForward"
+  %plain = f32[8,3,3,16]{3,2,1,0} convolution(%p2, %p1), window={size=3x3}, dim_labels=b01f_01io->b01f
+  %gemm = (f32[8,4]{1,0}, s8[0]{0}) custom-call(%p2, %p2), custom_call_target="__cublas$lt$matmul"
+  %dot.3 = bf16[8,4]{1,0} dot(%p0, %p1), lhs_contracting_dims={1}, rhs_contracting_dims={0}
+  %ars = f32[16,4]{1,0} all-reduce-start(%p2), replica_groups={{0,1}}, to_apply=%add
+  %ard = f32[16,4]{1,0} all-reduce-done(%ars)
+  %ag = f32[32,4]{1,0} all-gather(%p2), dimensions={0}
+  ROOT %r = f32[8]{0} reduce(%ard), dimensions={1}
+}
+"""
+
+LOWERED = """\
+%1 = stablehlo.convolution(%a, %b) dim_numbers = [b, 0, 1, f]x[0, 1, i, o]->[b, 0, 1, f], \
+window = {} : (tensor<8x32x32x16xbf16>, tensor<3x3x16x16xbf16>) -> tensor<8x32x32x16xbf16>
+%2 = stablehlo.convolution(%c, %d) dim_numbers = [b, 0, 1, f]x[0, 1, i, o]->[b, 0, 1, f], \
+window = {} : (tensor<8x32x32x16xf32>, tensor<3x3x16x16xf32>) -> tensor<8x32x32x16xf32>
+%3 = stablehlo.dot_general %e, %f, contracting_dims = [1] x [0] : (tensor<4x8xf32>, \
+tensor<8x2xf32>) -> tensor<4x2xf32>
+"""
+
+
+def test_collectives_count_asynchronous_pairs_once():
+  parsed = aot_hlo.instructions(COMPILED_HLO)
+  assert aot_hlo.collectives(parsed) == {"all-gather": 1, "all-reduce": 1}
+
+
+def test_compute_types_read_cudnn_and_cublas_calls_by_their_first_operand():
+  parsed = aot_hlo.instructions(COMPILED_HLO)
+  assert aot_hlo.compute_types(parsed) == {
+    "convolution": {"bf16": 1, "f32": 1},
+    "matmul": {"bf16": 1, "f32": 1},
+  }
+
+
+def test_lowered_compute_types_read_stablehlo_operands():
+  assert aot_hlo.lowered_compute_types(LOWERED) == {
+    "convolution": {"bf16": 1, "f32": 1},
+    "matmul": {"f32": 1},
+  }
+
+
+class _FakePrograms:
+  """A programs library whose train step needs `base + per_image * batch` bytes."""
+
+  TRAIN = "train"
+
+  def __init__(self, base, per_image):
+    self.base, self.per_image, self.compiled = base, per_image, []
+
+  def default_setting(self, config, dtype=None, remat=None):
+    return aot_programs.Setting(config, 1, (8, 8), dtype, remat, "pmap")
+
+  def programs(self, setting, devices, kinds):
+    batch = setting.per_chip_batch
+    self.compiled.append(batch)
+    stats = types.SimpleNamespace(
+      argument_size_in_bytes=self.base,
+      output_size_in_bytes=0,
+      temp_size_in_bytes=self.per_image * batch,
+      alias_size_in_bytes=0,
+    )
+    compiled = types.SimpleNamespace(memory_analysis=lambda: stats)
+    lowered = types.SimpleNamespace(compile=lambda: compiled)
+    program = types.SimpleNamespace(lower=lambda *args: lowered)
+    return {"accumulate_saliency": (program, ())}
+
+
+def _fake_target(usable):
+  return aot_targets.Target("fake", "tpu", usable, 1e12, {1: "x"})
+
+
+def test_largest_batch_brackets_the_memory_limit():
+  # 100 + 13 b <= 1000: b = 69 fits, 70 does not.
+  fake = _FakePrograms(100, 13)
+  found = aot_search.largest_batch(fake, _fake_target(1000), [], "c", (8, 8), "f32", False, 6)
+  assert (found["largest"], found["smallest_failing"]) == (69, 70)
+  assert found["compiles"] == len(fake.compiled) <= 6
+
+
+def test_largest_batch_is_zero_when_one_image_does_not_fit():
+  found = aot_search.largest_batch(
+    _FakePrograms(2000, 1), _fake_target(1000), [], "c", (8, 8), "f32", False, 6
+  )
+  assert (found["largest"], found["smallest_failing"]) == (0, 1)
+
+
+def test_a_program_compiled_for_the_host_is_refused():
+  compiled = jax.jit(lambda x: x * 2).lower(jnp.ones(3)).compile()
+  with pytest.raises(RuntimeError, match=r"compiled for \['cpu'\], not gpu"):
+    aot._check_platform(compiled, aot_targets.TARGETS["h100"])
+  aot._check_platform(compiled, aot_targets.Target("host", "cpu", 1, 1.0, {}))
+
+
+def test_pmap_trainer_keeps_devices_other_than_the_hosts():
+  """As many compile-only devices as the host has CPU devices are still passed to pmap
+  (else pmap would compile for the CPU)."""
+  other = [types.SimpleNamespace(process_index=0, platform="gpu") for _ in jax.devices()]
+  model = setup.create_model_from_config(aot_programs.load_config("tiny"))
+  trainer = parallel_lib.make_trainer(model, 1, "pmap", other)
+  assert trainer._pmap_devices() == other
+  assert parallel_lib.make_trainer(model, 1, "pmap")._pmap_devices() is None
+
+
+def _tiny_run(tmp_path):
+  out = tmp_path / "aot.json"
+  env = dict(os.environ)
+  env.pop("JAX_PLATFORMS", None)
+  run = subprocess.run(
+    [sys.executable, "-m", "bench.aot", "--tiny", "--json", str(out)],
+    cwd=REPO,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=900,
+  )
+  if run.returncode == 2 and " compiler: " in run.stderr:
+    pytest.skip(f"compile-only backends not installed: {run.stderr.strip()}")
+  assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+  return run, json.loads(out.read_text())["rows"]
+
+
+@pytest.mark.slow
+def test_tiny_model_compiles_for_a_tpu_and_a_gpu(tmp_path):
+  run, rows = _tiny_run(tmp_path)
+  assert run.stdout.strip().splitlines()[-1] == "aot targets=16 compiled=16 fits=16"
+  assert {row["target"] for row in rows.values()} == {"v5e", "h100"}
+  for row in rows.values():
+    name, mode = row["program"], row["setting"].split()[-1]
+    where = f"{row['target']} {row['setting']} {name}"
+    lowered, compiled = row["lowered_types"], row["compiled_types"]
+    # bf16 asks for bf16 convolutions everywhere: the only f32 products are the score
+    # map's (one channel, resized in f32) in the backward pass.
+    assert "f32" not in lowered["convolution"], where
+    if name in ("inference", "export"):
+      assert "f32" not in lowered["matmul"], where
+    if name != "update":
+      assert lowered["convolution"].get("bf16", 0) > 0, where
+      if row["target"] == "h100":  # every convolution a cuDNN call on bf16
+        assert compiled["convolution"].get("bf16", 0) > 0, where
+        assert "f32" not in compiled["convolution"], where
+      else:
+        assert row["flops"] > 0, where
+    if name == "update":
+      want = {} if mode == "jit" else {"all-reduce": 1}
+      assert row["collectives"] == want, where
+    elif mode == "jit":  # the gradient is all-reduced inside the program, by design
+      assert set(row["collectives"]) == {"all-reduce"}, where
+    else:  # the gradient programs of pmap and shard_map: no collective at all
+      assert row["collectives"] == {}, where
