@@ -171,14 +171,15 @@ def run_items(items, results, device_cache, programs_lib):
     keys = {}
     for name in ("accumulate_saliency", "accumulate_edge", "update", "inference", "export"):
       keys[name] = f"{target_name}/{chips}/{setting.label}/{name}"
-    if all(k in results.data["rows"] for k in keys.values() if _wanted(k, kinds, setting)):
+    done = {k for k, row in results.data["rows"].items() if "error" not in row}
+    if all(k in done for k in keys.values() if _wanted(k, kinds, setting)):
       continue
     try:
       built = programs_lib.programs(setting, _devices(device_cache, target, chips), kinds)
     except Exception as error:  # pylint: disable=broad-except
       traceback.print_exc()
       for key in keys.values():
-        if _wanted(key, kinds, setting) and key not in results.data["rows"]:
+        if _wanted(key, kinds, setting) and key not in done:
           name = key.rsplit("/", 1)[1]
           results.data["rows"][key] = {
             "target": target_name,
@@ -191,7 +192,7 @@ def run_items(items, results, device_cache, programs_lib):
       continue
     for name, (program, args) in built.items():
       key = keys[name]
-      if key in results.data["rows"]:
+      if key in done:
         continue
       row = compile_row(target, chips, setting, name, program, args)
       results.data["rows"][key] = row
