@@ -11,8 +11,10 @@ of convolutions and matrix products as lowered (what the project asks for) and a
 compiled (XLA's choices); and, on TPU, XLA's FLOPs per image with the roofline bound at
 the chip's bf16 peak (an estimate, not a measurement).
 
-On 1 chip every config compiles all its programs in float32 and bfloat16; on 4 and 8
-chips its train programs in bfloat16 (the collectives). Then, for resnet50_batched on one
+On 1 chip every config compiles all its programs in its own dtype and bfloat16 (and
+resnet50_batched's train programs with remat flipped: the memory it saves); on 4 and 8
+chips its train programs in bfloat16 (the collectives), resnet50_batched's in each
+parallel mode (pmap, shard_map, jit) on the smaller. Then, for resnet50_batched on one
 chip of each target at 320x320 and 300x400, float32 and bfloat16, with and without
 remat, the largest per-chip batch whose train step fits: a line through two compiles,
 then compiles around its prediction (`--no-search` skips it).
@@ -21,7 +23,8 @@ GPU figures are the compiler's without autotuning (no device to time cuDNN's
 algorithms on) and without cost analysis. Results go to a JSON file as they come, and a
 rerun continues from it (`--fresh` starts over). The last line is
 `aot targets=N compiled=C fits=F`: N programs planned, C compiled, F fitting in memory.
-`--tiny` compiles a tiny model's programs on 4 chips of one TPU and one GPU target.
+`--tiny` compiles a tiny model's programs on 4 chips of one TPU and one GPU target, in
+each parallel mode; `--report` prints the tables of every result in the JSON file.
 """
 
 import argparse

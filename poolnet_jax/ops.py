@@ -41,10 +41,7 @@ def _apply_along(x, matrix: np.ndarray, axis: int):
   rest = x.shape[axis + 1 :]
   x3 = x.reshape(lead, x.shape[axis], -1)
   matrix = jnp.asarray(matrix, x.dtype)
-  # float32 exact (TPUs and GPUs would round to bf16 or tf32 passes); bf16 maps need no
-  # more than the default, and XLA:GPU's Triton GEMMs reject HIGHEST on bf16 operands at
-  # some shapes (the 5x5 pyramid of a 300x400 image: "Couldn't find output tile sizes").
-  precision = jax.lax.Precision.HIGHEST if x.dtype == jnp.float32 else None
+  precision = jax.lax.Precision.HIGHEST
   if x3.shape[-1] >= matrix.shape[0]:
     y = jnp.einsum(
       "boi,bix->box", jnp.broadcast_to(matrix, (lead,) + matrix.shape), x3, precision=precision
