@@ -31,7 +31,8 @@ def rows_table(rows):
     "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
   ]
   for row in rows:
-    head = f"| {row['target']} | {row['chips']} | {row['setting']} | {row['program']} |"
+    options = " (triton gemm off)" if row.get("compiler_options") else ""
+    head = f"| {row['target']} | {row['chips']} | {row['setting']} | {row['program']}{options} |"
     if "error" in row:
       lines.append(f"{head} error: {row['error'][:120]} | | | | | | | |")
       continue
