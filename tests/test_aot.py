@@ -182,3 +182,30 @@ def test_tiny_model_compiles_for_a_tpu_and_a_gpu(tmp_path):
       assert set(row["collectives"]) == {"all-reduce"}, where
     else:  # the gradient programs of pmap and shard_map: no collective at all
       assert row["collectives"] == {}, where
+
+
+def test_a_gpu_program_without_a_triton_tiling_compiles_with_cublas():
+  """XLA:GPU without autotuning may find no Triton tiling for a small product: the row is
+  compiled again with Triton GEMMs off and says so; any other error stays an error."""
+  host = jax.jit(lambda x: x * 2).lower(jnp.ones(3)).compile()
+  gpu = aot_targets.TARGETS["h100"]
+
+  def fake(message):
+    def compile(compiler_options=None):  # pylint: disable=redefined-builtin
+      if compiler_options != aot.NO_TRITON_GEMM:
+        raise RuntimeError(message)
+      return host
+
+    lowered = types.SimpleNamespace(compile=compile, as_text=lambda: "")
+    return types.SimpleNamespace(lower=lambda *args: lowered)
+
+  setting = aot_programs.Setting("c", 1, (8, 8), "bfloat16", False, "pmap")
+  host_target = aot_targets.Target("host", "cpu", 2**30, 1.0, {})
+  row = aot.compile_row(host_target, 1, setting, "inference", fake("other"), ())
+  assert row["error"] == "RuntimeError: other"
+  tiling = f"INTERNAL: {aot.TRITON_TILING} that satisfy hlo: %dot.74"
+  row = aot.compile_row(host_target, 1, setting, "inference", fake(tiling), ())
+  assert "error" in row  # only XLA:GPU's failure is retried
+  gpu_row = aot.compile_row(gpu, 1, setting, "inference", fake(tiling), ())
+  assert gpu_row["compiler_options"] == aot.NO_TRITON_GEMM
+  assert "compiled for ['cpu'], not gpu" in gpu_row["error"]  # then the platform check
