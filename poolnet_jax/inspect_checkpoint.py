@@ -81,7 +81,7 @@ def inspect_checkpoint(path):
   stripped = strip_prefix(arrays)
   prefix = "module." if list(stripped) != list(arrays) else ""
   best = None
-  for name, overrides in _candidates(stripped):
+  for name, overrides in candidates(stripped):
     try:
       expected = mapping.expected_state_dict(name, **overrides)
     except ValueError:  # a width or stage count no PoolNet can have
@@ -109,7 +109,7 @@ def _dtype_name(array):
   return "int64" if array.dtype == np.int64 else array.dtype.name
 
 
-def _candidates(state_dict):
+def candidates(state_dict):
   """(variant, overrides): every variant at full size, then at the width and stages the
   file suggests (first convolution's outputs / 64, ResNet blocks per stage)."""
   rows = [(name, {}) for name in VARIANTS]

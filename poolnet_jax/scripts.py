@@ -42,3 +42,8 @@ def export():
 def inspect():
   """poolnet-inspect: `python -m poolnet_jax.inspect`."""
   _run_tool("poolnet_jax.inspect")
+
+
+def paper_table():
+  """poolnet-paper-table: `python -m poolnet_jax.paper_table`."""
+  _run_tool("poolnet_jax.paper_table")

@@ -21,6 +21,7 @@ SCRIPTS = (
   "poolnet-convert",
   "poolnet-export",
   "poolnet-inspect",
+  "poolnet-paper-table",
 )
 
 
