@@ -39,8 +39,6 @@ from bench import aot_targets
 SEARCH_CONFIG = "resnet50_batched"
 SEARCH_SIZES = ((320, 320), (300, 400))
 MAX_SEARCH_COMPILES = 6
-TRITON_TILING = "Couldn't find output tile sizes"
-NO_TRITON_GEMM = {"xla_gpu_enable_triton_gemm": False}
 MODES = ("pmap", "shard_map", "jit")  # train/parallel.py's, pmap (the default) first
 MODES_CONFIG = "resnet50_batched"  # compiled in each mode beside the others' pmap
 
@@ -140,15 +138,9 @@ def compile_row(target, chips, setting, name, program, args):
   begin = time.perf_counter()
   try:
     lowered = program.lower(*args)
-    try:
-      compiled = lowered.compile()
-    except Exception as error:  # pylint: disable=broad-except
-      if target.platform != "cuda" or TRITON_TILING not in str(error):
-        raise
-      # XLA:GPU without autotuning finds no Triton tiling for some small products (the
-      # 300x400 pyramid's): compile them with cuBLAS instead, and say so in the row.
-      compiled = lowered.compile(compiler_options=NO_TRITON_GEMM)
-      row["compiler_options"] = NO_TRITON_GEMM
+    compiled, options = aot_targets.compile_lowered(lowered, target)
+    if options:
+      row["compiler_options"] = options
     row["compile_s"] = time.perf_counter() - begin
     _check_platform(compiled, target)
     row.update(aot_hlo.analyse(lowered, compiled))
@@ -249,7 +241,7 @@ def search(results, device_cache, programs_lib, targets):
       for dtype in ("float32", "bfloat16"):
         for remat in (False, True):
           key = f"{target_name}/{size[0]}x{size[1]}/{dtype}/remat={remat}"
-          if key in results.data["search"]:
+          if key in results.data["search"] and "error" not in results.data["search"][key]:
             continue
           found = aot_search.largest_batch(
             programs_lib, target, devices, SEARCH_CONFIG, size, dtype, remat, MAX_SEARCH_COMPILES

@@ -9,13 +9,15 @@ not (within `max_compiles` compiles in all; the gap between them is reported).
 """
 
 from bench import aot_hlo
+from bench import aot_targets
 
 
-def _gradient_total(programs_lib, setting, devices):
+def _gradient_total(programs_lib, target, setting, devices):
   program, args = programs_lib.programs(setting, devices, (programs_lib.TRAIN,))[
     "accumulate_saliency"
   ]
-  return aot_hlo.memory(program.lower(*args).compile())["total"]
+  compiled, _ = aot_targets.compile_lowered(program.lower(*args), target)
+  return aot_hlo.memory(compiled)["total"]
 
 
 def largest_batch(programs_lib, target, devices, config, size, dtype, remat, max_compiles):
@@ -28,7 +30,7 @@ def largest_batch(programs_lib, target, devices, config, size, dtype, remat, max
   def total(batch):
     if batch not in measured:
       setting = type(base)(config, batch, tuple(size), dtype, remat, base.parallel)
-      measured[batch] = _gradient_total(programs_lib, setting, devices)
+      measured[batch] = _gradient_total(programs_lib, target, setting, devices)
     return measured[batch]
 
   def result(largest, failing):

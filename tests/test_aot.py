@@ -95,7 +95,7 @@ class _FakePrograms:
       alias_size_in_bytes=0,
     )
     compiled = types.SimpleNamespace(memory_analysis=lambda: stats)
-    lowered = types.SimpleNamespace(compile=lambda: compiled)
+    lowered = types.SimpleNamespace(compile=lambda compiler_options=None: compiled)
     program = types.SimpleNamespace(lower=lambda *args: lowered)
     return {"accumulate_saliency": (program, ())}
 
@@ -192,7 +192,7 @@ def test_a_gpu_program_without_a_triton_tiling_compiles_with_cublas():
 
   def fake(message):
     def compile(compiler_options=None):  # pylint: disable=redefined-builtin
-      if compiler_options != aot.NO_TRITON_GEMM:
+      if compiler_options != aot_targets.NO_TRITON_GEMM:
         raise RuntimeError(message)
       return host
 
@@ -203,9 +203,9 @@ def test_a_gpu_program_without_a_triton_tiling_compiles_with_cublas():
   host_target = aot_targets.Target("host", "cpu", 2**30, 1.0, {})
   row = aot.compile_row(host_target, 1, setting, "inference", fake("other"), ())
   assert row["error"] == "RuntimeError: other"
-  tiling = f"INTERNAL: {aot.TRITON_TILING} that satisfy hlo: %dot.74"
+  tiling = f"INTERNAL: {aot_targets.TRITON_TILING} that satisfy hlo: %dot.74"
   row = aot.compile_row(host_target, 1, setting, "inference", fake(tiling), ())
   assert "error" in row  # only XLA:GPU's failure is retried
   gpu_row = aot.compile_row(gpu, 1, setting, "inference", fake(tiling), ())
-  assert gpu_row["compiler_options"] == aot.NO_TRITON_GEMM
+  assert gpu_row["compiler_options"] == aot_targets.NO_TRITON_GEMM
   assert "compiled for ['cpu'], not gpu" in gpu_row["error"]  # then the platform check
