@@ -179,3 +179,13 @@ def test_wheel_installs_in_a_fresh_venv_and_its_scripts_run(tmp_path):
   assert "error: config: batch_size=0 must be an integer >= 1" in result.stderr
   for script in SCRIPTS:
     assert (env / "bin" / script).is_file()
+
+
+def test_the_projects_own_deprecation_warnings_fail_tests():
+  """pyproject's filters: a deprecation raised in the project's code is an error in the
+  tests (another library's is only shown)."""
+  code = compile("import warnings\nwarnings.warn('old', DeprecationWarning)", "fake.py", "exec")
+  with pytest.raises(DeprecationWarning):
+    exec(code, {"__name__": "poolnet_jax.fake"})  # pylint: disable=exec-used
+  with pytest.warns(DeprecationWarning):
+    exec(code, {"__name__": "some_library"})  # pylint: disable=exec-used
