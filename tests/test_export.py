@@ -178,6 +178,7 @@ def test_onnx_without_jax2onnx_says_how_to_install(tiny, tmp_path, capsys, monke
 @pytest.mark.slow
 def test_onnx_matches_the_model_in_onnxruntime(tiny, tmp_path):
   import onnxruntime  # pylint: disable=import-outside-toplevel  (requirements-dev.txt)
+
   model, variables, _ = tiny
   index = exporting.export_directory(model, variables, tmp_path, SIZES, fmt="onnx", batch=2)
   assert index["format"] == "onnx" and index["platforms"] is None
