@@ -1,6 +1,7 @@
 """The procedural salient scenes and the synthetic_salient TFDS builder."""
 
 import io
+import logging
 
 import numpy as np
 import pytest
@@ -171,3 +172,16 @@ def test_registered_configs(tmp_path):
   assert {"default", "small", "tiny"} <= set(configs)
   assert configs["default"].long_side == (320, 400) and configs["default"].num_train >= 1000
   assert max(configs["small"].long_side) <= 160
+
+
+def test_building_on_first_use_logs_no_missing_dataset_info(tmp_path, caplog):
+  """tfds warns that an unbuilt dataset's version folder has no dataset_info.json at every
+  look (7 console lines before the demo's build): load_dataset keeps them off the log."""
+  from poolnet_jax.data import datasets  # pylint: disable=import-outside-toplevel
+
+  caplog.set_level(logging.INFO)
+  source = datasets.load_dataset("synthetic_salient/tiny:validation", data_dir=tmp_path)
+  assert len(source) == 8
+  messages = [r.getMessage() for r in caplog.records]
+  assert any("building TFDS dataset synthetic_salient/tiny" in m for m in messages)
+  assert not [m for m in messages if "dataset_info.json" in m]

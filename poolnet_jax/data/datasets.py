@@ -9,7 +9,9 @@ problem (an unknown name, with the nearest registered ones; an unknown config
 or split; a set neither built nor buildable) is a UserError naming the spec.
 """
 
+import contextlib
 import difflib
+import logging
 
 from poolnet_jax.cli import UserError
 
@@ -45,7 +47,8 @@ def dataset_builder(spec, data_dir=None, manual_dir=None):
     )
     raise UserError(f"{spec}: unknown dataset {base!r}; {hint}")
   try:
-    builder = tfds.builder(name, data_dir=data_dir)
+    with _quiet_unbuilt_probe():
+      builder = tfds.builder(name, data_dir=data_dir)
   except Exception as error:  # tfds raises several types for unknown configs
     configs = [c.name for c in getattr(tfds.builder_cls(base), "BUILDER_CONFIGS", [])]
     if config and config not in configs:
@@ -54,16 +57,37 @@ def dataset_builder(spec, data_dir=None, manual_dir=None):
         f"{', '.join(configs) or 'none registered'})"
       ) from error
     raise UserError(f"{spec}: {str(error).splitlines()[0]}") from error
-  if not builder.is_prepared() and base not in BUILT_ON_THE_SPOT and not manual_dir:
+  with _quiet_unbuilt_probe():
+    prepared = builder.is_prepared()
+  if not prepared and base not in BUILT_ON_THE_SPOT and not manual_dir:
     raise UserError(
       f"{spec}: {name} is not built in {builder.data_dir}; pass --manual_dir "
       f"with its downloads to build it (or the right --data_dir)"
     )
-  if builder.is_prepared() and split not in builder.info.splits:
+  if prepared and split not in builder.info.splits:
     raise UserError(
       f"{spec}: {name} has no split {split!r} (it has {', '.join(sorted(builder.info.splits))})"
     )
   return builder, split
+
+
+class _UnbuiltVariant(logging.Filter):
+  """Drops tfds' warning that a dataset's version folder has no dataset_info.json: tfds
+  logs it for every look at a dataset not built yet (the folder need not even exist)."""
+
+  def filter(self, record):
+    return "has no dataset_info.json" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_unbuilt_probe():
+  quiet = _UnbuiltVariant()
+  absl_logger = logging.getLogger("absl")  # tfds logs through absl.logging
+  absl_logger.addFilter(quiet)
+  try:
+    yield
+  finally:
+    absl_logger.removeFilter(quiet)
 
 
 def saliency_sets():
@@ -98,7 +122,8 @@ def _prepared(spec, data_dir, manual_dir):
   import poolnet_jax.data as data_lib  # pylint: disable=import-outside-toplevel
 
   builder, split = dataset_builder(spec, data_dir, manual_dir)
-  data_lib.prepare(builder, manual_dir)
+  with _quiet_unbuilt_probe():
+    data_lib.prepare(builder, manual_dir)
   if split not in builder.info.splits:
     raise UserError(
       f"{spec}: {builder.name} has no split {split!r} (it has "
