@@ -57,10 +57,10 @@ def to_nnx(model, variables):
     if key not in given:
       continue
     value = np.asarray(given[key])
-    if value.shape != variable.value.shape:
-      mis_shaped.append(f"{'/'.join(key)}: given {value.shape}, model {variable.value.shape}")
+    if value.shape != variable.get_value().shape:
+      mis_shaped.append(f"{'/'.join(key)}: given {value.shape}, model {variable.get_value().shape}")
       continue
-    leaves.append((path, variable.replace(value=jnp.asarray(value, variable.value.dtype))))
+    leaves.append((path, variable.replace(value=jnp.asarray(value, variable.get_value().dtype))))
   problems = (
     ("missing", ["/".join(k) for k in sorted(wanted - set(given))]),
     ("unexpected", ["/".join(k) for k in sorted(set(given) - wanted)]),
@@ -104,7 +104,7 @@ def load_nnx(path):
 def to_linen(module):
   """(Linen model, variables) back from a module made by `to_nnx` (e.g. after training)."""
   flat = {
-    (variablelib.variable_name_from_type(type(v)), *map(str, path)): np.asarray(v.value)
+    (variablelib.variable_name_from_type(type(v)), *map(str, path)): np.asarray(v.get_value())
     for path, v in nnx.to_flat_state(nnx.state(module))
   }
   return module.to_nnx__module, flax.traverse_util.unflatten_dict(flat)

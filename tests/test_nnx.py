@@ -56,7 +56,7 @@ def test_weights_are_the_given_ones_and_come_back():
   variables = random_variables(model, seed=4)
   module = nnx_bridge.to_nnx(model, variables)
   params, stats = (
-    {path: np.asarray(v.value) for path, v in nnx.to_flat_state(nnx.state(module, kind))}
+    {path: np.asarray(v.get_value()) for path, v in nnx.to_flat_state(nnx.state(module, kind))}
     for kind in (nnx.Param, nnx.BatchStat)
   )
   given = _flat(variables)
@@ -81,7 +81,7 @@ def test_load_nnx_reads_a_converted_directory(tmp_path):
   assert module.to_nnx__module == model
   params = nnx.to_flat_state(nnx.state(module, nnx.Param))
   assert all(
-    np.array_equal(v.value, variables["params"][p[0]][p[1]][p[2]][p[3]][p[4]])
+    np.array_equal(v.get_value(), variables["params"][p[0]][p[1]][p[2]][p[3]][p[4]])
     for p, v in params
     if len(p) == 5 and p[-1] == "kernel"
   )
@@ -152,7 +152,7 @@ def test_readme_research_snippet_trains_the_head_and_keeps_the_backbone(tmp_path
   assert changed, "nothing trained"
   assert all(k[0] == "params" and k[1] != "base" for k in changed)  # backbone and BN frozen
   assert any(k[1] == "deep_pool" for k in changed)
-  head = np.asarray(refiner.head.kernel.value)
+  head = np.asarray(refiner.head.kernel.get_value())
   assert head.shape == (3, 3, 4, 1) and not np.array_equal(
-    head, np.asarray(nnx.Conv(4, 1, kernel_size=(3, 3), rngs=nnx.Rngs(0)).kernel.value)
+    head, np.asarray(nnx.Conv(4, 1, kernel_size=(3, 3), rngs=nnx.Rngs(0)).kernel.get_value())
   )
