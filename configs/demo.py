@@ -38,7 +38,7 @@ def get_config():
   c.lr_schedule = "cosine"
   c.lr_end_factor = 0.01
   c.warmup_steps = 250
-  c.num_train_steps = 5000
+  c.num_train_steps = 3750
   c.lr_decay_epochs = ()
   c.log_every_steps = 50
   c.eval_every_steps = 1250
