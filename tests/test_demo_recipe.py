@@ -63,7 +63,7 @@ def test_default_config_keeps_the_paper_step_schedule_and_resets():
 def test_demo_keeps_its_ten_minute_budget_and_validates_its_last_update():
   c = demo.get_config()
   # 3,750 updates of 8 images at 112x112: the first command's budget (BENCHMARKS.md, the
-  # demo's timing: 5,000 updates took 12 minutes on 2 Zen 2 cores, 3,750 the 10 allowed).
+  # first command: 5,000 updates took 12 minutes on 2 Zen 2 cores, 3,750 took 9:12 on a Xeon).
   assert c.num_train_steps * c.batch_size * c.iter_size * math.prod(c.data.size) <= (
     3750 * 8 * 112 * 112
   )
