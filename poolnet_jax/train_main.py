@@ -17,7 +17,8 @@ mismatched checkpoint, an unknown dataset) is one `error:` line and exit status 
 
 Multi-host: pass --coordinator_address, --num_processes and --process_id (or let
 `jax.distributed.initialize` find them in the cluster's environment with
---distributed).
+--distributed). A run that ends well waits for every process, then leaves the cluster
+(`jax.distributed.shutdown`) before Python's exit handlers tear the backends down.
 """
 
 import importlib.machinery
@@ -29,6 +30,7 @@ import traceback
 
 from absl import app, flags, logging
 import jax
+from jax.experimental import multihost_utils
 from ml_collections import config_flags
 
 from poolnet_jax import cli, runtime
@@ -188,7 +190,21 @@ def main(argv):
   )
   with jax.default_matmul_precision(FLAGS.config.matmul_precision):
     loop.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  if jax.process_count() > 1:
+    leave_cluster()
   return 0
+
+
+def leave_cluster():
+  """Waits until every process has finished (process 0 validates and saves alone at the
+  end), then shuts the cluster down together, while the backends are still up. Left to
+  Python's exit handlers, a process that ends first tears down while the others still
+  work, and process 0 takes the coordination service with it when it exits: an order
+  known to end peers with SIGABRT."""
+  index = jax.process_index()
+  multihost_utils.sync_global_devices("poolnet_jax: training finished")
+  jax.distributed.shutdown()
+  logging.info("process %d left the cluster", index)
 
 
 def run():
