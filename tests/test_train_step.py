@@ -252,4 +252,9 @@ def test_joint_model_compiles_edge_and_saliency_apart_and_trains_as_one_step():
   initial = flax.traverse_util.flatten_dict(variables["params"], sep="/")
   assert max(np.abs(want[k] - initial[k]).max() for k in want) > 1e-5  # the updates moved them
   for key in want:
-    np.testing.assert_allclose(ours[key], want[key], rtol=0, atol=1e-5, err_msg=key)
+    # Adam divides by sqrt(v): where a gradient is near zero, float32 rounding of the two
+    # programs' sums can flip its sign and move that element by up to 2 LR an update (seen
+    # on an AVX-512 Xeon: 2 of 18,432 elements). Every other element within 1e-5.
+    diff = np.abs(ours[key] - want[key])
+    assert np.mean(diff > 1e-5) <= 1e-3, (key, np.mean(diff > 1e-5))
+    assert diff.max() <= 2 * LR * len(calls), (key, diff.max())
