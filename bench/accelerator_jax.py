@@ -17,8 +17,8 @@ import numpy as np
 import poolnet_jax
 from poolnet_jax import runtime
 from poolnet_jax.models import layers
-from poolnet_jax.torch_io import mapping
-from poolnet_jax.torch_io.pth import read_state_dict
+from poolnet_jax.weights.torch_io import mapping
+from poolnet_jax.weights.torch_io.pth import read_state_dict
 from bench import common
 from bench import jax_side
 

@@ -4,7 +4,7 @@ For a shipped config (configs/<name>.py) on a list of devices: each task's gradi
 program and the update, from train/parallel.py's trainer of the config's `parallel`
 mode; inference (`model.apply`, the batch split over the devices, the variables
 replicated); and the exported artifact's function (uint8 RGB in, map out: the
-`exporting.saliency_function` vmapped, with the variables as arguments instead of
+`artifact.saliency_function` vmapped, with the variables as arguments instead of
 constants). The model computes as on an accelerator (`conv="xla"` unless the config
 says otherwise), in the setting's dtype and remat.
 """
@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from poolnet_jax import exporting
+from poolnet_jax.inference import artifact
 from poolnet_jax.train import parallel as parallel_lib
 from poolnet_jax.train import setup
 from poolnet_jax.train import state as state_lib
@@ -151,7 +151,7 @@ def programs(setting, devices, kinds=(TRAIN, INFERENCE, EXPORT)):
       rgb = jax.ShapeDtypeStruct((batch * n, h, w, 3), jnp.uint8, sharding=split)
 
       def exported(variables, rgb):
-        return jax.vmap(exporting.saliency_function(model, variables))(rgb)
+        return jax.vmap(artifact.saliency_function(model, variables))(rgb)
 
       out["export"] = (jax.jit(exported), (variables, rgb))
   return out

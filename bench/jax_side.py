@@ -78,12 +78,12 @@ def compile_train_step(task, directory):
 def evaluation_compiles(model_name, directory, sizes):
   """(compilations, seconds) of a saliency pass over one image of each (H, W) in `sizes`.
 
-  Runs `poolnet_jax.inference.Predictor`, the project's inference path.
+  Runs `poolnet_jax.inference.predictor.Predictor`, the project's inference path.
   """
-  from poolnet_jax import inference  # pylint: disable=g-import-not-at-top
+  from poolnet_jax.inference import predictor as predictor_lib  # pylint: disable=g-import-not-at-top
 
   model, variables = load_model(model_name, directory)
-  predictor = inference.Predictor(model, variables)
+  predictor = predictor_lib.Predictor(model, variables)
   rng = np.random.default_rng(0)
   before, start = compile_count(), time.perf_counter()
   for h, w in sizes:

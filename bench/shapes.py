@@ -35,7 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from bench import common
-from poolnet_jax import compilation, runtime
+from poolnet_jax.runtime import compilation
+from poolnet_jax import runtime
 from poolnet_jax.data import pipeline, train_sizes, transforms
 from poolnet_jax.models import create_model
 

@@ -7,10 +7,10 @@ saliency = poolnet_jax.saliency_map(logits)
 
 import importlib
 
-from poolnet_jax.exporting import export_saliency, load_exported
-from poolnet_jax.image import preprocess, saliency_map
+from poolnet_jax.inference.artifact import export_saliency, load_exported
+from poolnet_jax.imaging.image import preprocess, saliency_map
 from poolnet_jax.models import VARIANTS, create_model
-from poolnet_jax.pretrained import (
+from poolnet_jax.weights.pretrained import (
   load_pretrained,
   load_torch_checkpoint,
   save_pretrained,
@@ -34,9 +34,9 @@ __all__ = [
 ]
 
 _LAZY = {
-  "to_nnx": "poolnet_jax.nnx_bridge",
-  "create_nnx": "poolnet_jax.nnx_bridge",
-  "load_nnx": "poolnet_jax.nnx_bridge",
+  "to_nnx": "poolnet_jax.weights.nnx_bridge",
+  "create_nnx": "poolnet_jax.weights.nnx_bridge",
+  "load_nnx": "poolnet_jax.weights.nnx_bridge",
 }  # flax.nnx only when asked for
 
 

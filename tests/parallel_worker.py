@@ -19,7 +19,7 @@ import numpy as np
 import optax
 
 import poolnet_jax
-from poolnet_jax import compilation
+from poolnet_jax.runtime import compilation
 from poolnet_jax.train import state as state_lib
 from poolnet_jax.train import parallel as parallel_lib
 from random_weights import random_variables

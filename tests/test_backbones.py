@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import poolnet_jax
-from poolnet_jax.torch_io import backbones, mapping, names, pth_writer
+from poolnet_jax.weights.torch_io import backbones, mapping, names, pth_writer
 from poolnet_jax.train import setup
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,11 +1,11 @@
-"""poolnet_jax.compilation: programs counted by name, pmap's named by their caller."""
+"""poolnet_jax.runtime.compilation: programs counted by name, pmap's named by their caller."""
 
 import threading
 
 import jax
 import jax.numpy as jnp
 
-from poolnet_jax import compilation
+from poolnet_jax.runtime import compilation
 
 
 def _new_programs(before):

@@ -50,7 +50,7 @@ def test_model_overrides_are_declared_with_create_models_defaults():
 
   declared = common.base().model_overrides.to_dict()
   model = poolnet_jax.create_model("resnet50")
-  assert set(declared) == set(config_check.MODEL_OVERRIDES)
+  assert set(declared) == set(setup.MODEL_OVERRIDES)
   assert jnp.dtype(declared["dtype"]) == jnp.dtype(model.dtype)
   assert declared["width"] == model.width and tuple(declared["stages"]) == tuple(model.stages)
   assert declared["resnet_style"] == model.resnet_style

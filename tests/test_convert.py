@@ -13,10 +13,11 @@ import torch
 
 import poolnet_jax
 from reference import torch_poolnet
-from poolnet_jax import convert, pretrained
-from poolnet_jax.torch_io import backbones, mapping
+from poolnet_jax.cli import convert
+from poolnet_jax.weights import pretrained
+from poolnet_jax.weights.torch_io import backbones, mapping
 from random_weights import TINY, random_variables
-from poolnet_jax.torch_io.pth import read_state_dict
+from poolnet_jax.weights.torch_io.pth import read_state_dict
 
 REFERENCE = Path(__file__).resolve().parents[1] / "reference"  # the state_dict contracts
 FILES = {
@@ -128,7 +129,7 @@ def test_convert_command_and_load_pretrained(vgg_state_dict, tmp_path):
   src = tmp_path / "final.pth"
   torch.save(vgg_state_dict, src, _use_new_zipfile_serialization=False)
   result = subprocess.run(
-    [sys.executable, "-m", "poolnet_jax.convert", str(src), str(tmp_path / "out")],
+    [sys.executable, "-m", "poolnet_jax.cli.convert", str(src), str(tmp_path / "out")],
     capture_output=True,
     text=True,
     cwd=REPO,
@@ -145,7 +146,7 @@ def test_convert_command_reports_a_bad_file(tmp_path):
   bad = tmp_path / "bad.pth"
   bad.write_bytes(b"not a checkpoint at all")
   result = subprocess.run(
-    [sys.executable, "-m", "poolnet_jax.convert", str(bad), str(tmp_path / "out")],
+    [sys.executable, "-m", "poolnet_jax.cli.convert", str(bad), str(tmp_path / "out")],
     capture_output=True,
     text=True,
     cwd=REPO,

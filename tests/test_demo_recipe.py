@@ -14,7 +14,7 @@ from configs import demo
 from poolnet_jax.models import create_model
 from poolnet_jax.train import setup
 from poolnet_jax.train import state as state_lib
-from poolnet_jax.torch_io import backbones
+from poolnet_jax.weights.torch_io import backbones
 
 
 def config(**changes):

@@ -1,4 +1,4 @@
-"""`poolnet_jax.evaluate` and its library (inference.evaluate_model, saved_maps, reports,
+"""`poolnet_jax.cli.evaluate` and its library (predictor_lib.evaluate_model, saved_maps, reports,
 data.datasets): a model over a TFDS test set, saved maps against ground truth (the plots:
 test_plots.py)."""
 
@@ -15,7 +15,9 @@ import pytest
 import tensorflow_datasets as tfds
 
 import poolnet_jax
-from poolnet_jax import evaluate, inference, metrics, ops, reports, saved_maps
+from poolnet_jax.cli import evaluate
+from poolnet_jax.inference import predictor as predictor_lib, metrics, reports, saved_maps
+from poolnet_jax.imaging import ops
 from poolnet_jax.data import datasets
 from image_files import read_png
 from random_weights import TINY, random_variables
@@ -316,8 +318,8 @@ def test_model_mode_reads_0_1_ground_truths_as_0_255(tmp_path):
       }
     )
   stored = [{**ex, "mask": ex["mask"] // 255} for ex in source]
-  expected = inference.evaluate_model(model, variables, source)
-  found = inference.evaluate_model(model, variables, stored)
+  expected = predictor_lib.evaluate_model(model, variables, source)
+  found = predictor_lib.evaluate_model(model, variables, stored)
   assert found.scaled_gts == ["s0", "s1"] and not expected.scaled_gts
   assert found.results() == expected.results()
   assert expected.results()["maxF"] > 0.3  # a set that scores, not a degenerate one

@@ -1,4 +1,4 @@
-"""poolnet_jax.export: artifacts that run with jax alone, platforms, ONNX, bad input."""
+"""poolnet_jax.cli.export: artifacts that run with jax alone, platforms, ONNX, bad input."""
 
 import json
 import subprocess
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import poolnet_jax
-from poolnet_jax import export as export_cli
-from poolnet_jax import exporting
+from poolnet_jax.cli import export as export_cli
+from poolnet_jax.inference import artifact as artifact_lib
 from random_weights import TINY, random_variables
 
 SIZES = ((112, 144), (128, 128))
@@ -109,19 +109,19 @@ def test_artifacts_match_the_model_with_jax_alone(tiny, tmp_path, capsys):
 def test_artifact_for_another_platform_names_it(tiny, tmp_path):
   model, variables, _ = tiny
   path = tmp_path / "cuda_only.jax"
-  path.write_bytes(exporting.export_saliency(model, variables, SIZES[0], ("cuda",)).serialize())
+  path.write_bytes(artifact_lib.export_saliency(model, variables, SIZES[0], ("cuda",)).serialize())
   artifact = poolnet_jax.load_exported(path)
   assert artifact.platforms == ("cuda",) and artifact.size == SIZES[0]
   with pytest.raises(
-    exporting.PlatformMismatch,
+    artifact_lib.PlatformMismatch,
     match=r"cuda_only\.jax was exported for cuda only; JAX here runs on cpu",
   ):
     artifact(_images(SIZES[0], batch=1))
-  with pytest.raises(exporting.ExportError, match=r"takes uint8 RGB images \(N, 112, 144, 3\)"):
+  with pytest.raises(artifact_lib.ExportError, match=r"takes uint8 RGB images \(N, 112, 144, 3\)"):
     artifact(_images((128, 144), batch=1))
   garbage = tmp_path / "notes.jax"
   garbage.write_text("hello")
-  with pytest.raises(exporting.ExportError, match="notes.jax: not a jax.export artifact"):
+  with pytest.raises(artifact_lib.ExportError, match="notes.jax: not a jax.export artifact"):
     poolnet_jax.load_exported(garbage)
 
 
@@ -129,14 +129,14 @@ def test_height_and_width_cannot_be_symbolic(tiny):
   """What the docs say: the network compares concrete sizes (and builds numpy matrices)."""
   model, variables, _ = tiny
   spec = jax.ShapeDtypeStruct(jax.export.symbolic_shape("b, h, w, 3"), jnp.uint8)
-  function = jax.jit(lambda rgb: exporting.saliency_function(model, variables)(rgb[0]))
+  function = jax.jit(lambda rgb: artifact_lib.saliency_function(model, variables)(rgb[0]))
   with pytest.raises(Exception, match=r"Symbolic dimension comparison 'w' < 'h' is inconclusive"):
     jax.export.export(function, platforms=("cpu",))(spec)
 
 
 def test_batch_is_symbolic_and_platforms_recorded(tiny):
   model, variables, _ = tiny
-  exported = exporting.export_saliency(model, variables, SIZES[1], ("cpu", "cuda", "tpu"))
+  exported = artifact_lib.export_saliency(model, variables, SIZES[1], ("cpu", "cuda", "tpu"))
   assert exported.platforms == ("cpu", "cuda", "tpu")
   (aval,) = exported.in_avals
   assert str(aval.shape[0]) == "b" and aval.shape[1:] == (128, 128, 3) and aval.dtype == np.uint8
@@ -180,7 +180,7 @@ def test_onnx_matches_the_model_in_onnxruntime(tiny, tmp_path):
   import onnxruntime  # pylint: disable=import-outside-toplevel  (requirements-dev.txt)
 
   model, variables, _ = tiny
-  index = exporting.export_directory(model, variables, tmp_path, SIZES, fmt="onnx", batch=2)
+  index = artifact_lib.export_directory(model, variables, tmp_path, SIZES, fmt="onnx", batch=2)
   assert index["format"] == "onnx" and index["platforms"] is None
   for entry, seed in zip(index["sizes"], (1, 2)):
     rgb = _images((entry["height"], entry["width"]), seed=seed)

@@ -1,4 +1,4 @@
-"""poolnet_jax.inspect: checkpoints written by torch and by the project's writer, bad files."""
+"""poolnet_jax.cli.inspect_pth: checkpoints written by torch and by the project's writer, bad files."""
 
 import collections
 import json
@@ -12,10 +12,10 @@ import torch
 
 import poolnet_jax
 from reference import torch_poolnet
-from poolnet_jax import inspect as inspect_cli
-from poolnet_jax.inspect_checkpoint import inspect_checkpoint
-from poolnet_jax.torch_io import mapping
-from poolnet_jax.torch_io.pth_writer import write_state_dict
+from poolnet_jax.cli import inspect_pth as inspect_cli
+from poolnet_jax.weights.inspector import inspect_checkpoint
+from poolnet_jax.weights.torch_io import mapping
+from poolnet_jax.weights.torch_io.pth_writer import write_state_dict
 from random_weights import TINY, random_variables
 
 REPO = Path(__file__).resolve().parents[1]
@@ -106,7 +106,7 @@ class _Payload:
 def _cli_subprocess(path, *flags):
   env = dict(os.environ, PYTHONPATH=str(REPO))
   return subprocess.run(
-    [sys.executable, "-m", "poolnet_jax.inspect", str(path), *flags],
+    [sys.executable, "-m", "poolnet_jax.cli.inspect_pth", str(path), *flags],
     capture_output=True,
     text=True,
     env=env,
@@ -151,7 +151,7 @@ def test_non_checkpoint_files_are_one_line_errors(tmp_path, capsys):
 
 def test_module_name_leaves_the_standard_library_inspect_alone():
   code = (
-    "import inspect, poolnet_jax.inspect as ours, poolnet_jax.predict; "
+    "import inspect, poolnet_jax.cli.inspect_pth as ours, poolnet_jax.cli.predict; "
     "assert inspect is not ours and callable(inspect.signature), inspect.__file__"
   )
   result = subprocess.run(

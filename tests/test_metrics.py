@@ -6,7 +6,7 @@ import numpy as np
 import py_sod_metrics
 import pytest
 
-from poolnet_jax import metrics
+from poolnet_jax.inference import metrics
 
 EPS = 1e-4  # SalMetric's epsilon
 

@@ -1,4 +1,4 @@
-"""poolnet_jax.nnx_bridge: PoolNet as an nnx.Module, equal to the Linen apply; README snippet."""
+"""poolnet_jax.weights.nnx_bridge: PoolNet as an nnx.Module, equal to the Linen apply; README snippet."""
 
 import re
 from pathlib import Path
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import poolnet_jax
-from poolnet_jax import nnx_bridge
+from poolnet_jax.weights import nnx_bridge
 from random_weights import TINY, random_variables
 
 README = Path(__file__).resolve().parents[1] / "README.md"

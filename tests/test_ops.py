@@ -1,4 +1,4 @@
-"""poolnet_jax.ops against torch.nn.functional on random inputs, values and gradients."""
+"""poolnet_jax.imaging.ops against torch.nn.functional on random inputs, values and gradients."""
 
 import jax
 import jax.numpy as jnp
@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from poolnet_jax import ops
+from poolnet_jax.imaging import ops
 
 TOL = 1e-5
 

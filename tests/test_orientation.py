@@ -11,7 +11,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 import poolnet_jax.data  # noqa: F401  (registers the builders)
-from poolnet_jax import predict
+from poolnet_jax.cli import predict
 from poolnet_jax.data import decode, transforms
 from poolnet_jax.data.builders.salient_folder import folder_config
 from poolnet_jax.data.folder import FolderSource

@@ -132,7 +132,7 @@ def test_wheel_installs_in_a_fresh_venv_and_its_scripts_run(tmp_path):
     [
       str(python),
       "-c",
-      "import poolnet_jax, poolnet_jax.train_main as t; "
+      "import poolnet_jax, poolnet_jax.cli.train as t; "
       "print(poolnet_jax.__file__); print(t.DEFAULT_CONFIG)",
     ],
     cwd=elsewhere,
@@ -145,8 +145,8 @@ def test_wheel_installs_in_a_fresh_venv_and_its_scripts_run(tmp_path):
   assert Path(package_file).is_relative_to(env)
   assert default_config == str(Path(package_file).parent / "configs" / "demo.py")
   for script, says, flag in (
-    ("poolnet-predict", "python -m poolnet_jax.predict", "--checkpoint"),
-    ("poolnet-inspect", "python -m poolnet_jax.inspect", "--json"),
+    ("poolnet-predict", "python -m poolnet_jax.cli.predict", "--checkpoint"),
+    ("poolnet-inspect", "python -m poolnet_jax.cli.inspect_pth", "--json"),
   ):
     result = subprocess.run(
       [str(env / "bin" / script), "--help"],

@@ -1,4 +1,4 @@
-"""`poolnet_jax.paper_table` and its library `poolnet_jax.paper`: the paper's table for
+"""`poolnet_jax.cli.paper_table` and its library `poolnet_jax.inference.paper`: the paper's table for
 checkpoints written as .pth by the project's writer, over tiny fake ECSSD / SOD folders built
 by the real TFDS builders from a manual dir."""
 
@@ -14,10 +14,11 @@ import pytest
 import tensorflow_datasets as tfds
 
 import poolnet_jax
-from poolnet_jax import image as image_lib
-from poolnet_jax import paper, paper_table
-from poolnet_jax.torch_io import mapping
-from poolnet_jax.torch_io.pth_writer import write_state_dict
+from poolnet_jax.imaging import image as image_lib
+from poolnet_jax.inference import paper
+from poolnet_jax.cli import paper_table
+from poolnet_jax.weights.torch_io import mapping
+from poolnet_jax.weights.torch_io.pth_writer import write_state_dict
 from random_weights import TINY, random_variables
 
 SIZE = (112, 120)  # one shape (the tiny model's minimum is 111): one program per model

@@ -1,11 +1,11 @@
-"""poolnet_jax.plots: the prediction grid (rows of image, prediction and ground truth, a
+"""poolnet_jax.inference.plots: the prediction grid (rows of image, prediction and ground truth, a
 title band) and the PR / F-measure curve files."""
 
 import numpy as np
 from PIL import Image
 import pytest
 
-from poolnet_jax import plots
+from poolnet_jax.inference import plots
 from image_files import read_png
 
 

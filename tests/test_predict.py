@@ -1,4 +1,4 @@
-"""`poolnet_jax.predict` and `poolnet_jax.inference` on tiny models, against the model applied
+"""`poolnet_jax.cli.predict` and `poolnet_jax.inference.predictor` on tiny models, against the model applied
 directly; compiled programs counted."""
 
 import os
@@ -10,7 +10,10 @@ from PIL import Image
 import pytest
 
 import poolnet_jax
-from poolnet_jax import compilation, inference, ops, predict, predict_io
+from poolnet_jax.runtime import compilation
+from poolnet_jax.inference import paths, predictor as predictor_lib
+from poolnet_jax.imaging import ops
+from poolnet_jax.cli import predict
 from image_files import read_png, save_png, sigmoid
 from random_weights import TINY, random_variables
 
@@ -21,7 +24,7 @@ def test_expand_inputs_folders_globs_and_the_output_folder(tmp_path):
   for name in ["a.png", "b.jpg", "sub/c.png", "maps/old.png", "notes.txt", ".hidden.png"]:
     (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
     (tmp_path / name).write_bytes(b"x")
-  items, unmatched = predict_io.expand_inputs(
+  items, unmatched = paths.expand_inputs(
     [str(tmp_path), str(tmp_path / "*.jpg"), str(tmp_path / "missing*.png")],
     exclude=tmp_path / "maps",
   )
@@ -162,16 +165,16 @@ def test_original_pth_checkpoint_directly(tmp_path, capsys):
 
 def test_run_size_with_max_size():
   model = poolnet_jax.create_model("resnet50", **TINY)
-  predictor = inference.Predictor(model, {}, max_size=1024)
+  predictor = predictor_lib.Predictor(model, {}, max_size=1024)
   assert predictor.run_size((4000, 6000)) == (683, 1024)
   assert predictor.run_size((6000, 4000)) == (1024, 683)
   assert predictor.run_size((800, 1024)) == (800, 1024)
   assert predictor.run_size((100, 20000)) == (111, 22200)  # the minimum wins
-  assert inference.Predictor(model, {}, max_size=0).run_size((4000, 6000)) == (4000, 6000)
-  rounded = inference.Predictor(model, {}, max_size=1024, size_multiple=32)
+  assert predictor_lib.Predictor(model, {}, max_size=0).run_size((4000, 6000)) == (4000, 6000)
+  rounded = predictor_lib.Predictor(model, {}, max_size=1024, size_multiple=32)
   assert rounded.run_size((4000, 6000)) == (672, 1024)  # 683 -> 21 * 32, after max_size
   assert rounded.run_size((40, 44)) == (128, 128)  # up to 128 >= 111: 128x141 -> 128x128
-  limit = inference.batch_limit(predictor)  # about max_size^2 pixels per batch
+  limit = predictor_lib.batch_limit(predictor)  # about max_size^2 pixels per batch
   assert limit((300, 400)) == 8 and limit((4000, 6000)) == 1
 
 
@@ -211,7 +214,7 @@ def _programs(since):
 
 def test_compiled_programs_are_counted_exactly(tiny_saved):
   model, variables, _ = tiny_saved
-  predictor = inference.Predictor(model, variables)
+  predictor = predictor_lib.Predictor(model, variables)
   rng = np.random.default_rng(8)
   before = compilation.snapshot()
   for size in [(113, 119), (114, 120), (115, 121), (113, 119)]:  # three distinct shapes
@@ -228,10 +231,10 @@ def test_a_short_last_batch_is_padded_and_exact_sizes_are_exact(tiny_saved, tmp_
   for index, image in enumerate(images):
     paths.append(tmp_path / f"{index}.png")
     save_png(paths[-1], image)
-  predictor = inference.Predictor(model, variables, size_multiple=0)
+  predictor = predictor_lib.Predictor(model, variables, size_multiple=0)
   before = compilation.snapshot()
 
-  done = list(inference.predict_files(predictor, paths, batch_size=2))
+  done = list(predictor_lib.predict_files(predictor, paths, batch_size=2))
 
   assert _programs(before) == {"jit(apply)": 1}  # (2, 117, 126): the third runs padded
   assert [path for path, _, _ in done] == paths
@@ -285,7 +288,7 @@ def test_size_multiple_rounds_run_sizes_and_maps_come_back_at_each_size(
 
 def test_edges_past_max_size_run_once_even_where_the_minimum_wins(monkeypatch):
   model = poolnet_jax.create_model("resnet50_edge", **TINY)
-  predictor = inference.Predictor(model, {}, max_size=200)
+  predictor = predictor_lib.Predictor(model, {}, max_size=200)
   seen = []
   monkeypatch.setattr(
     predictor, "_edges", lambda image: seen.append(image.shape) or np.zeros(image.shape[:2])

@@ -14,7 +14,9 @@ from PIL import Image
 import pytest
 
 import poolnet_jax
-from poolnet_jax import cli, inference, predict, predict_io
+from poolnet_jax import cli
+from poolnet_jax.inference import paths, predictor as predictor_lib
+from poolnet_jax.cli import predict
 from image_files import read_png, save_png, sigmoid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,7 +34,7 @@ def test_command_line_errors(tiny_saved, tmp_path, capsys):
     [
       sys.executable,
       "-m",
-      "poolnet_jax.predict",
+      "poolnet_jax.cli.predict",
       f"--checkpoint={directory}",
       "--task=edge",
       str(tmp_path / "x.png"),
@@ -107,28 +109,28 @@ def test_outputs_on_each_other_are_refused(tiny_saved, tmp_path, capsys):
   )
   assert not out.exists()  # nothing written, not even the folder
   # A map named like another input's cutout.
-  items, _ = predict_io.expand_inputs([str(tmp_path / "y")])
-  predict_io.check_outputs(items, out)  # without --cutout: no collision
+  items, _ = paths.expand_inputs([str(tmp_path / "y")])
+  paths.check_outputs(items, out)  # without --cutout: no collision
   with pytest.raises(cli.UserError, match="a_cutout.png .*is also the output for"):
-    predict_io.check_outputs(items, out, cutout=True)
+    paths.check_outputs(items, out, cutout=True)
   # An output that needs a folder where a file is.
   out.mkdir()
   (out / "sub").write_bytes(b"a file")
   _photos(tmp_path / "tree/sub", ["c.png"])
-  items, _ = predict_io.expand_inputs([str(tmp_path / "tree")])
+  items, _ = paths.expand_inputs([str(tmp_path / "tree")])
   with pytest.raises(cli.UserError, match="needs the folder .*sub, which is a file"):
-    predict_io.check_outputs(items, out)
+    paths.check_outputs(items, out)
 
 
 def test_one_file_reached_twice_is_one_input(tmp_path, monkeypatch):
   _photos(tmp_path / "p", ["a.png"])
   monkeypatch.chdir(tmp_path)
-  items, unmatched = predict_io.expand_inputs(
+  items, unmatched = paths.expand_inputs(
     ["p/a.png", "./p/a.png", str(tmp_path / "p"), "p/*.png"]
   )
   assert [(str(path), str(stem)) for path, stem in items] == [("p/a.png", "a")]
   assert not unmatched
-  predict_io.check_outputs(items, tmp_path / "out", cutout=True, overlay=True)  # no collision
+  paths.check_outputs(items, tmp_path / "out", cutout=True, overlay=True)  # no collision
 
 
 # Images that cannot run; --max_size.
@@ -155,10 +157,10 @@ def test_an_image_out_of_memory_is_skipped_and_the_others_finish(
   _photos(images, ["a.png", "b.png"], (121, 133), seed=1)
   _photos(images, ["big.png"], (130, 140), seed=2)
   _photos(images, ["c1.png", "c2.png"], (111, 122), seed=3)
-  real = inference.compiled_apply(model)
+  real = predictor_lib.compiled_apply(model)
   # big fails at any batch size; the c pair only as a batch of two (then one at a time works).
   fails = lambda x: x.shape[1:3] == (130, 140) or x.shape[:3] == (2, 111, 122)
-  monkeypatch.setattr(inference, "compiled_apply", lambda _: _raising_apply(real, fails))
+  monkeypatch.setattr(predictor_lib, "compiled_apply", lambda _: _raising_apply(real, fails))
   out = tmp_path / "maps"
 
   code = predict.main(

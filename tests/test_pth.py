@@ -1,4 +1,4 @@
-"""poolnet_jax.torch_io.pth (reading) against files written by torch itself."""
+"""poolnet_jax.weights.torch_io.pth (reading) against files written by torch itself."""
 
 import collections
 import io
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from poolnet_jax.torch_io import pth
+from poolnet_jax.weights.torch_io import pth
 
 FORMATS = ["zip", "legacy"]
 

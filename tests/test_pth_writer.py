@@ -1,4 +1,4 @@
-"""poolnet_jax.torch_io.pth_writer: files that torch itself loads back."""
+"""poolnet_jax.weights.torch_io.pth_writer: files that torch itself loads back."""
 
 import collections
 import os
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from poolnet_jax.torch_io import pth, pth_writer
+from poolnet_jax.weights.torch_io import pth, pth_writer
 from test_pth import _small_module
 
 

@@ -1,4 +1,4 @@
-"""poolnet_jax.resize: both bilinear rules against PyTorch and OpenCV; the run-size rule."""
+"""poolnet_jax.imaging.resize: both bilinear rules against PyTorch and OpenCV; the run-size rule."""
 
 import cv2
 import numpy as np
@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from poolnet_jax import ops
-from poolnet_jax import resize as resize_lib
+from poolnet_jax.imaging import ops
+from poolnet_jax.imaging import resize as resize_lib
 from poolnet_jax.data import transforms
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from poolnet_jax.kernels import resize_conv
+from poolnet_jax.imaging.kernels import resize_conv
 from poolnet_jax.models import layers
 
 

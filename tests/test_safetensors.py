@@ -13,8 +13,10 @@ import safetensors.torch
 import torch
 
 import poolnet_jax
-from poolnet_jax import convert, pretrained
-from poolnet_jax.torch_io import mapping, safetensors_io
+from poolnet_jax.cli import convert
+from poolnet_jax.weights import pretrained
+from poolnet_jax.weights.torch_io import mapping
+from poolnet_jax.weights import safetensors_io
 from random_weights import TINY, random_variables
 from reference import torch_poolnet
 

@@ -11,7 +11,8 @@ from PIL import Image
 import py_sod_metrics
 import pytest
 
-from poolnet_jax import evaluate, saved_maps
+from poolnet_jax.cli import evaluate
+from poolnet_jax.inference import saved_maps
 from poolnet_jax.cli import UserError
 
 

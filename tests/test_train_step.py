@@ -17,7 +17,7 @@ import torch.nn.functional as F
 import poolnet_jax
 import random_weights
 from reference import torch_poolnet
-from poolnet_jax.torch_io import mapping
+from poolnet_jax.weights.torch_io import mapping
 from poolnet_jax.train import state as state_lib
 from poolnet_jax.train import parallel as parallel_lib
 from poolnet_jax.train import step as step_lib
@@ -204,7 +204,7 @@ def test_device_preprocessing_is_bit_equal_to_the_host_rule():
 def test_joint_model_compiles_edge_and_saliency_apart_and_trains_as_one_step():
   """2 edge sizes x 3 saliency sizes: 5 gradient programs, not 6 pairs; parameters after
   3 updates (iter_size 2) equal the joint loss's single gradient under optax.MultiSteps."""
-  from poolnet_jax import compilation  # pylint: disable=import-outside-toplevel
+  from poolnet_jax.runtime import compilation  # pylint: disable=import-outside-toplevel
 
   model = poolnet_jax.create_model("resnet50_edge", conv="xla", width=0.125, stages=(1, 1, 1, 1))
   variables = random_weights.random_variables(model, seed=2)

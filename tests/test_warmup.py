@@ -1,6 +1,6 @@
 """Compiling an epoch's step shapes ahead (train/warmup.py), read back from the compile counts.
 
-poolnet_jax.compilation counts every backend compilation (persistent-cache hits
+poolnet_jax.runtime.compilation counts every backend compilation (persistent-cache hits
 included), so "nothing compiled" is a count that does not move.
 """
 
@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from poolnet_jax import compilation
+from poolnet_jax.runtime import compilation
 from poolnet_jax.models import create_model
 from poolnet_jax.train import loop, setup
 from poolnet_jax.train import state as state_lib

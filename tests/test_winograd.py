@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from poolnet_jax.kernels import winograd
+from poolnet_jax.imaging.kernels import winograd
 from poolnet_jax.models import layers
 
 

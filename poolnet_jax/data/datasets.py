@@ -13,7 +13,7 @@ import contextlib
 import difflib
 import logging
 
-from poolnet_jax.cli import UserError
+from poolnet_jax.errors import UserError
 
 DATASET_ALIASES = {"duts_te": "duts:test", "duts-te": "duts:test"}
 BUILT_ON_THE_SPOT = ("synthetic_salient",)

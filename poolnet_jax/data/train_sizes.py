@@ -23,7 +23,7 @@ import collections
 from absl import logging
 import numpy as np
 
-from poolnet_jax import resize
+from poolnet_jax.imaging import resize
 from poolnet_jax.data import transforms
 
 MODES = ("native", "fixed", "buckets")

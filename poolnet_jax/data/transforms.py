@@ -3,11 +3,11 @@
 - `as_rgb` / `as_label`: any array a source gives -> uint8 RGB (H, W, 3) /
   uint8 (H, W) (grey repeated, alpha dropped, deeper than 8 bits scaled as in
   `decode`; a label keeps its first channel, as the original reads masks).
-- resizing: `poolnet_jax.resize.resize` with aligned corners (output pixel i
+- resizing: `poolnet_jax.imaging.resize.resize` with aligned corners (output pixel i
   samples input coordinate i * (in - 1) / (out - 1)), the semantics of
-  `poolnet_jax.ops.resize_bilinear` and of every resize inside the original
+  `poolnet_jax.imaging.ops.resize_bilinear` and of every resize inside the original
   network; no antialiasing. Images and labels are resized as float32 0..255.
-- `native_size` (`poolnet_jax.resize.native_size`): an image's own size,
+- `native_size` (`poolnet_jax.imaging.resize.native_size`): an image's own size,
   scaled up if a side is below the network's minimum.
 - `prepare`: flip, resize, back to uint8; an edge label then has every value
   > 127.5 set to 255 and keeps the others, as the original does (its balanced
@@ -22,8 +22,8 @@ import numpy as np
 from PIL import Image
 
 from poolnet_jax.data import decode
-from poolnet_jax.resize import native_size  # noqa: F401  (the pipeline's; one rule with inference)
-from poolnet_jax.resize import resize
+from poolnet_jax.imaging.resize import native_size  # noqa: F401  (the pipeline's; one rule with inference)
+from poolnet_jax.imaging.resize import resize
 
 
 def as_rgb(image, name="<example>"):

@@ -1,7 +1,7 @@
 """Building blocks whose parameter names mirror the original's state_dict.
 
 Each Flax module here is named like its PyTorch counterpart, so an original
-tensor name maps to a Flax path by splitting it on dots (see torch_io/names.py).
+tensor name maps to a Flax path by splitting it on dots (see weights/torch_io/names.py).
 """
 
 import dataclasses
@@ -11,9 +11,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from poolnet_jax import ops
+from poolnet_jax.imaging import ops
 from poolnet_jax.models import init as init_lib
-from poolnet_jax.kernels import matmul_conv, resize_conv, winograd
+from poolnet_jax.imaging.kernels import matmul_conv, resize_conv, winograd
 
 Dtype = Any
 BN_EPSILON = 1e-5

@@ -10,7 +10,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from poolnet_jax import ops
+from poolnet_jax.imaging import ops
 from poolnet_jax.models.layers import XLA, Conv2d, ConvImpl, ConvList, ConvReLU, channels
 from poolnet_jax.models.resnet import ResNet
 from poolnet_jax.models.vgg import VGG16

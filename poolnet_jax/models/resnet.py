@@ -5,7 +5,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from poolnet_jax import ops
+from poolnet_jax.imaging import ops
 from poolnet_jax.models.layers import XLA, Conv2d, ConvImpl, FrozenBatchNorm, channels
 
 STAGE_WIDTHS = (64, 128, 256, 512)

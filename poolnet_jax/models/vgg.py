@@ -5,7 +5,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from poolnet_jax import ops
+from poolnet_jax.imaging import ops
 from poolnet_jax.models.layers import XLA, Conv2d, ConvImpl, channels
 
 # The original's flat layer list: (index, out channels) of each 3x3 conv; a ReLU

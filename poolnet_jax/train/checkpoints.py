@@ -19,7 +19,7 @@ from jax.experimental import multihost_utils
 import numpy as np
 import orbax.checkpoint as ocp
 
-from poolnet_jax.cli import UserError
+from poolnet_jax.errors import UserError
 
 DAMAGED_SUFFIX = ".damaged"
 SHOWN = 3  # differences listed when a checkpoint does not fit

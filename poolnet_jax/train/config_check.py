@@ -4,11 +4,9 @@
 non-positive learning rate or batch size, an unknown model, dtype, data mode,
 parallel mode, schedule, dataset...). `unknown_override(config, argv)` names a
 command-line `--config.KEY=...` whose KEY the config does not have, with the
-nearest valid keys. `model_overrides(config)` turns `model_overrides` into the
-create_model arguments that differ from the model's defaults.
+nearest valid keys.
 """
 
-import dataclasses
 import difflib
 import math
 import os
@@ -16,53 +14,22 @@ import re
 
 from absl import logging
 import jax
-import jax.numpy as jnp
 
 from poolnet_jax import runtime
-from poolnet_jax.cli import UserError
+from poolnet_jax.data import datasets, pipeline
+from poolnet_jax.errors import UserError
 from poolnet_jax.models import DTYPES, VARIANTS
 from poolnet_jax.models import init as init_schemes
 from poolnet_jax.models.layers import CONV_CHOICES
-from poolnet_jax.models.poolnet import PoolNet
 from poolnet_jax.models.resnet import STYLES
+from poolnet_jax.train import parallel as parallel_lib
+from poolnet_jax.train import setup
 
-MODEL_OVERRIDES = ("dtype", "width", "stages", "resnet_style")  # configs/common.py declares them
 OVERRIDE_FLAG = re.compile(r"^--?config\.([A-Za-z0-9_.]+)(=|$)")
 
 
 class ConfigError(UserError):
   """A training config with values that cannot work."""
-
-
-def model_defaults():
-  """create_model's default for each of MODEL_OVERRIDES (the PoolNet module's fields)."""
-  fields = {f.name: f.default for f in dataclasses.fields(PoolNet)}
-  return {name: fields[name] for name in MODEL_OVERRIDES}
-
-
-def model_overrides(config):
-  """`config.model_overrides` as create_model keyword arguments, plain Python values, leaving
-  out those unset (None) or equal to the model's default."""
-  overrides = dict(config.model_overrides.to_dict()) if "model_overrides" in config else {}
-  defaults = model_defaults()
-  kwargs = {}
-  for name, value in overrides.items():
-    if value is None:
-      continue
-    value = tuple(value) if name == "stages" else value
-    if name in defaults and _same(name, value, defaults[name]):
-      continue
-    kwargs[name] = value
-  return kwargs
-
-
-def _same(name, value, default):
-  if name == "dtype":
-    try:
-      return jnp.dtype(value) == jnp.dtype(default)
-    except TypeError:
-      return False
-  return value == default
 
 
 def check(config, check_datasets=True):
@@ -79,11 +46,6 @@ def check(config, check_datasets=True):
 
 
 def _value_problems(config):
-  # pylint: disable=import-outside-toplevel  (setup imports this module)
-  from poolnet_jax.data import pipeline
-  from poolnet_jax.train import parallel as parallel_lib
-  from poolnet_jax.train import setup
-
   problems = []
 
   def need(ok, message):
@@ -95,9 +57,9 @@ def _value_problems(config):
 
   one_of("model", config.model, sorted(VARIANTS))
   overrides = config.model_overrides.to_dict() if "model_overrides" in config else {}
-  for key in sorted(set(overrides) - set(MODEL_OVERRIDES)):
+  for key in sorted(set(overrides) - set(setup.MODEL_OVERRIDES)):
     need(
-      False, f"model_overrides.{key} is not a model option (they are {', '.join(MODEL_OVERRIDES)})"
+      False, f"model_overrides.{key} is not a model option (they are {', '.join(setup.MODEL_OVERRIDES)})"
     )
   if overrides.get("dtype") is not None:
     one_of("model_overrides.dtype", overrides["dtype"], DTYPES)
@@ -193,7 +155,6 @@ def _value_problems(config):
 
 
 def _dataset_problems(config):
-  from poolnet_jax.data import datasets  # pylint: disable=import-outside-toplevel  (heavy)
 
   problems = []
   for key in ("data_dir", "manual_dir"):

@@ -1,5 +1,5 @@
 """The training step over devices: data-parallel wrappers of train/step.py's per-device
-functions, each program named for poolnet_jax.compilation.
+functions, each program named for poolnet_jax.runtime.compilation.
 
     trainer = make_trainer(model, iter_size=10, parallel="pmap")
     state = trainer.replicate(state)  # a TrainState (train/state.py)
@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from poolnet_jax import compilation
+from poolnet_jax.runtime import compilation
 from poolnet_jax.train import step as step_lib
 
 AXIS = "data"
@@ -34,7 +34,7 @@ class _Trainer:
 
   `accumulate(state, sums, batch, task)` and `update(state, sums)` donate what they
   replace. The programs are named `accumulate_<task>`, `update` and `read_metrics`
-  (what poolnet_jax.compilation counts them by: `jit(...)`, `pmap(...)` under pmap).
+  (what poolnet_jax.runtime.compilation counts them by: `jit(...)`, `pmap(...)` under pmap).
   """
 
   def __init__(self, model, iter_size, devices):

@@ -1,24 +1,53 @@
 """What a run is made of, read from its config: the model, the data, the first weights."""
 
+import dataclasses
+
 from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
 import flax
 
-from poolnet_jax import pretrained
+from poolnet_jax.weights import pretrained
 from poolnet_jax.data import datasets
 from poolnet_jax.models import create_model
-from poolnet_jax.torch_io import backbones, mapping
-from poolnet_jax.train import config_check
+from poolnet_jax.models.poolnet import PoolNet
+from poolnet_jax.weights.torch_io import backbones, mapping
 from poolnet_jax.train import state as state_lib
 
 LOUD = "\n" + "!" * 78 + "\n"
+MODEL_OVERRIDES = ("dtype", "width", "stages", "resnet_style")  # configs/common.py declares them
+
+
+def model_defaults():
+  """create_model's default for each of MODEL_OVERRIDES (the PoolNet module's fields)."""
+  fields = {f.name: f.default for f in dataclasses.fields(PoolNet)}
+  return {name: fields[name] for name in MODEL_OVERRIDES}
 
 
 def model_overrides(config):
-  """create_model overrides of a config, as plain Python values (those set and not default)."""
-  return config_check.model_overrides(config)
+  """`config.model_overrides` as create_model keyword arguments, plain Python values, leaving
+  out those unset (None) or equal to the model's default."""
+  overrides = dict(config.model_overrides.to_dict()) if "model_overrides" in config else {}
+  defaults = model_defaults()
+  kwargs = {}
+  for name, value in overrides.items():
+    if value is None:
+      continue
+    value = tuple(value) if name == "stages" else value
+    if name in defaults and _same(name, value, defaults[name]):
+      continue
+    kwargs[name] = value
+  return kwargs
+
+
+def _same(name, value, default):
+  if name == "dtype":
+    try:
+      return jnp.dtype(value) == jnp.dtype(default)
+    except TypeError:
+      return False
+  return value == default
 
 
 def create_model_from_config(config):

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from poolnet_jax import image as image_lib
+from poolnet_jax.imaging import image as image_lib
 from poolnet_jax.train import losses
 
 TASKS = ("saliency", "edge")

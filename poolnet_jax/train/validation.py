@@ -7,7 +7,8 @@ from absl import logging
 import jax
 import numpy as np
 
-from poolnet_jax import inference, metrics as metrics_lib, plots, pretrained
+from poolnet_jax.inference import predictor as predictor_lib, metrics as metrics_lib, plots
+from poolnet_jax.weights import pretrained
 
 GRID_IMAGES = 6
 
@@ -16,7 +17,7 @@ def validate(model, variables, source, max_images=0, size=None, writer=None, ste
   """The field's measures (metrics.KEYS) over `source`, logged with a prediction grid.
 
   `max_images` > 0 takes only the first ones. The maps are those
-  `python -m poolnet_jax.evaluate` computes (native size unless `size`), so the
+  `python -m poolnet_jax.cli.evaluate` computes (native size unless `size`), so the
   numbers equal the evaluation command's; the grid shows the first GRID_IMAGES.
   """
   shown = []
@@ -25,7 +26,7 @@ def validate(model, variables, source, max_images=0, size=None, writer=None, ste
     if index < GRID_IMAGES:
       shown.append((image, levels, gt))
 
-  metrics = inference.evaluate_model(model, variables, source, size, max_images, on_map=show)
+  metrics = predictor_lib.evaluate_model(model, variables, source, size, max_images, on_map=show)
   if metrics.scaled_gts:
     logging.warning(
       "validation: %d ground truths stored as 0/1 were read as 0/255 (%s, ...)",

@@ -26,7 +26,7 @@ import jax
 import numpy as np
 import tqdm
 
-from poolnet_jax import compilation
+from poolnet_jax.runtime import compilation
 
 SETTINGS = {
   "auto": None,
