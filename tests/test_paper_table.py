@@ -169,7 +169,7 @@ def test_an_incomplete_or_missing_set_stops_before_any_scoring(
   def no_scoring(*args, **kwargs):
     raise AssertionError("scored although a set is incomplete")
 
-  monkeypatch.setattr(paper.inference, "evaluate_model", no_scoring)
+  monkeypatch.setattr(paper.predictor_lib, "evaluate_model", no_scoring)
   args = _args(checkpoints, manual_dir, tmp_path / "tfds", "--datasets=ecssd,dut_omron,sod")
 
   code = paper_table.main(args)
