@@ -1,6 +1,6 @@
-"""Trains PoolNet. `python train.py` runs the built-in demo (configs/demo.py).
+"""Trains PoolNet. `python train.py` runs the built-in demo (poolnet_jax/configs/demo.py).
 
-    python train.py --config configs/resnet50.py --workdir runs/r50 --config.batch_size=8
+    python train.py --config poolnet_jax/configs/resnet50.py --workdir runs/r50 --config.batch_size=8
 
 The same program as the installed `poolnet-train`: poolnet_jax/cli/train.py says
 what it prints, logs and refuses.

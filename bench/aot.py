@@ -51,7 +51,9 @@ def parse_args(argv):
   )
   parser.add_argument("--tiny", action="store_true", help="tiny model, one TPU and one GPU")
   parser.add_argument("--targets", default="", help=f"of {','.join(aot_targets.TARGETS)}")
-  parser.add_argument("--configs", default="", help="configs/ names (default: every shipped)")
+  parser.add_argument(
+    "--configs", default="", help="poolnet_jax/configs/ names (default: every shipped)"
+  )
   parser.add_argument("--chips", default="1,4,8", help="topology sizes (default 1,4,8)")
   parser.add_argument("--no-search", action="store_true", help="skip the largest-batch search")
   parser.add_argument("--json", default="runs/aot/aot.json", help="results, kept as they come")

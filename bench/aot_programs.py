@@ -1,6 +1,6 @@
 """The project's real programs lowered for compile-only devices, on `jax.ShapeDtypeStruct`s.
 
-For a shipped config (configs/<name>.py) on a list of devices: each task's gradient
+For a shipped config (poolnet_jax/configs/<name>.py) on a list of devices: each task's gradient
 program and the update, from train/parallel.py's trainer of the config's `parallel`
 mode; inference (`model.apply`, the batch split over the devices, the variables
 replicated); and the exported artifact's function (uint8 RGB in, map out: the
@@ -58,7 +58,7 @@ class Setting:
 
 
 def load_config(name):
-  return importlib.import_module(f"configs.{name}").get_config()
+  return importlib.import_module(f"poolnet_jax.configs.{name}").get_config()
 
 
 def default_setting(name, dtype=None, remat=None, parallel=None):

@@ -6,7 +6,9 @@ import os
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = dict(width=0.125, stages=(1, 1, 1, 1))  # the demo's small model (configs/demo.py)
+TINY = dict(
+  width=0.125, stages=(1, 1, 1, 1)
+)  # the demo's small model (poolnet_jax/configs/demo.py)
 PIXEL_STD = 50.0  # inputs are N(0, 50^2): the scale of BGR minus the mean
 LEARNING_RATE = 5e-5
 WEIGHT_DECAY = 5e-4

@@ -35,15 +35,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from bench import common
-from poolnet_jax.runtime import compilation
 from poolnet_jax import runtime
 from poolnet_jax.data import pipeline, train_sizes, transforms
 from poolnet_jax.models import create_model
+from poolnet_jax.runtime import compilation
 
 MULTIPLES = (0, 8, 16, 32)
 BATCHES = (1, 8)
 MIN_SIZE = 111  # PoolNet ResNet-50's smallest input side (model.min_input_size())
-JOINT_CALLS = 30_000  # the original's joint epoch (configs/resnet50_edge.py)
+JOINT_CALLS = 30_000  # the original's joint epoch (poolnet_jax/configs/resnet50_edge.py)
 MAX_RESCALE = 0.06  # the issue's bound on a side's change
 
 

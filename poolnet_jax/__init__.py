@@ -7,8 +7,8 @@ saliency = poolnet_jax.saliency_map(logits)
 
 import importlib
 
-from poolnet_jax.inference.artifact import export_saliency, load_exported
 from poolnet_jax.imaging.image import preprocess, saliency_map
+from poolnet_jax.inference.artifact import export_saliency, load_exported
 from poolnet_jax.models import VARIANTS, create_model
 from poolnet_jax.weights.pretrained import (
   load_pretrained,

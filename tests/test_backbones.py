@@ -16,8 +16,8 @@ import pytest
 import torch
 
 import poolnet_jax
-from poolnet_jax.weights.torch_io import backbones, mapping, names, pth_writer
 from poolnet_jax.train import setup
+from poolnet_jax.weights.torch_io import backbones, mapping, names, pth_writer
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(width=0.125, stages=(1, 1, 1, 1))
@@ -54,7 +54,7 @@ def backbone_file(tiny_state_dict, path, counters=True, legacy=True):
 
 def tiny_config(**changes):
   sys.path.insert(0, str(ROOT))
-  from configs import tiny  # pylint: disable=import-outside-toplevel
+  from poolnet_jax.configs import tiny  # pylint: disable=import-outside-toplevel
 
   config = tiny.get_config()
   for key, value in changes.items():

@@ -17,7 +17,11 @@ import poolnet_jax
 from poolnet_jax.train import config_check, setup
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = sorted(p.name for p in (ROOT / "configs").glob("*.py") if p.stem not in ("common",))
+CONFIGS = sorted(
+  p.name
+  for p in (ROOT / "poolnet_jax/configs").glob("*.py")
+  if p.stem not in ("common", "__init__")
+)
 sys.path.insert(0, str(ROOT))
 import train  # pylint: disable=wrong-import-position
 
@@ -46,7 +50,7 @@ def run_train(*args, timeout=300):
 
 
 def test_model_overrides_are_declared_with_create_models_defaults():
-  from configs import common  # pylint: disable=import-outside-toplevel
+  from poolnet_jax.configs import common  # pylint: disable=import-outside-toplevel
 
   declared = common.base().model_overrides.to_dict()
   model = poolnet_jax.create_model("resnet50")
@@ -62,7 +66,7 @@ def test_dtype_and_width_override_every_shipped_config(monkeypatch, name):
   config = parse(
     monkeypatch,
     "--config",
-    f"configs/{name}",
+    f"poolnet_jax/configs/{name}",
     "--config.model_overrides.dtype=bfloat16",
     "--config.model_overrides.width=0.5",
   )
@@ -77,7 +81,7 @@ def test_stages_and_resnet_style_override(monkeypatch):
   config = parse(
     monkeypatch,
     "--config",
-    "configs/resnet50.py",
+    "poolnet_jax/configs/resnet50.py",
     "--config.model_overrides.stages=(2,2,2,2)",
     "--config.model_overrides.resnet_style=torchvision",
   )
@@ -102,7 +106,7 @@ def test_stages_and_resnet_style_override(monkeypatch):
   ],
 )
 def test_impossible_values_are_refused(key, value, message):
-  from configs import tiny  # pylint: disable=import-outside-toplevel
+  from poolnet_jax.configs import tiny  # pylint: disable=import-outside-toplevel
 
   config = tiny.get_config()
   config[key] = value
@@ -111,7 +115,7 @@ def test_impossible_values_are_refused(key, value, message):
 
 
 def test_impossible_nested_values_are_refused():
-  from configs import tiny  # pylint: disable=import-outside-toplevel
+  from poolnet_jax.configs import tiny  # pylint: disable=import-outside-toplevel
 
   config = tiny.get_config()
   config.model_overrides.dtype = "float33"
@@ -129,7 +133,7 @@ def test_impossible_nested_values_are_refused():
 
 
 def test_unknown_dataset_and_data_dir_that_is_a_file(tmp_path):
-  from configs import tiny  # pylint: disable=import-outside-toplevel
+  from poolnet_jax.configs import tiny  # pylint: disable=import-outside-toplevel
 
   config = tiny.get_config()
   config.data_dir = str(tmp_path)
@@ -148,7 +152,7 @@ def test_unknown_dataset_and_data_dir_that_is_a_file(tmp_path):
 
 def test_unknown_key_is_one_line_with_the_nearest_keys():
   result = run_train(
-    "--config", "configs/tiny.py", "--config.learning_rat=1", "--config.data.mod=fixed"
+    "--config", "poolnet_jax/configs/tiny.py", "--config.learning_rat=1", "--config.data.mod=fixed"
   )
   assert result.returncode == 2, result.stderr[-2000:]
   assert result.stderr.strip().splitlines() == [
@@ -158,7 +162,7 @@ def test_unknown_key_is_one_line_with_the_nearest_keys():
 
 
 def test_value_of_the_wrong_type_is_one_line_naming_the_flag():
-  result = run_train("--config", "configs/tiny.py", "--config.batch_size=abc")
+  result = run_train("--config", "poolnet_jax/configs/tiny.py", "--config.batch_size=abc")
   assert result.returncode == 2
   assert result.stderr.strip().splitlines() == [
     "error: flag --config.batch_size=abc: invalid literal for int() with base 10: 'abc'"
@@ -166,15 +170,17 @@ def test_value_of_the_wrong_type_is_one_line_naming_the_flag():
 
 
 def test_missing_config_file_is_one_line():
-  result = run_train("--config", "configs/nope.py")
+  result = run_train("--config", "poolnet_jax/configs/nope.py")
   assert result.returncode == 2
-  assert result.stderr.strip().splitlines() == ["error: --config configs/nope.py: no such file"]
+  assert result.stderr.strip().splitlines() == [
+    "error: --config poolnet_jax/configs/nope.py: no such file"
+  ]
 
 
 def test_impossible_values_stop_train_py_at_start(tmp_path):
   result = run_train(
     "--config",
-    "configs/tiny.py",
+    "poolnet_jax/configs/tiny.py",
     f"--workdir={tmp_path / 'run'}",
     "--config.learning_rate=-1",
     "--config.batch_size=0",
@@ -190,7 +196,7 @@ def test_impossible_values_stop_train_py_at_start(tmp_path):
 def test_unknown_dataset_is_one_line_and_verbose_keeps_the_traceback(tmp_path):
   args = (
     "--config",
-    "configs/tiny.py",
+    "poolnet_jax/configs/tiny.py",
     f"--workdir={tmp_path / 'run'}",
     f"--config.data_dir={tmp_path}",
     "--config.dataset=duts_tr",

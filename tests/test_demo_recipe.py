@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import common
-from configs import demo
+from poolnet_jax.configs import common
+from poolnet_jax.configs import demo
 from poolnet_jax.models import create_model
 from poolnet_jax.train import setup
 from poolnet_jax.train import state as state_lib
@@ -18,7 +18,7 @@ from poolnet_jax.weights.torch_io import backbones
 
 
 def config(**changes):
-  """configs/common.base() (the one source of defaults) with the demo's optimizer keys."""
+  """poolnet_jax/configs/common.base() (the one source of defaults) with the demo's optimizer keys."""
   c = common.base()
   c.learning_rate, c.weight_decay, c.iter_size = 1e-3, 0.0, 1
   for key, value in changes.items():

@@ -16,9 +16,9 @@ import tensorflow_datasets as tfds
 
 import poolnet_jax
 from poolnet_jax.cli import evaluate
-from poolnet_jax.inference import predictor as predictor_lib, metrics, reports, saved_maps
-from poolnet_jax.imaging import ops
 from poolnet_jax.data import datasets
+from poolnet_jax.imaging import ops
+from poolnet_jax.inference import predictor as predictor_lib, metrics, reports, saved_maps
 from image_files import read_png
 from random_weights import TINY, random_variables
 

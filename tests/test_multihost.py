@@ -27,7 +27,7 @@ def _train(workdir, data_dir, *flags):
       sys.executable,
       "train.py",
       "--config",
-      "configs/tiny.py",
+      "poolnet_jax/configs/tiny.py",
       "--workdir",
       str(workdir),
       f"--config.data_dir={data_dir}",

@@ -1,4 +1,4 @@
-"""poolnet_jax.weights.nnx_bridge: PoolNet as an nnx.Module, equal to the Linen apply; README snippet."""
+"""poolnet_jax.weights.nnx_bridge: PoolNet as an nnx.Module, equal to the Linen apply; the snippet of docs/export.md."""
 
 import re
 from pathlib import Path
@@ -13,7 +13,7 @@ import poolnet_jax
 from poolnet_jax.weights import nnx_bridge
 from random_weights import TINY, random_variables
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "export.md"
 
 
 def _images(size=(120, 136), batch=2, seed=0):
@@ -119,8 +119,8 @@ def test_unknown_variant_and_misfit_variables_are_clear_errors():
 
 
 def _readme_snippet():
-  """The NNX research snippet of README.md (the python block that defines `Refiner`)."""
-  blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+  """The NNX research snippet of docs/export.md (the python block that defines `Refiner`)."""
+  blocks = re.findall(r"```python\n(.*?)```", PAGE.read_text(), re.S)
   (snippet,) = [b for b in blocks if "class Refiner" in b]
   return snippet
 
@@ -138,7 +138,7 @@ def test_readme_research_snippet_trains_the_head_and_keeps_the_backbone(tmp_path
     "masks": (rng.random((2, 112, 112, 1)) > 0.5).astype(np.float32),
   }
   code = snippet.replace('"converted/"', repr(str(tmp_path / "converted")))
-  exec(compile(code, str(README), "exec"), namespace)  # pylint: disable=exec-used
+  exec(compile(code, str(PAGE), "exec"), namespace)  # pylint: disable=exec-used
   refiner, step = namespace["model"], namespace["train_step"]
   losses = [float(namespace["loss"])]
   for _ in range(2):

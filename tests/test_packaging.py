@@ -61,20 +61,19 @@ def test_dependencies_are_the_pinned_versions_as_lower_bounds():
 
 
 def test_every_package_folder_is_listed():
-  """pyproject lists the packages (configs/ is mapped into the package): none may be left out."""
+  """pyproject lists the packages (the configs' included): none may be left out."""
   found = {
     ".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "poolnet_jax").rglob("__init__.py")
   }
   listed = set(PYPROJECT["tool"]["setuptools"]["packages"])
-  assert found <= listed and listed - found == {"poolnet_jax.configs"}
-  assert PYPROJECT["tool"]["setuptools"]["package-dir"] == {"poolnet_jax.configs": "configs"}
+  assert found == listed and "poolnet_jax.configs" in found
+  assert "package-dir" not in PYPROJECT["tool"]["setuptools"]  # a clone imports what a wheel does
 
 
 def _copy_tree(dst):
-  """What the wheel is built from (the tree's package, configs and metadata), without caches."""
+  """What the wheel is built from (the package, its configs included, and metadata), no caches."""
   ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-  for name in ("poolnet_jax", "configs"):
-    shutil.copytree(REPO / name, dst / name, ignore=ignore)
+  shutil.copytree(REPO / "poolnet_jax", dst / "poolnet_jax", ignore=ignore)
   for name in ("pyproject.toml", "README.md"):
     shutil.copy2(REPO / name, dst / name)
 
@@ -104,7 +103,9 @@ def test_wheel_installs_in_a_fresh_venv_and_its_scripts_run(tmp_path):
   names = zipfile.ZipFile(wheel).namelist()
   in_tree = {p.relative_to(REPO).as_posix() for p in (REPO / "poolnet_jax").rglob("*.py")}
   assert in_tree <= set(names)
-  assert {f"poolnet_jax/configs/{p.name}" for p in (REPO / "configs").glob("*.py")} <= set(names)
+  assert {
+    f"poolnet_jax/configs/{p.name}" for p in (REPO / "poolnet_jax/configs").glob("*.py")
+  } <= set(names)
   assert not any(n.startswith(("tests/", "reference/", "bench/", "configs/")) for n in names)
 
   venv.create(env, system_site_packages=True, with_pip=False)  # deps from this environment
@@ -159,7 +160,7 @@ def test_wheel_installs_in_a_fresh_venv_and_its_scripts_run(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert says in result.stdout and flag in result.stdout
-  # poolnet-train reads the shipped demo config (its `from configs import common` included)
+  # poolnet-train reads the shipped demo config (its `from poolnet_jax.configs import common` included)
   # and stops at the first impossible value, before any work.
   result = subprocess.run(
     [

@@ -14,9 +14,9 @@ import pytest
 import tensorflow_datasets as tfds
 
 import poolnet_jax
+from poolnet_jax.cli import paper_table
 from poolnet_jax.imaging import image as image_lib
 from poolnet_jax.inference import paper
-from poolnet_jax.cli import paper_table
 from poolnet_jax.weights.torch_io import mapping
 from poolnet_jax.weights.torch_io.pth_writer import write_state_dict
 from random_weights import TINY, random_variables

@@ -1,7 +1,7 @@
 """Converted weights give the PyTorch reference's outputs to float32 rounding.
 
 The reference (reference/torch_poolnet.py) is written independently of the Flax
-model. Criterion (README, "Use the authors' weights"): against the PyTorch
+model. Criterion (docs/weights.md): against the PyTorch
 model in float64, the JAX float32 logits are within 1e-5 relative L2 and no
 further than about twice PyTorch's own float32 distance; sigmoid maps within 1e-4.
 """

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from poolnet_jax.imaging import ops
 from poolnet_jax.data import pipeline, transforms
+from poolnet_jax.imaging import ops
 
 from coded_examples import MEAN_BGR, coded, ids, rgb_of, sized_source, take
 

@@ -10,10 +10,10 @@ from PIL import Image
 import pytest
 
 import poolnet_jax
-from poolnet_jax.runtime import compilation
-from poolnet_jax.inference import paths, predictor as predictor_lib
-from poolnet_jax.imaging import ops
 from poolnet_jax.cli import predict
+from poolnet_jax.imaging import ops
+from poolnet_jax.inference import paths, predictor as predictor_lib
+from poolnet_jax.runtime import compilation
 from image_files import read_png, save_png, sigmoid
 from random_weights import TINY, random_variables
 

@@ -15,8 +15,8 @@ import pytest
 
 import poolnet_jax
 from poolnet_jax import cli
-from poolnet_jax.inference import paths, predictor as predictor_lib
 from poolnet_jax.cli import predict
+from poolnet_jax.inference import paths, predictor as predictor_lib
 from image_files import read_png, save_png, sigmoid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -125,9 +125,7 @@ def test_outputs_on_each_other_are_refused(tiny_saved, tmp_path, capsys):
 def test_one_file_reached_twice_is_one_input(tmp_path, monkeypatch):
   _photos(tmp_path / "p", ["a.png"])
   monkeypatch.chdir(tmp_path)
-  items, unmatched = paths.expand_inputs(
-    ["p/a.png", "./p/a.png", str(tmp_path / "p"), "p/*.png"]
-  )
+  items, unmatched = paths.expand_inputs(["p/a.png", "./p/a.png", str(tmp_path / "p"), "p/*.png"])
   assert [(str(path), str(stem)) for path, stem in items] == [("p/a.png", "a")]
   assert not unmatched
   paths.check_outputs(items, tmp_path / "out", cutout=True, overlay=True)  # no collision

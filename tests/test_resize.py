@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from poolnet_jax.data import transforms
 from poolnet_jax.imaging import ops
 from poolnet_jax.imaging import resize as resize_lib
-from poolnet_jax.data import transforms
 
 
 def _torch(x, size):

@@ -15,8 +15,8 @@ import torch
 import poolnet_jax
 from poolnet_jax.cli import convert
 from poolnet_jax.weights import pretrained
-from poolnet_jax.weights.torch_io import mapping
 from poolnet_jax.weights import safetensors_io
+from poolnet_jax.weights.torch_io import mapping
 from random_weights import TINY, random_variables
 from reference import torch_poolnet
 

@@ -12,8 +12,8 @@ import py_sod_metrics
 import pytest
 
 from poolnet_jax.cli import evaluate
-from poolnet_jax.inference import saved_maps
 from poolnet_jax.cli import UserError
+from poolnet_jax.inference import saved_maps
 
 
 def _gt(height, width):

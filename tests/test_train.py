@@ -30,7 +30,7 @@ STEPS = 6
 
 def tiny_config(data_dir, **changes):
   sys.path.insert(0, ROOT)
-  from configs import tiny  # pylint: disable=import-outside-toplevel
+  from poolnet_jax.configs import tiny  # pylint: disable=import-outside-toplevel
 
   config = tiny.get_config()
   config.data_dir = str(data_dir)
@@ -102,7 +102,7 @@ def _train_process(workdir, data_dir, *flags):
       sys.executable,
       os.path.join(ROOT, "train.py"),
       "--config",
-      "configs/tiny.py",
+      "poolnet_jax/configs/tiny.py",
       "--workdir",
       str(workdir),
       f"--config.data_dir={data_dir}",

@@ -17,10 +17,10 @@ import torch.nn.functional as F
 import poolnet_jax
 import random_weights
 from reference import torch_poolnet
-from poolnet_jax.weights.torch_io import mapping
 from poolnet_jax.train import state as state_lib
 from poolnet_jax.train import parallel as parallel_lib
 from poolnet_jax.train import step as step_lib
+from poolnet_jax.weights.torch_io import mapping
 
 GRAD_REL = 1e-4  # the loss and the whole gradient (the criterion)
 TENSOR_REL = 5e-4  # each tensor: small ones with much cancellation sit near 1.5e-4

@@ -14,8 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from poolnet_jax.runtime import compilation
 from poolnet_jax.models import create_model
+from poolnet_jax.runtime import compilation
 from poolnet_jax.train import loop, setup
 from poolnet_jax.train import state as state_lib
 from poolnet_jax.train import parallel as parallel_lib
@@ -120,7 +120,7 @@ def _source(sizes, seed=0):
 @pytest.mark.slow
 def test_a_native_run_compiles_nothing_after_the_warmup(tmp_path, monkeypatch, caplog):
   sys.path.insert(0, ROOT)
-  from configs import tiny  # pylint: disable=import-outside-toplevel
+  from poolnet_jax.configs import tiny  # pylint: disable=import-outside-toplevel
 
   config = tiny.get_config()
   config.data_dir = str(tmp_path / "tfds")

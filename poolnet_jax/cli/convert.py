@@ -22,8 +22,8 @@ from absl import flags
 import jax
 
 from poolnet_jax import cli
-from poolnet_jax.weights import pretrained
 from poolnet_jax.models import variant_name
+from poolnet_jax.weights import pretrained
 
 FLAGS = flags.FlagValues()  # private, so the tools can share one process
 flags.DEFINE_string(

@@ -47,12 +47,12 @@ from absl import flags
 import jax
 
 from poolnet_jax import cli, runtime
-from poolnet_jax.runtime import compilation
-from poolnet_jax.inference import predictor as predictor_lib, reports, saved_maps
-from poolnet_jax.weights import pretrained
-from poolnet_jax.inference import metrics as metrics_lib
-from poolnet_jax.errors import UserError
 from poolnet_jax.data.datasets import dataset_builder, load_dataset
+from poolnet_jax.errors import UserError
+from poolnet_jax.inference import predictor as predictor_lib, reports, saved_maps
+from poolnet_jax.inference import metrics as metrics_lib
+from poolnet_jax.runtime import compilation
+from poolnet_jax.weights import pretrained
 
 FLAGS = flags.FlagValues()  # private, so predict and evaluate can share one process
 flags.DEFINE_string(

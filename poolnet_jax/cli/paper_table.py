@@ -31,11 +31,11 @@ from absl import flags
 import jax
 
 from poolnet_jax import cli, runtime
-from poolnet_jax.runtime import compilation
+from poolnet_jax.data.datasets import dataset_builder
+from poolnet_jax.errors import UserError
 from poolnet_jax.inference import paper
 from poolnet_jax.inference import metrics as metrics_lib
-from poolnet_jax.errors import UserError
-from poolnet_jax.data.datasets import dataset_builder
+from poolnet_jax.runtime import compilation
 
 FLAGS = flags.FlagValues()  # private, so the tools can share one process
 flags.DEFINE_string(

@@ -42,12 +42,12 @@ import jax
 import tqdm
 
 from poolnet_jax import cli, runtime
-from poolnet_jax.runtime import compilation
 from poolnet_jax.inference import predictor as predictor_lib
-from poolnet_jax.weights import pretrained
 from poolnet_jax.inference.paths import check_outputs, expand_inputs, output_paths, write_outputs
+from poolnet_jax.runtime import compilation
+from poolnet_jax.weights import pretrained
 
-DEFAULT_MAX_SIZE = 1024  # full ResNet-50, 6000x4000 photo: see README (Predict)
+DEFAULT_MAX_SIZE = 1024  # full ResNet-50, 6000x4000 photo: see docs/inference.md
 
 FLAGS = flags.FlagValues()  # private, so predict and evaluate can share one process
 flags.DEFINE_string(

@@ -1,13 +1,10 @@
 """Training's command line: `poolnet-train` (installed) and `python train.py` (the repository).
 
-    poolnet-train --config configs/resnet50.py --workdir runs/r50 --config.batch_size=8
+    poolnet-train --config poolnet_jax/configs/resnet50.py --workdir runs/r50 --config.batch_size=8
 
-With no `--config` it runs the built-in demo, `configs/demo.py`: the repository's
-`configs/` beside the package in a checkout (or an editable install), the copy a
-wheel ships as `poolnet_jax/configs/` otherwise (pyproject.toml maps one to the
-other). Config files import their siblings as `configs.X`; when no `configs`
-package is importable (an installed `poolnet-train` run from any folder), that
-name is the given config file's own folder.
+With no `--config` it runs the built-in demo, `poolnet_jax/configs/demo.py`, the same file
+in a checkout and in an installed wheel. A config file of your own, anywhere, imports
+the defaults as `from poolnet_jax.configs import common`.
 
 The console shows the progress bar, the validation results and warnings; every
 log line, the libraries' included, goes to `<workdir>/train.log`. A mistake (a
@@ -21,7 +18,6 @@ Multi-host: pass --coordinator_address, --num_processes and --process_id (or let
 (`jax.distributed.shutdown`) before Python's exit handlers tear the backends down.
 """
 
-import importlib.machinery
 import importlib.util
 import os
 from pathlib import Path
@@ -37,31 +33,8 @@ from poolnet_jax import cli, runtime
 from poolnet_jax.train import config_check, logs, loop
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # poolnet_jax/
-SHIPPED_CONFIGS = PACKAGE_DIR / "configs"  # in an installed wheel
-SOURCE_CONFIGS = PACKAGE_DIR.parent / "configs"  # in a checkout (and an editable install)
-CONFIGS_DIR = SHIPPED_CONFIGS if SHIPPED_CONFIGS.is_dir() else SOURCE_CONFIGS
-DEFAULT_CONFIG = str(CONFIGS_DIR / "demo.py")
+DEFAULT_CONFIG = str(PACKAGE_DIR / "configs" / "demo.py")
 FLAGS = flags.FLAGS
-
-
-def make_configs_importable(config_path):
-  """Makes `configs` the folder of `config_path` (named configs) if no `configs` package is
-  importable, so that its `from configs import common` works from any working directory."""
-  folder = Path(config_path).resolve().parent
-  current = sys.modules.get("configs")
-  if folder.name != "configs" or getattr(current, "__path__", None) == [str(folder)]:
-    return
-  if current is not None and not getattr(current, "poolnet_jax_alias", False):
-    return  # a real `configs` package was imported
-  if current is None and importlib.util.find_spec("configs") is not None:
-    return
-  for name in [n for n in sys.modules if n.startswith("configs.")]:
-    del sys.modules[name]  # siblings of the previous folder
-  spec = importlib.machinery.ModuleSpec("configs", None, is_package=True)
-  spec.submodule_search_locations = [str(folder)]
-  module = importlib.util.module_from_spec(spec)
-  module.poolnet_jax_alias = True
-  sys.modules["configs"] = module
 
 
 def define_flags(flag_values):
@@ -93,15 +66,12 @@ def define_flags(flag_values):
   cli.define_verbose(flag_values)
 
 
-make_configs_importable(DEFAULT_CONFIG)  # config_flags reads the default at definition
 define_flags(FLAGS)
 
 
 def parse_flags(argv, flag_values=FLAGS):
   """absl's parsing of argv; a mistake in it is one `error:` line and exit status 2."""
   problem = _config_file_problem(argv)
-  if problem is None:
-    make_configs_importable(_config_argument(argv)[0])
   if problem is None:
     try:
       return flag_values(argv)

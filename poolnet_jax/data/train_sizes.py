@@ -23,8 +23,8 @@ import collections
 from absl import logging
 import numpy as np
 
-from poolnet_jax.imaging import resize
 from poolnet_jax.data import transforms
+from poolnet_jax.imaging import resize
 
 MODES = ("native", "fixed", "buckets")
 

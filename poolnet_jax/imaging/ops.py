@@ -15,7 +15,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from poolnet_jax.imaging.resize import interpolation_matrix, interpolation_taps  # align_corners=True
+from poolnet_jax.imaging.resize import (
+  interpolation_matrix,
+  interpolation_taps,
+)  # align_corners=True
 
 
 @functools.lru_cache(maxsize=None)

@@ -32,8 +32,8 @@ Protocols:
 import numpy as np
 import py_sod_metrics
 
-from poolnet_jax.imaging import image as image_lib
 from poolnet_jax.data import decode
+from poolnet_jax.imaging import image as image_lib
 
 KEYS = ("maxF", "meanF", "adpF", "MAE", "Sm", "maxE", "meanE", "adpE", "wF")
 PROTOCOLS = ("pysodmetrics", "salmetric")

@@ -23,12 +23,12 @@ import os
 from pathlib import Path
 from typing import Optional
 
-from poolnet_jax.inference import predictor as predictor_lib
-from poolnet_jax.weights import pretrained
 from poolnet_jax.errors import UserError
+from poolnet_jax.inference import predictor as predictor_lib
 from poolnet_jax.models import create_model, variant_name
-from poolnet_jax.weights.torch_io import mapping
+from poolnet_jax.weights import pretrained
 from poolnet_jax.weights import safetensors_io
+from poolnet_jax.weights.torch_io import mapping
 from poolnet_jax.weights.torch_io.pth import read_state_dict, strip_prefix
 
 

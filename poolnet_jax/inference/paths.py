@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from poolnet_jax.imaging import image as image_lib
-from poolnet_jax.errors import UserError
 from poolnet_jax.data import decode
+from poolnet_jax.errors import UserError
+from poolnet_jax.imaging import image as image_lib
 
 
 def expand_inputs(inputs, exclude=None):

@@ -26,10 +26,10 @@ import numpy as np
 from PIL import Image
 import tqdm
 
-from poolnet_jax.imaging import image as image_lib
-from poolnet_jax.inference import metrics as metrics_lib
-from poolnet_jax.imaging import resize as resize_lib
 from poolnet_jax.data import decode
+from poolnet_jax.imaging import image as image_lib
+from poolnet_jax.imaging import resize as resize_lib
+from poolnet_jax.inference import metrics as metrics_lib
 
 EDGE_SCALES = (0.5, 1.0, 1.5, 2.0)
 EDGE_EPSILON = 1e-8  # the original's, in its min-max normalisation

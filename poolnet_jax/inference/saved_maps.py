@@ -18,10 +18,10 @@ import os
 import numpy as np
 import tqdm
 
-from poolnet_jax.inference import metrics as metrics_lib
-from poolnet_jax.imaging import resize as resize_lib
-from poolnet_jax.errors import UserError
 from poolnet_jax.data import decode, files
+from poolnet_jax.errors import UserError
+from poolnet_jax.imaging import resize as resize_lib
+from poolnet_jax.inference import metrics as metrics_lib
 
 
 def resize_map(levels, size):

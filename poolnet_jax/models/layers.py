@@ -12,8 +12,8 @@ import jax
 import jax.numpy as jnp
 
 from poolnet_jax.imaging import ops
-from poolnet_jax.models import init as init_lib
 from poolnet_jax.imaging.kernels import matmul_conv, resize_conv, winograd
+from poolnet_jax.models import init as init_lib
 
 Dtype = Any
 BN_EPSILON = 1e-5

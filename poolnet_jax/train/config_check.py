@@ -59,7 +59,8 @@ def _value_problems(config):
   overrides = config.model_overrides.to_dict() if "model_overrides" in config else {}
   for key in sorted(set(overrides) - set(setup.MODEL_OVERRIDES)):
     need(
-      False, f"model_overrides.{key} is not a model option (they are {', '.join(setup.MODEL_OVERRIDES)})"
+      False,
+      f"model_overrides.{key} is not a model option (they are {', '.join(setup.MODEL_OVERRIDES)})",
     )
   if overrides.get("dtype") is not None:
     one_of("model_overrides.dtype", overrides["dtype"], DTYPES)

@@ -17,9 +17,9 @@ import tqdm
 
 from jax.experimental import multihost_utils
 
-from poolnet_jax.runtime import compilation
-from poolnet_jax.inference import metrics as metrics_lib
 from poolnet_jax.data import pipeline
+from poolnet_jax.inference import metrics as metrics_lib
+from poolnet_jax.runtime import compilation
 from poolnet_jax.train import checkpoints as checkpoints_lib
 from poolnet_jax.train import config_check
 from poolnet_jax.train import prefetch

@@ -8,15 +8,20 @@ import jax.numpy as jnp
 import numpy as np
 import flax
 
-from poolnet_jax.weights import pretrained
 from poolnet_jax.data import datasets
 from poolnet_jax.models import create_model
 from poolnet_jax.models.poolnet import PoolNet
-from poolnet_jax.weights.torch_io import backbones, mapping
 from poolnet_jax.train import state as state_lib
+from poolnet_jax.weights import pretrained
+from poolnet_jax.weights.torch_io import backbones, mapping
 
 LOUD = "\n" + "!" * 78 + "\n"
-MODEL_OVERRIDES = ("dtype", "width", "stages", "resnet_style")  # configs/common.py declares them
+MODEL_OVERRIDES = (
+  "dtype",
+  "width",
+  "stages",
+  "resnet_style",
+)  # poolnet_jax/configs/common.py declares them
 
 
 def model_defaults():

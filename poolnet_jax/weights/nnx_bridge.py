@@ -17,8 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from poolnet_jax.weights import pretrained
 from poolnet_jax.models import create_model
+from poolnet_jax.weights import pretrained
 
 SHOWN = 5  # names listed per kind of mismatch
 

@@ -18,8 +18,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from poolnet_jax.models import create_model
-from poolnet_jax.weights.torch_io import mapping
 from poolnet_jax.weights import safetensors_io
+from poolnet_jax.weights.torch_io import mapping
 from poolnet_jax.weights.torch_io.pth import read_state_dict
 from poolnet_jax.weights.torch_io.pth_writer import write_state_dict
 

@@ -1,6 +1,6 @@
 """PoolNet VGG-16, the paper protocol with the authors' VGG learning rate 1e-4."""
 
-from configs import common
+from poolnet_jax.configs import common
 
 
 def get_config():

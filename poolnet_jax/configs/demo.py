@@ -1,16 +1,15 @@
 """The default run: a small PoolNet trained from scratch on the built-in synthetic set.
 
 `python train.py` builds `synthetic_salient/small` (3,000 training scenes at
-128-160 px, about 20 s) on first use, then trains a ResNet-50 PoolNet at 1/8
-width with one block per stage at 112x112, 3,750 updates of 8 images, in
-about 9 minutes on 2 Xeon cores (test split: max F 0.896, MAE 0.039). No
-ImageNet weights: `init` "skipinit" (models/init.py) replaces the original's
-N(0, 0.01) convolutions, under which activations vanish through the frozen,
-identity BatchNorm (600 updates: max F 0.75 instead of 0.62, 2026-11-30).
-The paper configs (resnet50.py, ...) keep the full-size model.
+128-160 px) on first use, then trains a ResNet-50 PoolNet at 1/8 width with one
+block per stage at 112x112, 3,750 updates of 8 images (about 9 minutes on 2 CPU
+cores; measured: BENCHMARKS.md, "The first command"). No ImageNet weights: `init`
+"skipinit" (models/init.py) replaces the original's N(0, 0.01) convolutions, under
+which activations vanish through the frozen, identity BatchNorm. The paper configs
+(resnet50.py, ...) keep the full-size model.
 """
 
-from configs import common
+from poolnet_jax.configs import common
 
 
 def get_config():
@@ -31,10 +30,8 @@ def get_config():
 
   c.batch_size = 8
   c.iter_size = 1
-  # Cosine from 1e-3 after 250 warmup updates. The step schedule (1e-3, /10 at 3750)
-  # collapsed at update 3260 on 2026-11-30 (loss 700 -> 12,000, max F 0.20); half its
-  # rate did not, but ended at max F 0.899 where this ended at 0.909 (same code and seed).
-  c.learning_rate = 1e-3  # 1.5e-3 trains worse, 2e-3 collapses (even with warmup)
+  # Cosine from 1e-3 after 250 warmup updates (why: BENCHMARKS.md, "The first command").
+  c.learning_rate = 1e-3
   c.lr_schedule = "cosine"
   c.lr_end_factor = 0.01
   c.warmup_steps = 250

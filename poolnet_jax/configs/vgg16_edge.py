@@ -1,6 +1,6 @@
 """PoolNet + edge (joint), VGG-16: the joint protocol on the VGG backbone."""
 
-from configs import common
+from poolnet_jax.configs import common
 
 
 def get_config():

@@ -1,7 +1,7 @@
 """PoolNet + edge (joint), ResNet-50: one edge and one saliency image per call,
 lr 5e-5, 11 epochs of 30,000 images, lr / 10 after epoch 8."""
 
-from configs import common
+from poolnet_jax.configs import common
 
 
 def get_config():

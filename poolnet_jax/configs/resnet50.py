@@ -1,7 +1,7 @@
 """PoolNet ResNet-50, the paper protocol: DUTS-TR, batch 1 at native size,
 iter_size 10, Adam lr 5e-5 (L2 5e-4), 24 epochs, lr / 10 after epoch 15."""
 
-from configs import common
+from poolnet_jax.configs import common
 
 
 def get_config():

@@ -4,7 +4,7 @@
 the demo's small model at 112x112 (images are resized up to it), a few updates.
 """
 
-from configs import demo
+from poolnet_jax.configs import demo
 
 
 def get_config():
