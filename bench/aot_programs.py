@@ -75,7 +75,7 @@ def default_setting(name, dtype=None, remat=None, parallel=None):
     name,
     batch,
     tuple(size),
-    dtype or config.model_overrides.dtype,
+    dtype or config.model.dtype,
     config.remat if remat is None else remat,
     parallel or config.parallel,
   )
@@ -83,7 +83,7 @@ def default_setting(name, dtype=None, remat=None, parallel=None):
 
 def _config(setting):
   config = copy.deepcopy(load_config(setting.config))
-  config.model_overrides.dtype = setting.dtype
+  config.model.dtype = setting.dtype
   config.remat = setting.remat
   config.parallel = setting.parallel
   config.conv = config.conv or "xla"  # the accelerators' default (models/layers.py)

@@ -3,13 +3,15 @@
 model, variables = poolnet_jax.load_pretrained("converted/")  # or "final.pth"
 logits = model.apply(variables, poolnet_jax.preprocess(rgb[None]))
 saliency = poolnet_jax.saliency_map(logits)
+
+model = poolnet_jax.create_model(poolnet_jax.ModelSpec("vgg16", dtype="bfloat16"))
 """
 
 import importlib
 
 from poolnet_jax.imaging.image import preprocess, saliency_map
 from poolnet_jax.inference.artifact import export_saliency, load_exported
-from poolnet_jax.models import VARIANTS, create_model
+from poolnet_jax.models import VARIANTS, ModelSpec, create_model
 from poolnet_jax.weights.pretrained import (
   load_pretrained,
   load_torch_checkpoint,
@@ -19,6 +21,7 @@ from poolnet_jax.weights.pretrained import (
 
 __all__ = [
   "VARIANTS",
+  "ModelSpec",
   "create_model",
   "preprocess",
   "saliency_map",

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from absl import flags
 import jax.numpy as jnp
+import ml_collections
 import pytest
 
 import poolnet_jax
@@ -49,16 +50,16 @@ def run_train(*args, timeout=300):
   )
 
 
-def test_model_overrides_are_declared_with_create_models_defaults():
+def test_the_model_is_declared_as_the_spec_of_the_original_network():
   from poolnet_jax.configs import common  # pylint: disable=import-outside-toplevel
 
-  declared = common.base().model_overrides.to_dict()
-  model = poolnet_jax.create_model("resnet50")
-  assert set(declared) == set(setup.MODEL_OVERRIDES)
+  declared = common.base().model.to_dict()
+  assert set(declared) == {"variant", *poolnet_jax.models.OPTIONS}
+  assert setup.model_spec(common.base()) == poolnet_jax.models.ModelSpec()  # the original
+  model = poolnet_jax.create_model("resnet50")  # create_model's own defaults, independently
   assert jnp.dtype(declared["dtype"]) == jnp.dtype(model.dtype)
   assert declared["width"] == model.width and tuple(declared["stages"]) == tuple(model.stages)
   assert declared["resnet_style"] == model.resnet_style
-  assert setup.model_overrides(common.base()) == {}  # defaults are not passed on
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -67,25 +68,48 @@ def test_dtype_and_width_override_every_shipped_config(monkeypatch, name):
     monkeypatch,
     "--config",
     f"poolnet_jax/configs/{name}",
-    "--config.model_overrides.dtype=bfloat16",
-    "--config.model_overrides.width=0.5",
+    "--config.model.dtype=bfloat16",
+    "--config.model.width=0.5",
   )
-  overrides = setup.model_overrides(config)
-  assert overrides["dtype"] == "bfloat16" and overrides["width"] == 0.5
+  spec = setup.model_spec(config)
+  assert spec.dtype == "bfloat16" and spec.width == 0.5
   model = setup.create_model_from_config(config)
   assert model.dtype == jnp.bfloat16 and model.width == 0.5
   config_check.check(config, check_datasets=False)
 
 
-def test_stages_and_resnet_style_override(monkeypatch):
+def test_variant_stages_and_resnet_style_override(monkeypatch):
   config = parse(
     monkeypatch,
     "--config",
     "poolnet_jax/configs/resnet50.py",
-    "--config.model_overrides.stages=(2,2,2,2)",
-    "--config.model_overrides.resnet_style=torchvision",
+    "--config.model.variant=resnet50_edge",
+    "--config.model.stages=(2,2,2,2)",
+    "--config.model.resnet_style=torchvision",
   )
-  assert setup.model_overrides(config) == {"stages": (2, 2, 2, 2), "resnet_style": "torchvision"}
+  assert setup.model_spec(config).options() == {
+    "stages": (2, 2, 2, 2),
+    "resnet_style": "torchvision",
+  }
+  model = setup.create_model_from_config(config)
+  assert (model.edge, tuple(model.stages), model.resnet_style) == (
+    True,
+    (2, 2, 2, 2),
+    "torchvision",
+  )
+
+
+def test_a_config_of_before_the_spec_is_told_what_to_write():
+  from poolnet_jax.configs import tiny  # pylint: disable=import-outside-toplevel
+
+  fields = tiny.get_config().to_dict()
+  fields["model"] = "vgg16"  # a config of its own, not made from common.base()
+  config = ml_collections.ConfigDict(fields)
+  with pytest.raises(
+    config_check.ConfigError,
+    match=r"model='vgg16' is not a model spec: write model.variant='vgg16'",
+  ):
+    config_check.check(config, check_datasets=False)
 
 
 @pytest.mark.parametrize(
@@ -94,8 +118,11 @@ def test_stages_and_resnet_style_override(monkeypatch):
     ("learning_rate", 0.0, "learning_rate=0.0 must be > 0"),
     ("learning_rate", -1e-3, "learning_rate=-0.001 must be > 0"),
     ("batch_size", 0, "batch_size=0 must be an integer >= 1"),
+    ("model.variant", "resnet51", "model.variant='resnet51' is not one of resnet50, resnet50_edge"),
+    ("model.width", 0.0, "model.width=0.0 must be > 0"),
+    ("model.stages", (3, 4, 6), r"model.stages=\(3, 4, 6\) must be 4 block counts >= 1"),
+    ("model.resnet_style", "timm", "model.resnet_style='timm' is not one of caffe, torchvision"),
     ("iter_size", -2, "iter_size=-2 must be an integer >= 1"),
-    ("model", "resnet51", "model='resnet51' is not one of resnet50, resnet50_edge, vgg16"),
     ("parallel", "pmapp", "parallel='pmapp' is not one of pmap, shard_map"),
     ("eval_every_steps", 0, "eval_every_steps=0 must be an integer >= 1"),
     ("parallel", "pjit", "parallel='pjit' is not one of pmap, shard_map, jit"),
@@ -109,7 +136,10 @@ def test_impossible_values_are_refused(key, value, message):
   from poolnet_jax.configs import tiny  # pylint: disable=import-outside-toplevel
 
   config = tiny.get_config()
-  config[key] = value
+  target = config
+  for part in key.split(".")[:-1]:
+    target = target[part]
+  target[key.split(".")[-1]] = value
   with pytest.raises(config_check.ConfigError, match=f"^config: {message}"):
     config_check.check(config, check_datasets=False)
 
@@ -118,14 +148,12 @@ def test_impossible_nested_values_are_refused():
   from poolnet_jax.configs import tiny  # pylint: disable=import-outside-toplevel
 
   config = tiny.get_config()
-  config.model_overrides.dtype = "float33"
+  config.model.dtype = "float33"
   config.data.mode = "natve"
   config.data.native_max_rescale = 0.06  # without data.native_multiple
   with pytest.raises(config_check.ConfigError) as error:
     config_check.check(config, check_datasets=False)
-  assert "model_overrides.dtype='float33' is not one of float32, bfloat16, float16" in str(
-    error.value
-  )
+  assert "model.dtype='float33' is not one of float32, bfloat16, float16" in str(error.value)
   assert "data.mode='natve' is not one of native, fixed, buckets" in str(error.value)
   assert "data.native_max_rescale=0.06 must be in [0, 1) and needs data.native_multiple > 0" in (
     str(error.value)
@@ -184,7 +212,7 @@ def test_impossible_values_stop_train_py_at_start(tmp_path):
     f"--workdir={tmp_path / 'run'}",
     "--config.learning_rate=-1",
     "--config.batch_size=0",
-    "--config.model_overrides.dtype=float33",
+    "--config.model.dtype=float33",
   )
   assert result.returncode == 2, result.stderr[-2000:]
   last = result.stderr.strip().splitlines()[-1]

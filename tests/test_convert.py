@@ -1,5 +1,6 @@
 """The converter: formats, strict mapping, export, command line, backbone files."""
 
+import json
 import subprocess
 import sys
 from collections import OrderedDict
@@ -275,6 +276,34 @@ def test_save_pretrained_overwrites_only_a_converted_model(tmp_path, tiny_variab
   stopped = tmp_path / "stopped"
   (stopped / "variables.orbax-checkpoint-tmp-1234").mkdir(parents=True)
   pretrained.check_save_target(stopped)
+
+
+def test_poolnet_json_holds_the_model_spec_and_an_older_one_still_loads(tmp_path, tiny_variables):
+  dst = tmp_path / "model"
+  poolnet_jax.save_pretrained(dst, "resnet50", tiny_variables, **TINY)
+  assert json.loads((dst / "poolnet.json").read_text()) == {
+    "model": {
+      "variant": "resnet50",
+      "width": 0.125,
+      "stages": [1, 1, 1, 1],
+      "resnet_style": "caffe",
+      "dtype": "float32",
+    }
+  }
+  # What save_pretrained wrote until 2026-12-07: the variant and its create_model overrides.
+  (dst / "poolnet.json").write_text(
+    '{"variant": "resnet50", "overrides": {"width": 0.125, "stages": [1, 1, 1, 1]}}'
+  )
+  model, variables = poolnet_jax.load_pretrained(dst)
+  assert (model.backbone, model.width, tuple(model.stages)) == ("resnet50", 0.125, (1, 1, 1, 1))
+  kernel = lambda v: np.asarray(v["params"]["base"]["resnet"]["conv1"]["kernel"])
+  np.testing.assert_array_equal(kernel(variables), kernel(tiny_variables))
+  (dst / "poolnet.json").write_text('{"model": {"variant": "resnet50", "width": 0}}')
+  with pytest.raises(
+    mapping.CheckpointMismatch,
+    match=r"poolnet.json: not a PoolNet model description \(width=0 must",
+  ):
+    poolnet_jax.load_pretrained(dst)
 
 
 def test_convert_overwrite_replaces_a_converted_model(

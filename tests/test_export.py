@@ -75,8 +75,14 @@ def test_artifacts_match_the_model_with_jax_alone(tiny, tmp_path, capsys):
   code, printed, _ = _run_export(capsys, directory, out, "--sizes", sizes)
   assert code == 0, printed
   index = json.loads((out / "index.json").read_text())
-  assert index["platforms"] == ["cpu", "cuda"] and index["variant"] == "resnet50"
-  assert index["overrides"]["width"] == 0.125 and index["overrides"]["stages"] == [1, 1, 1, 1]
+  assert index["platforms"] == ["cpu", "cuda"]
+  assert index["model"] == {
+    "variant": "resnet50",
+    "width": 0.125,
+    "stages": [1, 1, 1, 1],
+    "resnet_style": "caffe",
+    "dtype": "float32",
+  }
   assert index["versions"]["jax"] == jax.__version__
   assert [(e["height"], e["width"], e["file"]) for e in index["sizes"]] == [
     (h, w, f"{h}x{w}.jax") for h, w in SIZES

@@ -102,12 +102,12 @@ def test_two_processes_equal_one_process(parallel, tmp_path, one_process):
     assert p.returncode == 0, _output_tail(out)
   builds = [out.count("building TFDS dataset synthetic_salient/tiny") for out in outputs]
   assert sum(builds) == 1, builds  # once, by process 0
-  # Both waited for the other and left the cluster together (train_main.leave_cluster).
+  # Both waited for the other and left the cluster together (cli/train.py leave_cluster).
   assert [out.count(f"process {i} left the cluster") for i, out in enumerate(outputs)] == [1, 1]
   # Validation (at the last update) and the best model: process 0 alone, once.
   assert [out.count("validation at update 2") for out in outputs] == [1, 0]
   assert [out.count("best model so far") for out in outputs] == [1, 0]
-  assert json.loads((tmp_path / "multi" / "best" / "poolnet.json").read_text())["variant"]
+  assert json.loads((tmp_path / "multi" / "best" / "poolnet.json").read_text())["model"]["variant"]
   prints = _fingerprints(outputs)
   assert set(prints) == {"0", "1"} and prints["0"] == prints["1"]  # replicas agree
   step, multi = final_params(tmp_path / "multi")

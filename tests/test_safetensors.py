@@ -34,6 +34,16 @@ def _assert_bit_equal(got, want):
     )
 
 
+# The original network's spec as JSON, written out by hand (models/spec.py's fields).
+ORIGINAL_RESNET50 = {
+  "variant": "resnet50",
+  "width": 1.0,
+  "stages": [3, 4, 6, 3],
+  "resnet_style": "caffe",
+  "dtype": "float32",
+}
+
+
 def _header(path):
   with safetensors.safe_open(str(path), framework="numpy") as file:
     return file.metadata()
@@ -61,7 +71,9 @@ def test_convert_writes_safetensors_bit_exact_to_the_pth(resnet_pth, tmp_path, c
   assert convert.main(["convert", str(src), str(tmp_path / "out")]) == 0
   assert "(poolnet.json, variables/, model.safetensors)" in capsys.readouterr().out
   file = tmp_path / "out" / "model.safetensors"
-  assert _header(file) == {"format": "poolnet-jax", "variant": "resnet50", "overrides": "{}"}
+  header = _header(file)
+  assert sorted(header) == ["format", "model"] and header["format"] == "poolnet-jax"
+  assert json.loads(header["model"]) == ORIGINAL_RESNET50
   assert stat.S_IMODE(file.stat().st_mode) == 0o666 & ~_umask()
   # torch reads back the .pth's state_dict: names, dtypes (int64 counters), bits.
   loaded = safetensors.torch.load_file(file)
@@ -100,12 +112,11 @@ def test_safetensors_only_folder_loads_and_overwrite_drops_the_other_format(
   assert sorted(p.name for p in dst.iterdir()) == ["notes.txt", "poolnet.json", "variables"]
 
 
-def test_save_safetensors_keeps_the_overrides(tiny_variables, tmp_path):
+def test_save_safetensors_keeps_the_model_spec(tiny_variables, tmp_path):
   path = tmp_path / "tiny.safetensors"
   pretrained.save_safetensors(path, "resnet50", tiny_variables, **TINY)
   meta = _header(path)
-  assert meta["variant"] == "resnet50"
-  assert json.loads(meta["overrides"]) == {"width": 0.125, "stages": [1, 1, 1, 1]}
+  assert json.loads(meta["model"]) == {**ORIGINAL_RESNET50, "width": 0.125, "stages": [1, 1, 1, 1]}
   model, variables = poolnet_jax.load_pretrained(path)
   assert (model.width, model.stages) == (0.125, (1, 1, 1, 1))
   _assert_bit_equal(variables, jax.tree_util.tree_map(np.asarray, tiny_variables))
@@ -143,6 +154,22 @@ def test_file_without_metadata_is_matched_by_its_names(tmp_path):
 
 def _write(path, state_dict, **metadata):
   safetensors.numpy.save_file(state_dict, str(path), metadata=metadata or None)
+
+
+def test_a_file_written_before_the_model_spec_loads(tiny_variables, tmp_path):
+  """Its header holds {"variant", "overrides"}, as the converter wrote until 2026-12-07."""
+  path = tmp_path / "old.safetensors"
+  overrides = json.dumps({"width": 0.125, "stages": [1, 1, 1, 1]})
+  _write(
+    path,
+    mapping.to_state_dict(tiny_variables),
+    format="poolnet-jax",
+    variant="resnet50",
+    overrides=overrides,
+  )
+  model, variables = poolnet_jax.load_pretrained(path)
+  assert (model.backbone, model.width, model.stages) == ("resnet50", 0.125, (1, 1, 1, 1))
+  _assert_bit_equal(variables, jax.tree_util.tree_map(np.asarray, tiny_variables))
 
 
 def test_metadata_file_with_missing_unexpected_and_mis_shaped_names(tiny_variables, tmp_path):
@@ -184,21 +211,25 @@ def test_file_without_metadata_or_poolnet_names(tmp_path):
 @pytest.mark.parametrize(
   "metadata, problem",
   [
-    (dict(format="poolnet-jax"), "its poolnet-jax metadata names no variant"),
+    (dict(format="poolnet-jax"), "its poolnet-jax metadata names no model"),
     (
       dict(format="poolnet-jax", variant="resnet50", overrides="width=0.5"),
-      "its metadata's overrides are not a JSON object: 'width=0.5'",
+      "its poolnet-jax metadata is not a PoolNet model spec (Expecting value",
     ),
     (
       dict(format="poolnet-jax", variant="resnet101"),
-      "no PoolNet resnet101 can be made: unknown PoolNet variant 'resnet101'",
+      "its poolnet-jax metadata is not a PoolNet model spec (unknown PoolNet variant 'resnet101'",
     ),
     (
       dict(format="poolnet-jax", variant="resnet50", overrides='{"depth": 3}'),
-      "no PoolNet resnet50 (depth=3) can be made",
+      "its poolnet-jax metadata is not a PoolNet model spec (depth: not a model option",
+    ),
+    (
+      dict(format="poolnet-jax", model='{"variant": "resnet50", "width": -1}'),
+      "its poolnet-jax metadata is not a PoolNet model spec (width=-1 must be a number > 0",
     ),
   ],
-  ids=["no-variant", "bad-overrides", "unknown-variant", "unknown-override"],
+  ids=["no-variant", "bad-overrides", "unknown-variant", "unknown-override", "bad-width"],
 )
 def test_bad_metadata_names_the_file_and_the_problem(tiny_variables, tmp_path, metadata, problem):
   path = tmp_path / "model.safetensors"

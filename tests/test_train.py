@@ -236,7 +236,7 @@ def test_resuming_with_another_width_says_so_at_start(uninterrupted, data_dir, t
   workdir = _copy_run(uninterrupted[0], tmp_path)
   before = (workdir / "metrics.jsonl").read_text()
   config = tiny_config(data_dir)
-  config.model_overrides.width = 0.25
+  config.model.width = 0.25
   with pytest.raises(
     checkpoints_lib.CheckpointDoesNotFit,
     match=rf"checkpoints/{STEPS} does not fit the configured model .*"

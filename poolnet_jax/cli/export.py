@@ -24,6 +24,7 @@ from absl import flags
 
 from poolnet_jax import cli, runtime
 from poolnet_jax.inference import artifact
+from poolnet_jax.models import ModelSpec
 from poolnet_jax.weights import pretrained
 
 FLAGS = flags.FlagValues()  # private, so the tools can share one process
@@ -104,7 +105,9 @@ def main(argv):
       f"{Path(out) / entry['file']}: {index['format']} ({where}), {entry['bytes']:,} bytes, "
       f"{entry['export_seconds']} s{checked}"
     )
-  print(f"{Path(out) / artifact.INDEX_FILE}: PoolNet {index['variant']} from {checkpoint}")
+  print(
+    f"{Path(out) / artifact.INDEX_FILE}: PoolNet {ModelSpec.from_json(index['model'])} from {checkpoint}"
+  )
   return 0
 
 

@@ -6,15 +6,16 @@ import ml_collections
 def base():
   """Keys every run has. Configs override what their protocol changes."""
   c = ml_collections.ConfigDict()
-  c.model = "resnet50"  # resnet50, vgg16, resnet50_edge, vgg16_edge
-  # create_model options, each with create_model's default (only values that differ are
-  # passed on): compute dtype (float32, bfloat16, float16; parameters stay float32), width
-  # (channel multiplier), stages (ResNet blocks per stage), resnet_style (caffe, torchvision).
-  c.model_overrides = ml_collections.ConfigDict()
-  c.model_overrides.dtype = "float32"
-  c.model_overrides.width = 1.0
-  c.model_overrides.stages = (3, 4, 6, 3)
-  c.model_overrides.resnet_style = "caffe"
+  # The model (models/spec.py ModelSpec): variant (resnet50, vgg16, resnet50_edge,
+  # vgg16_edge), width (channel multiplier), stages (ResNet blocks per stage), resnet_style
+  # (caffe, torchvision), compute dtype (float32, bfloat16, float16; parameters stay
+  # float32). How it is computed (remat, conv, init) is apart, below.
+  c.model = ml_collections.ConfigDict()
+  c.model.variant = "resnet50"
+  c.model.width = 1.0
+  c.model.stages = (3, 4, 6, 3)
+  c.model.resnet_style = "caffe"
+  c.model.dtype = "float32"
   c.backbone_checkpoint = ""  # resnet50_caffe.pth / vgg16_20M.pth / torchvision state_dict
   c.init_checkpoint = ""  # full PoolNet (.pth or converted directory) to fine-tune from
   c.init = (

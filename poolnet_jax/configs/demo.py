@@ -14,9 +14,9 @@ from poolnet_jax.configs import common
 
 def get_config():
   c = common.base()
-  c.model = "resnet50"
-  c.model_overrides.width = 0.125
-  c.model_overrides.stages = (1, 1, 1, 1)
+  c.model.variant = "resnet50"
+  c.model.width = 0.125
+  c.model.stages = (1, 1, 1, 1)
   c.backbone_checkpoint = ""
   c.init = "skipinit"  # "" = the original's N(0, 0.01)
 

@@ -6,6 +6,6 @@ from poolnet_jax.configs import common
 
 def get_config():
   c = common.base()
-  c.model = "resnet50"
+  c.model.variant = "resnet50"
   c.backbone_checkpoint = "pretrained/resnet50_caffe.pth"
   return c

@@ -6,7 +6,7 @@ from poolnet_jax.configs import common
 
 def get_config():
   c = common.base()
-  c.model = "resnet50_edge"
+  c.model.variant = "resnet50_edge"
   c.backbone_checkpoint = "pretrained/resnet50_caffe.pth"
   c.epoch_images = 30_000  # the original's fixed epoch length for the joint model
   c.num_epochs = 11

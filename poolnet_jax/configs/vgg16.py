@@ -5,7 +5,7 @@ from poolnet_jax.configs import common
 
 def get_config():
   c = common.base()
-  c.model = "vgg16"
+  c.model.variant = "vgg16"
   c.learning_rate = 1e-4
   c.backbone_checkpoint = "pretrained/vgg16_20M.pth"
   return c

@@ -11,7 +11,7 @@ from poolnet_jax.configs import common
 
 def get_config():
   c = common.base()
-  c.model = "vgg16"
+  c.model.variant = "vgg16"
   c.backbone_checkpoint = "pretrained/vgg16_20M.pth"
   c.data.mode = "buckets"
   c.batch_size = 8

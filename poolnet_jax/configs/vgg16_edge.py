@@ -5,7 +5,7 @@ from poolnet_jax.configs import common
 
 def get_config():
   c = common.base()
-  c.model = "vgg16_edge"
+  c.model.variant = "vgg16_edge"
   c.backbone_checkpoint = "pretrained/vgg16_20M.pth"
   c.epoch_images = 30_000
   c.num_epochs = 11

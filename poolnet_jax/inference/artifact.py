@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from poolnet_jax.imaging import image
-from poolnet_jax.models import variant_name
+from poolnet_jax.models import ModelSpec, variant_name
 from poolnet_jax.models.layers import conv_impl
 
 FORMATS = ("jax", "onnx")
@@ -225,8 +225,7 @@ def export_directory(
   shape = "batch symbolic" if fmt == "jax" else f"batch {batch}"
   index = {
     "format": "jax.export" if fmt == "jax" else "onnx",
-    "variant": variant_name(model),
-    "overrides": _overrides(model),
+    "model": ModelSpec.of(model).to_json(),
     "source": None if source is None else str(source),
     "input": f"uint8 RGB (batch, height, width, 3), {shape}",
     "output": "float32 saliency map in [0, 1] (batch, height, width)",
@@ -241,14 +240,6 @@ def export_directory(
   }
   (out / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
   return index
-
-
-def _overrides(model):
-  """The model's create_model overrides, as JSON."""
-  overrides = {"width": model.width, "dtype": jnp.dtype(model.dtype).name}
-  if model.backbone == "resnet50":
-    overrides.update(stages=list(model.stages), resnet_style=model.resnet_style)
-  return overrides
 
 
 def _version(package):

@@ -18,7 +18,7 @@ import jax
 from poolnet_jax import runtime
 from poolnet_jax.data import datasets, pipeline
 from poolnet_jax.errors import UserError
-from poolnet_jax.models import DTYPES, VARIANTS
+from poolnet_jax.models import DTYPES, OPTIONS, VARIANTS
 from poolnet_jax.models import init as init_schemes
 from poolnet_jax.models.layers import CONV_CHOICES
 from poolnet_jax.models.resnet import STYLES
@@ -55,25 +55,7 @@ def _value_problems(config):
   def one_of(key, value, choices):
     need(value in choices, f"{key}={value!r} is not one of {', '.join(map(str, choices))}")
 
-  one_of("model", config.model, sorted(VARIANTS))
-  overrides = config.model_overrides.to_dict() if "model_overrides" in config else {}
-  for key in sorted(set(overrides) - set(setup.MODEL_OVERRIDES)):
-    need(
-      False,
-      f"model_overrides.{key} is not a model option (they are {', '.join(setup.MODEL_OVERRIDES)})",
-    )
-  if overrides.get("dtype") is not None:
-    one_of("model_overrides.dtype", overrides["dtype"], DTYPES)
-  if overrides.get("width") is not None:
-    need(
-      _number(overrides["width"]) and overrides["width"] > 0,
-      f"model_overrides.width={overrides['width']!r} must be > 0",
-    )
-  if overrides.get("stages") is not None:
-    stages = overrides["stages"]
-    need(_ints(stages, 4, 1), f"model_overrides.stages={stages!r} must be 4 block counts >= 1")
-  if overrides.get("resnet_style") is not None:
-    one_of("model_overrides.resnet_style", overrides["resnet_style"], STYLES)
+  problems.extend(_model_problems(config))
 
   for key in ("learning_rate",):
     need(_number(config[key]) and config[key] > 0, f"{key}={config[key]!r} must be > 0")
@@ -172,7 +154,7 @@ def _dataset_problems(config):
     ("dataset", config.dataset, config.train_split),
     ("eval_dataset", config.eval_dataset, config.eval_split),
   ]
-  if VARIANTS.get(config.model, {}).get("edge"):
+  if VARIANTS[config.model.variant]["edge"]:
     sets.append(("edge_dataset", config.edge_dataset, "train"))
   for key, name, split in sets:
     spec = f"{name}:{split}"
@@ -191,6 +173,37 @@ def _number(value):
 
 def _int(value):
   return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _model_problems(config):
+  """What cannot work in `config.model`, the ModelSpec's fields (models/spec.py)."""
+  model = config.model
+  if not hasattr(model, "to_dict"):
+    return [
+      f"model={model!r} is not a model spec: write model.variant={model!r} (and model.width, "
+      f"model.stages, model.resnet_style, model.dtype for what model_overrides held)"
+    ]
+  problems = []
+  fields = model.to_dict()
+  for key in sorted(set(fields) - {"variant", *OPTIONS}):
+    problems.append(f"model.{key} is not a model option (they are variant, {', '.join(OPTIONS)})")
+  if fields.get("variant") not in VARIANTS:
+    problems.append(
+      f"model.variant={fields.get('variant')!r} is not one of {', '.join(sorted(VARIANTS))}"
+    )
+  if "dtype" in fields and fields["dtype"] not in DTYPES:
+    problems.append(f"model.dtype={fields['dtype']!r} is not one of {', '.join(DTYPES)}")
+  if "width" in fields and not (_number(fields["width"]) and fields["width"] > 0):
+    problems.append(f"model.width={fields['width']!r} must be > 0")
+  if "stages" in fields and not _ints(fields["stages"], 4, 1):
+    problems.append(f"model.stages={fields['stages']!r} must be 4 block counts >= 1")
+  if "resnet_style" in fields and fields["resnet_style"] not in STYLES:
+    problems.append(
+      f"model.resnet_style={fields['resnet_style']!r} is not one of {', '.join(STYLES)}"
+    )
+  if "model_overrides" in config:
+    problems.append("model_overrides is gone: its keys are model.width, model.dtype, ...")
+  return problems
 
 
 def _ints(values, count, minimum):

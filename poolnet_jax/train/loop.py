@@ -143,9 +143,7 @@ def train_and_evaluate(config, workdir):
     train_iter.set_state(data_state)
     logging.info("resumed from update %d", int(state.step))
   eval_source = setup.data_source(config, config.eval_dataset, config.eval_split)
-  best = validation.BestModel(
-    os.path.join(workdir, "best"), config.model, setup.model_overrides(config)
-  )
+  best = validation.BestModel(os.path.join(workdir, "best"), setup.model_spec(config))
   writer = writer_lib.MetricWriter(workdir)
   if int(state.step):  # resumed: the rows logged after its checkpoint are about to be redone
     writer.truncate_after(int(state.step))

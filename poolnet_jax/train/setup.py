@@ -1,7 +1,5 @@
 """What a run is made of, read from its config: the model, the data, the first weights."""
 
-import dataclasses
-
 from absl import logging
 import jax
 import jax.numpy as jnp
@@ -9,63 +7,29 @@ import numpy as np
 import flax
 
 from poolnet_jax.data import datasets
-from poolnet_jax.models import create_model
-from poolnet_jax.models.poolnet import PoolNet
+from poolnet_jax.models import ModelSpec, create_model
 from poolnet_jax.train import state as state_lib
 from poolnet_jax.weights import pretrained
 from poolnet_jax.weights.torch_io import backbones, mapping
 
 LOUD = "\n" + "!" * 78 + "\n"
-MODEL_OVERRIDES = (
-  "dtype",
-  "width",
-  "stages",
-  "resnet_style",
-)  # poolnet_jax/configs/common.py declares them
 
 
-def model_defaults():
-  """create_model's default for each of MODEL_OVERRIDES (the PoolNet module's fields)."""
-  fields = {f.name: f.default for f in dataclasses.fields(PoolNet)}
-  return {name: fields[name] for name in MODEL_OVERRIDES}
-
-
-def model_overrides(config):
-  """`config.model_overrides` as create_model keyword arguments, plain Python values, leaving
-  out those unset (None) or equal to the model's default."""
-  overrides = dict(config.model_overrides.to_dict()) if "model_overrides" in config else {}
-  defaults = model_defaults()
-  kwargs = {}
-  for name, value in overrides.items():
-    if value is None:
-      continue
-    value = tuple(value) if name == "stages" else value
-    if name in defaults and _same(name, value, defaults[name]):
-      continue
-    kwargs[name] = value
-  return kwargs
-
-
-def _same(name, value, default):
-  if name == "dtype":
-    try:
-      return jnp.dtype(value) == jnp.dtype(default)
-    except TypeError:
-      return False
-  return value == default
+def model_spec(config):
+  """The config's ModelSpec: `config.model` (variant, width, stages, resnet_style, dtype)."""
+  return ModelSpec(**config.model.to_dict())
 
 
 def create_model_from_config(config):
-  """The config's model: its variant, `model_overrides`, `remat`, convolution choice
-  (`conv`: "" = the backend's default; `resize_conv`: None = as `conv`) and the
-  initialisation of what no checkpoint gives (`init`: "" = the original's)."""
+  """The config's model: its spec (`model`) and how it is computed: `remat`, the
+  convolutions (`conv`: "" = the backend's default; `resize_conv`: None = as `conv`) and
+  the initialisation of what no checkpoint gives (`init`: "" = the original's)."""
   return create_model(
-    config.model,
+    model_spec(config),
     conv=config.conv or None,
     resize_conv=config.resize_conv,
     init=config.init or None,
     remat=config.remat,
-    **model_overrides(config),
   )
 
 
@@ -143,7 +107,7 @@ def initial_variables(config, model, rng):
     return jax.tree_util.tree_map(np.asarray, loaded)
   if config.backbone_checkpoint:
     backbone, _ = backbones.load_backbone(
-      config.backbone_checkpoint, model.backbone, **model_overrides(config)
+      config.backbone_checkpoint, model.backbone, **model_spec(config).options()
     )
     logging.info("backbone initialised from %s", config.backbone_checkpoint)
     return backbones.merge_backbone(variables, backbone)
@@ -152,7 +116,7 @@ def initial_variables(config, model, rng):
     "init_checkpoint in the config. The paper starts from ImageNet backbones "
     "(--config.backbone_checkpoint=resnet50_caffe.pth).%s",
     LOUD,
-    config.model,
+    model_spec(config),
     LOUD,
   )
   logging.info("from-scratch initialisation: %s", model.conv.init)

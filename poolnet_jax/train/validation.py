@@ -52,8 +52,8 @@ def validate(model, variables, source, max_images=0, size=None, writer=None, ste
 class BestModel:
   """Exports the model with the lowest validation MAE as a `load_pretrained` directory."""
 
-  def __init__(self, directory, name, overrides):
-    self.directory, self.name, self.overrides = directory, name, overrides
+  def __init__(self, directory, spec):
+    self.directory, self.spec = directory, spec
     self.record_file = os.path.join(directory, "best.json")
     self.best_mae = np.inf
     if os.path.exists(self.record_file):
@@ -65,7 +65,7 @@ class BestModel:
       return False
     self.best_mae = results["MAE"]
     pretrained.save_pretrained(
-      self.directory, self.name, variables, overwrite=True, **self.overrides
+      self.directory, self.spec, variables, overwrite=True
     )  # the one writer of this directory
     if jax.process_index() == 0:  # every process saves (orbax writes once); one writes the rest
       with open(self.record_file, "w", encoding="utf-8") as f:

@@ -1,10 +1,11 @@
 """Loading and saving whole models: original .pth files and the project's own format.
 
-The project's format is a directory holding `poolnet.json` (the variant and its
-create_model overrides) and `variables/`, an orbax checkpoint of the Flax
-variables, and/or `model.safetensors` (the original's tensor names, the variant
-in its header; `weights/safetensors_io.py`). `load_pretrained` also accepts an
-original `.pth` file or a `.safetensors` file directly.
+The project's format is a directory holding `poolnet.json` ({"model": the ModelSpec's
+JSON object}; files of before the spec hold {"variant", "overrides"} and load the same)
+and `variables/`, an orbax checkpoint of the Flax variables, and/or `model.safetensors`
+(the original's tensor names, the spec in its header; `weights/safetensors_io.py`).
+`load_pretrained` also accepts an original `.pth` file or a `.safetensors` file directly.
+Where a model is named, it is a ModelSpec or a variant name with its options.
 """
 
 import json
@@ -17,7 +18,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from poolnet_jax.models import create_model
+from poolnet_jax.models import ModelSpec, as_spec, create_model
 from poolnet_jax.weights import safetensors_io
 from poolnet_jax.weights.torch_io import mapping
 from poolnet_jax.weights.torch_io.pth import read_state_dict
@@ -40,21 +41,29 @@ def load_torch_checkpoint(path, name=None):
   return create_model(name), variables
 
 
-def save_torch_checkpoint(path, name, variables):
+def save_torch_checkpoint(path, spec, variables, **options):
   """Writes `variables` as a zip-format `.pth` with the original's tensor names.
 
   `torch.load` reads it and the original code loads it with `load_state_dict`.
   """
-  write_state_dict(path, _checked_state_dict(name, variables))
+  write_state_dict(path, _checked_state_dict(_spec(spec, options, "variables"), variables))
 
 
-def _checked_state_dict(name, variables, **overrides):
-  """The original's state_dict of `variables`, which must fit variant `name` (+ overrides)."""
+def _spec(spec, options, source):
+  """as_spec(spec, **options), or CheckpointMismatch saying why no PoolNet can be made."""
+  try:
+    return as_spec(spec, **options)
+  except (ValueError, TypeError) as error:
+    raise mapping.CheckpointMismatch(f"{source}: no PoolNet can be made: {error}") from None
+
+
+def _checked_state_dict(spec, variables):
+  """The original's state_dict of `variables`, which must fit the PoolNet of `spec`."""
   state_dict = mapping.to_state_dict(variables)
-  problems = mapping.mismatch(state_dict, _expected(name, overrides, "variables"))
+  problems = mapping.mismatch(state_dict, mapping.expected_state_dict(spec))
   if any(problems):
     raise mapping.CheckpointMismatch(
-      f"variables do not fit PoolNet variant {_describe(name, overrides)}:"
+      f"variables do not fit PoolNet variant {spec}:"
       + "".join(
         mapping.describe(*p) for p in zip(("missing", "unexpected", "mis-shaped"), problems)
       )
@@ -62,46 +71,28 @@ def _checked_state_dict(name, variables, **overrides):
   return state_dict
 
 
-def _expected(name, overrides, source):
-  """mapping.expected_state_dict(name, **overrides), or CheckpointMismatch saying why not."""
-  try:
-    # Hashable values for the cached table: JSON gives `stages` back as a list.
-    return mapping.expected_state_dict(
-      name, **{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
-    )
-  except (ValueError, TypeError) as error:
-    raise mapping.CheckpointMismatch(
-      f"{source}: no PoolNet {_describe(name, overrides)} can be made: {error}"
-    ) from None
-
-
-def _describe(name, overrides):
-  shown = ", ".join(f"{k}={tuple(v) if isinstance(v, list) else v}" for k, v in overrides.items())
-  return f"{name} ({shown})" if shown else name
-
-
-def save_safetensors(path, name, variables, **overrides):
+def save_safetensors(path, spec, variables, **options):
   """Writes `variables` as a safetensors file with the original's tensor names.
 
   float32 (BatchNorm's counters int64), exactly `mapping.to_state_dict`'s
   state_dict, so `safetensors.torch.load_file` gives what the original's
-  `load_state_dict` takes; the header's metadata holds the variant and the
-  create_model `overrides` (`load_pretrained` reads them back). The variables
-  must fit that model (missing, unexpected and mis-shaped names are listed).
+  `load_state_dict` takes; the header's metadata holds the model spec
+  (`load_pretrained` reads it back). The variables must fit that model
+  (missing, unexpected and mis-shaped names are listed).
   """
-  state_dict = _checked_state_dict(name, variables, **overrides)
-  safetensors_io.write_safetensors(path, state_dict, name, overrides)
+  spec = _spec(spec, options, "variables")
+  safetensors_io.write_safetensors(path, _checked_state_dict(spec, variables), spec)
 
 
 def load_safetensors(path):
   """(model, variables) from a safetensors file, checked strictly through the name table.
 
-  The variant and overrides come from the header's poolnet-jax metadata; a file
+  The model spec comes from the header's poolnet-jax metadata; a file
   without it (`safetensors.torch.save_file(model.state_dict(), ...)`) is matched
   by its tensor names, as a `.pth` is.
   """
-  state_dict, meta = safetensors_io.read_safetensors(path)
-  if meta is None:
+  state_dict, spec = safetensors_io.read_safetensors(path)
+  if spec is None:
     try:
       name, variables = mapping.to_flax(state_dict, source=str(path))
     except mapping.CheckpointMismatch as error:
@@ -109,25 +100,23 @@ def load_safetensors(path):
         f"{error}\n  ({path} has no poolnet-jax metadata in its header, so its variant was "
         f"looked for by its tensor names)"
       ) from None
-    overrides = {}
+    spec = ModelSpec(name)
   else:
-    name, overrides = meta["variant"], meta["overrides"]
-    problems = mapping.mismatch(state_dict, _expected(name, overrides, str(path)))
+    problems = mapping.mismatch(state_dict, mapping.expected_state_dict(spec))
     if any(problems):
       raise safetensors_io.SafetensorsError(
-        f"{path} does not hold the PoolNet its metadata names, "
-        f"{_describe(name, overrides)}:"
+        f"{path} does not hold the PoolNet its metadata names, {spec}:"
         + "".join(
           mapping.describe(*p)
           for p in zip(("missing tensors", "unexpected tensors", "shape mismatches"), problems)
         )
       )
     variables = mapping.unflatten(state_dict)
-  mapping.log_summary(name, variables, str(path))
-  return create_model(name, **overrides), variables
+  mapping.log_summary(spec.variant, variables, str(path))
+  return create_model(spec), variables
 
 
-def save_pretrained(directory, name, variables, *, overwrite=False, **overrides):
+def save_pretrained(directory, spec, variables, *, overwrite=False, **options):
   """Writes the project's format: `poolnet.json` and an orbax checkpoint of `variables`.
 
   `directory` must be absent or empty; `overwrite=True` also takes a model
@@ -135,6 +124,7 @@ def save_pretrained(directory, name, variables, *, overwrite=False, **overrides)
   `poolnet.json` and `variables/` (other files there, such as training's
   `best.json`, stay).
   """
+  spec = _spec(spec, options, "variables")
   directory = Path(directory).absolute()
   check_save_target(directory, overwrite)
   directory.mkdir(parents=True, exist_ok=True)
@@ -145,7 +135,7 @@ def save_pretrained(directory, name, variables, *, overwrite=False, **overrides)
   checkpointer.wait_until_finished()
   if jax.process_index() != 0:  # one writer of the metadata on a shared directory
     return
-  meta = {"variant": name, "overrides": overrides}
+  meta = {"model": spec.to_json()}
   tmp = directory / (META_FILE + ".tmp")
   tmp.write_text(json.dumps(meta, indent=2) + "\n")
   os.replace(tmp, directory / META_FILE)
@@ -224,7 +214,18 @@ def _read_meta(directory):
     meta = json.loads((Path(directory) / META_FILE).read_text())
   except (OSError, ValueError):
     return None
-  return meta if isinstance(meta, dict) and "variant" in meta else None
+  return meta if isinstance(meta, dict) and ("model" in meta or "variant" in meta) else None
+
+
+def _meta_spec(meta, path):
+  """The ModelSpec of a poolnet.json's object ({"model": ...} or the older {"variant",
+  "overrides"}), or CheckpointMismatch naming the file."""
+  try:
+    return ModelSpec.from_json(meta.get("model", meta))
+  except (ValueError, TypeError) as error:
+    raise mapping.CheckpointMismatch(
+      f"{path / META_FILE}: not a PoolNet model description ({error})"
+    ) from None
 
 
 def load_pretrained(path):
@@ -252,9 +253,10 @@ def load_pretrained(path):
     raise FileNotFoundError(
       f"{path} has a {META_FILE} but no {VARIABLES_DIR}/ folder (a save that was stopped?)"
     )
-  model = create_model(meta["variant"], **meta.get("overrides", {}))
+  spec = _meta_spec(meta, path)
   variables = ocp.StandardCheckpointer().restore((path / VARIABLES_DIR).absolute())
-  logging.info("%s: PoolNet variant %s", path, meta["variant"])
+  logging.info("%s: PoolNet %s", path, spec)
+  model = create_model(spec)
   return model, variables
 
 

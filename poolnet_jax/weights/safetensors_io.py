@@ -1,14 +1,15 @@
-"""The original's state_dict as a safetensors file, its variant in the header.
+"""The original's state_dict as a safetensors file, its model spec in the header.
 
-    write_safetensors("model.safetensors", state_dict, "resnet50", {"width": 0.125})
-    state_dict, meta = read_safetensors("model.safetensors")  # meta: variant, overrides or None
+    write_safetensors("model.safetensors", state_dict, ModelSpec("resnet50", width=0.125))
+    state_dict, spec = read_safetensors("model.safetensors")  # spec: a ModelSpec or None
 
 The tensors keep the original's names and layouts (float32, BatchNorm's counters
 int64), so `safetensors.torch.load_file` gives the original's state_dict. The
-header's `__metadata__` (strings only) is {"format": "poolnet-jax", "variant":
-..., "overrides": "<create_model overrides as JSON>"}. A file without it (one
-that `safetensors.torch.save_file(model.state_dict(), ...)` wrote) reads with
-meta None. Read with `safetensors.numpy`: no torch.
+header's `__metadata__` (strings only) is {"format": "poolnet-jax", "model":
+"<ModelSpec.to_json() as JSON>"}; files written before the spec hold {"variant": ...,
+"overrides": "<JSON>"} instead, and read the same. A file without either (one that
+`safetensors.torch.save_file(model.state_dict(), ...)` wrote) reads with spec None.
+Read with `safetensors.numpy`: no torch.
 """
 
 import json
@@ -16,10 +17,10 @@ import os
 from pathlib import Path
 import struct
 
-import numpy as np
 import safetensors
 import safetensors.numpy
 
+from poolnet_jax.models import ModelSpec
 from poolnet_jax.weights.torch_io.mapping import CheckpointMismatch
 
 FORMAT = "poolnet-jax"  # the header's metadata "format"
@@ -44,19 +45,15 @@ def looks_like_safetensors(path):
   return len(head) == 9 and head[8:] == b"{" and struct.unpack("<Q", head[:8])[0] < size
 
 
-def write_safetensors(path, state_dict, variant, overrides):
-  """Writes `state_dict` ({name: C-contiguous numpy array}) and the variant's metadata.
+def write_safetensors(path, state_dict, spec):
+  """Writes `state_dict` ({name: C-contiguous numpy array}) and `spec` (a ModelSpec).
 
   Written to `<path>.tmp` first, then renamed: an interrupted write leaves no
   half file under `path`. The file gets the usual permissions (the umask's), not
   the 0600 the safetensors library gives it.
   """
   path = Path(path)
-  metadata = {
-    "format": FORMAT,
-    "variant": variant,
-    "overrides": json.dumps(overrides, sort_keys=True, default=_json_value),
-  }
+  metadata = {"format": FORMAT, "model": json.dumps(spec.to_json(), sort_keys=True)}
   tmp = path.with_name(path.name + ".tmp")
   safetensors.numpy.save_file(dict(state_dict), str(tmp), metadata=metadata)
   umask = os.umask(0)
@@ -65,21 +62,13 @@ def write_safetensors(path, state_dict, variant, overrides):
   os.replace(tmp, path)
 
 
-def _json_value(value):
-  """Overrides JSON cannot write as such: dtypes, as their names."""
-  try:
-    return np.dtype(value).name
-  except TypeError:
-    raise TypeError(f"override {value!r} cannot be written in a safetensors header") from None
-
-
 def read_safetensors(path):
-  """({name: numpy array}, {"variant", "overrides"} or None) of a safetensors file.
+  """({name: numpy array}, ModelSpec or None) of a safetensors file.
 
-  meta is None when the header has no poolnet-jax metadata. Raises
+  The spec is None when the header has no poolnet-jax metadata. Raises
   FileNotFoundError, or SafetensorsError naming the file and the problem (not a
-  safetensors file, a dtype numpy cannot hold, poolnet-jax metadata without a
-  variant or with overrides that are not a JSON object).
+  safetensors file, a dtype numpy cannot hold, poolnet-jax metadata that is no
+  model spec).
   """
   path = Path(path)
   if not path.is_file():
@@ -103,20 +92,21 @@ def read_safetensors(path):
 def _parse_meta(raw, path):
   if not raw or raw.get("format") != FORMAT:
     return None
-  variant = raw.get("variant")
-  if not variant:
-    raise SafetensorsError(
-      f"{path}: its poolnet-jax metadata names no variant (header metadata: {raw})"
-    )
+  if "model" in raw:
+    text = raw["model"]
+  else:  # written before the model spec: the variant, its overrides as JSON
+    if not raw.get("variant"):
+      raise SafetensorsError(
+        f"{path}: its poolnet-jax metadata names no model (header metadata: {raw})"
+      )
+    text = f'{{"variant": {json.dumps(raw["variant"])}, "overrides": {raw.get("overrides", "{}")}}}'
   try:
-    overrides = json.loads(raw.get("overrides", "{}"))
-  except ValueError:
-    overrides = None
-  if not isinstance(overrides, dict):
+    return ModelSpec.from_json(json.loads(text))
+  except (ValueError, TypeError) as error:
     raise SafetensorsError(
-      f"{path}: its metadata's overrides are not a JSON object: {raw.get('overrides')!r}"
-    )
-  return {"variant": variant, "overrides": overrides}
+      f"{path}: its poolnet-jax metadata is not a PoolNet model spec ({error}; header "
+      f"metadata: {raw})"
+    ) from None
 
 
 def has_poolnet_metadata(path):

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from poolnet_jax.errors import UserError
-from poolnet_jax.models import VARIANTS, create_model
+from poolnet_jax.models import VARIANTS, as_spec, create_model
 from poolnet_jax.weights.torch_io import names, variants
 from poolnet_jax.weights.torch_io.pth import strip_prefix
 
@@ -20,10 +20,15 @@ class CheckpointMismatch(UserError):
   """A state_dict that does not fit the model it was meant for."""
 
 
+def expected_state_dict(spec, **options):
+  """{original tensor name: (shape, dtype)} of a ModelSpec (or a variant name and its
+  options), in state_dict order."""
+  return _expected_state_dict(as_spec(spec, **options))
+
+
 @functools.lru_cache(maxsize=None)
-def expected_state_dict(name: str, **overrides):
-  """{original tensor name: (shape, dtype)} of variant `name`, in state_dict order."""
-  model = create_model(name, **overrides)
+def _expected_state_dict(spec):
+  model = create_model(spec)
   size = model.min_input_size()
   shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, size, size, 3)))
   rows = {}
