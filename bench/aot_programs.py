@@ -20,8 +20,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from poolnet_jax.inference import artifact
 from poolnet_jax.train import parallel as parallel_lib
-from poolnet_jax.train import setup
-from poolnet_jax.train import state as state_lib
+from poolnet_jax.train import recipe
 from poolnet_jax.train import step as step_lib
 
 PAPER_SIZE = (300, 400)  # native mode: the typical DUTS-TR image, batch 1 per chip
@@ -93,9 +92,9 @@ def _config(setting):
 def _abstract_state(config, model, size):
   def make():
     variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, *size, 3), jnp.float32))
-    num_updates, decays = setup.schedule_steps(config, DUTS_TRAIN)
-    tx, _ = setup.optimizer(config, variables["params"], num_updates, decays)
-    return state_lib.TrainState.create(variables, tx)
+    num_updates, decays = recipe.schedule_steps(config, DUTS_TRAIN)
+    tx, _ = recipe.optimizer(config, variables["params"], num_updates, decays)
+    return step_lib.TrainState.create(variables, tx)
 
   return jax.eval_shape(make)
 
@@ -116,7 +115,7 @@ def _batch(global_batch, size, sharding=None, lead=None):
 def programs(setting, devices, kinds=(TRAIN, INFERENCE, EXPORT)):
   """{name: (jitted or pmapped program, abstract args)} of `setting` on `devices`."""
   config = _config(setting)
-  model = setup.create_model_from_config(config)
+  model = recipe.create_model_from_config(config)
   n, batch = len(devices), setting.per_chip_batch
   state = _abstract_state(config, model, setting.size)
   out = {}

@@ -9,7 +9,7 @@ import numpy as np
 import poolnet_jax
 from poolnet_jax import runtime
 from poolnet_jax.models import layers
-from poolnet_jax.train import state as state_lib
+from poolnet_jax.train import step as step_lib
 from poolnet_jax.train import parallel as parallel_lib
 from bench import common
 
@@ -36,9 +36,9 @@ class TrainStep:
 
   def __init__(self, model, variables, task, device=None):
     images, labels = common.uint8_inputs(task)
-    tx = state_lib.create_optimizer(variables["params"], common.LEARNING_RATE, common.WEIGHT_DECAY)
+    tx = step_lib.create_optimizer(variables["params"], common.LEARNING_RATE, common.WEIGHT_DECAY)
     self.trainer = parallel_lib.make_trainer(model, 1, "jit", devices=[device or jax.devices()[0]])
-    self.state = self.trainer.replicate(state_lib.TrainState.create(variables, tx))
+    self.state = self.trainer.replicate(step_lib.TrainState.create(variables, tx))
     self.sums = self.trainer.init_sums(self.state)
     self.batch = self.trainer.put({"image": images, "label": labels})
     start = time.perf_counter()

@@ -29,7 +29,7 @@ import jax
 import numpy as np
 
 import poolnet_jax
-from poolnet_jax.train import state as state_lib
+from poolnet_jax.train import step as step_lib
 from poolnet_jax.train import parallel as parallel_lib
 from bench import common
 
@@ -46,9 +46,9 @@ def batch_bytes(batch, height, width):
 def updates_per_second(updates, iter_size, log_every, size=112, batch=2):
   model = poolnet_jax.create_model("resnet50", **TINY)
   variables = jax.jit(model.init)(jax.random.PRNGKey(0), np.zeros((1, size, size, 3), np.float32))
-  tx = state_lib.create_optimizer(variables["params"], 1e-4)
+  tx = step_lib.create_optimizer(variables["params"], 1e-4)
   trainer = parallel_lib.make_trainer(model, iter_size, "jit", devices=jax.devices()[:1])
-  state = trainer.replicate(state_lib.TrainState.create(variables, tx))
+  state = trainer.replicate(step_lib.TrainState.create(variables, tx))
   sums = trainer.init_sums(state)
   images, labels = common.uint8_inputs(common.Task("train", "resnet50", batch, size, size))
   host_batch = {"image": images, "label": labels}
@@ -111,9 +111,9 @@ def jax_compiled_memory(remat, shape):
   batch, height, width = shape
   params = jax.eval_shape(model.init, jax.random.PRNGKey(0), np.zeros((1, 128, 128, 3), np.float32))
   variables = jax.tree_util.tree_map(lambda x: np.zeros(x.shape, x.dtype), params)
-  tx = state_lib.create_optimizer(variables["params"], 1e-4)
+  tx = step_lib.create_optimizer(variables["params"], 1e-4)
   trainer = parallel_lib.make_trainer(model, 1, "jit", devices=jax.devices()[:1])
-  state = trainer.replicate(state_lib.TrainState.create(variables, tx))
+  state = trainer.replicate(step_lib.TrainState.create(variables, tx))
   sums = trainer.init_sums(state)
   images, labels = common.uint8_inputs(common.Task("train", "resnet50", batch, height, width))
   compiled = trainer.compile(state, sums, trainer.put({"image": images, "label": labels}))

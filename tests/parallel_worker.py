@@ -20,7 +20,7 @@ import optax
 
 import poolnet_jax
 from poolnet_jax.runtime import compilation
-from poolnet_jax.train import state as state_lib
+from poolnet_jax.train import step as step_lib
 from poolnet_jax.train import parallel as parallel_lib
 from random_weights import random_variables
 
@@ -52,10 +52,10 @@ def train(model, variables, mode, num_devices, out, hlo):
   # Plain SGD (lr 1e-8: the summed loss of order-1 activations has gradients near 1e5):
   # Adam's first steps move each weight by about lr * sign(g), which turns
   # float rounding of near-zero gradients into lr-sized differences.
-  tx = optax.apply_if_finite(optax.sgd(LEARNING_RATE), state_lib.NEVER)
+  tx = optax.apply_if_finite(optax.sgd(LEARNING_RATE), step_lib.NEVER)
   initial = flax.traverse_util.flatten_dict(variables["params"], sep="/")
   trainer = parallel_lib.make_trainer(model, ITER_SIZE, mode, devices=jax.devices()[:num_devices])
-  state = trainer.replicate(state_lib.TrainState.create(variables, tx))
+  state = trainer.replicate(step_lib.TrainState.create(variables, tx))
   sums = trainer.init_sums(state)
   if hlo is not None:
     compiled = trainer.compile(state, sums, trainer.put(batches(model, np.random.default_rng(1))))

@@ -17,7 +17,7 @@ from bench import aot_programs
 from bench import aot_search
 from bench import aot_targets
 from poolnet_jax.train import parallel as parallel_lib
-from poolnet_jax.train import setup
+from poolnet_jax.train import recipe
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -130,7 +130,7 @@ def test_pmap_trainer_keeps_devices_other_than_the_hosts():
   """As many compile-only devices as the host has CPU devices are still passed to pmap
   (else pmap would compile for the CPU)."""
   other = [types.SimpleNamespace(process_index=0, platform="gpu") for _ in jax.devices()]
-  model = setup.create_model_from_config(aot_programs.load_config("tiny"))
+  model = recipe.create_model_from_config(aot_programs.load_config("tiny"))
   trainer = parallel_lib.make_trainer(model, 1, "pmap", other)
   assert trainer._pmap_devices() == other
   assert parallel_lib.make_trainer(model, 1, "pmap")._pmap_devices() is None

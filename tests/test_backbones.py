@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import poolnet_jax
-from poolnet_jax.train import setup
+from poolnet_jax.train import recipe
 from poolnet_jax.weights.torch_io import backbones, mapping, names, pth_writer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,8 +68,8 @@ def test_backbone_file_initialises_training(tiny_state_dict, tmp_path, counters)
   state = backbone_file(tiny_state_dict, path, counters=counters)
   assert any("num_batches_tracked" in k for k in state) == counters
   config = tiny_config(backbone_checkpoint=str(path))
-  model = setup.create_model_from_config(config)
-  variables = setup.initial_variables(config, model, jax.random.PRNGKey(0))
+  model = recipe.create_model_from_config(config)
+  variables = recipe.initial_variables(config, model, jax.random.PRNGKey(0))
   flat = flax.traverse_util.flatten_dict(variables, sep="/")
   for key, tensor in state.items():
     if key.startswith("fc."):
@@ -106,14 +106,14 @@ def test_backbone_file_given_as_init_checkpoint_names_backbone_checkpoint(
   path = tmp_path / "resnet50_caffe.pth"
   backbone_file(tiny_state_dict, path, counters=False, legacy=legacy)
   config = tiny_config(init_checkpoint=str(path))
-  model = setup.create_model_from_config(config)
+  model = recipe.create_model_from_config(config)
   with pytest.raises(
     mapping.CheckpointMismatch,
     match=r"resnet50_caffe.pth is an ImageNet backbone \(resnet50\), not a full "
     rf"PoolNet checkpoint; to train from it use "
     rf"--config.backbone_checkpoint={path}",
   ):
-    setup.initial_variables(config, model, jax.random.PRNGKey(0))
+    recipe.initial_variables(config, model, jax.random.PRNGKey(0))
 
 
 def test_vgg_backbone_file_given_to_the_converter_says_what_it_is(tmp_path):

@@ -15,7 +15,7 @@ import ml_collections
 import pytest
 
 import poolnet_jax
-from poolnet_jax.train import config_check, setup
+from poolnet_jax.train import recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(
@@ -55,7 +55,7 @@ def test_the_model_is_declared_as_the_spec_of_the_original_network():
 
   declared = common.base().model.to_dict()
   assert set(declared) == {"variant", *poolnet_jax.models.OPTIONS}
-  assert setup.model_spec(common.base()) == poolnet_jax.models.ModelSpec()  # the original
+  assert recipe.model_spec(common.base()) == poolnet_jax.models.ModelSpec()  # the original
   model = poolnet_jax.create_model("resnet50")  # create_model's own defaults, independently
   assert jnp.dtype(declared["dtype"]) == jnp.dtype(model.dtype)
   assert declared["width"] == model.width and tuple(declared["stages"]) == tuple(model.stages)
@@ -71,11 +71,11 @@ def test_dtype_and_width_override_every_shipped_config(monkeypatch, name):
     "--config.model.dtype=bfloat16",
     "--config.model.width=0.5",
   )
-  spec = setup.model_spec(config)
+  spec = recipe.model_spec(config)
   assert spec.dtype == "bfloat16" and spec.width == 0.5
-  model = setup.create_model_from_config(config)
+  model = recipe.create_model_from_config(config)
   assert model.dtype == jnp.bfloat16 and model.width == 0.5
-  config_check.check(config, check_datasets=False)
+  recipe.check(config, check_datasets=False)
 
 
 def test_variant_stages_and_resnet_style_override(monkeypatch):
@@ -87,11 +87,11 @@ def test_variant_stages_and_resnet_style_override(monkeypatch):
     "--config.model.stages=(2,2,2,2)",
     "--config.model.resnet_style=torchvision",
   )
-  assert setup.model_spec(config).options() == {
+  assert recipe.model_spec(config).options() == {
     "stages": (2, 2, 2, 2),
     "resnet_style": "torchvision",
   }
-  model = setup.create_model_from_config(config)
+  model = recipe.create_model_from_config(config)
   assert (model.edge, tuple(model.stages), model.resnet_style) == (
     True,
     (2, 2, 2, 2),
@@ -106,10 +106,10 @@ def test_a_config_of_before_the_spec_is_told_what_to_write():
   fields["model"] = "vgg16"  # a config of its own, not made from common.base()
   config = ml_collections.ConfigDict(fields)
   with pytest.raises(
-    config_check.ConfigError,
+    recipe.ConfigError,
     match=r"model='vgg16' is not a model spec: write model.variant='vgg16'",
   ):
-    config_check.check(config, check_datasets=False)
+    recipe.check(config, check_datasets=False)
 
 
 @pytest.mark.parametrize(
@@ -140,8 +140,8 @@ def test_impossible_values_are_refused(key, value, message):
   for part in key.split(".")[:-1]:
     target = target[part]
   target[key.split(".")[-1]] = value
-  with pytest.raises(config_check.ConfigError, match=f"^config: {message}"):
-    config_check.check(config, check_datasets=False)
+  with pytest.raises(recipe.ConfigError, match=f"^config: {message}"):
+    recipe.check(config, check_datasets=False)
 
 
 def test_impossible_nested_values_are_refused():
@@ -151,8 +151,8 @@ def test_impossible_nested_values_are_refused():
   config.model.dtype = "float33"
   config.data.mode = "natve"
   config.data.native_max_rescale = 0.06  # without data.native_multiple
-  with pytest.raises(config_check.ConfigError) as error:
-    config_check.check(config, check_datasets=False)
+  with pytest.raises(recipe.ConfigError) as error:
+    recipe.check(config, check_datasets=False)
   assert "model.dtype='float33' is not one of float32, bfloat16, float16" in str(error.value)
   assert "data.mode='natve' is not one of native, fixed, buckets" in str(error.value)
   assert "data.native_max_rescale=0.06 must be in [0, 1) and needs data.native_multiple > 0" in (
@@ -167,15 +167,15 @@ def test_unknown_dataset_and_data_dir_that_is_a_file(tmp_path):
   config.data_dir = str(tmp_path)
   config.dataset = "duts_tr"
   with pytest.raises(
-    config_check.ConfigError,
+    recipe.ConfigError,
     match=r"dataset='duts_tr': unknown dataset 'duts_tr'; nearest registered "
     r"names: duts",
   ):
-    config_check.check(config)
+    recipe.check(config)
   (tmp_path / "file").write_text("")
   config.dataset, config.data_dir = "synthetic_salient/tiny", str(tmp_path / "file")
-  with pytest.raises(config_check.ConfigError, match=r"data_dir=.*file is a file, not a folder"):
-    config_check.check(config)
+  with pytest.raises(recipe.ConfigError, match=r"data_dir=.*file is a file, not a folder"):
+    recipe.check(config)
 
 
 def test_unknown_key_is_one_line_with_the_nearest_keys():

@@ -12,8 +12,8 @@ import pytest
 from poolnet_jax.configs import common
 from poolnet_jax.configs import demo
 from poolnet_jax.models import create_model
-from poolnet_jax.train import setup
-from poolnet_jax.train import state as state_lib
+from poolnet_jax.train import recipe
+from poolnet_jax.train import step as step_lib
 from poolnet_jax.weights.torch_io import backbones
 
 
@@ -28,7 +28,7 @@ def config(**changes):
 
 def test_warmup_cosine_schedule_follows_the_formula():
   peak, warmup, total, end = 2e-3, 10, 110, 0.05
-  schedule = state_lib.cosine_schedule(peak, total, warmup, end)
+  schedule = step_lib.cosine_schedule(peak, total, warmup, end)
   for step in (0, 3, 10):  # linear warmup from 0
     np.testing.assert_allclose(schedule(step), peak * step / warmup, rtol=1e-6)
   for step in (10, 35, 60, 100, 110, 150):  # cosine to end * peak, then flat
@@ -38,7 +38,7 @@ def test_warmup_cosine_schedule_follows_the_formula():
 
 
 def test_step_schedule_warmup_keeps_absolute_decay_steps():
-  schedule = state_lib.learning_rate_schedule(1e-3, (50,), warmup_steps=20)
+  schedule = step_lib.learning_rate_schedule(1e-3, (50,), warmup_steps=20)
   np.testing.assert_allclose(
     [schedule(s) for s in (0, 5, 20, 49, 50, 90)], [0, 2.5e-4, 1e-3, 1e-3, 1e-4, 1e-4], rtol=1e-6
   )
@@ -46,18 +46,18 @@ def test_step_schedule_warmup_keeps_absolute_decay_steps():
 
 def test_default_config_keeps_the_paper_step_schedule_and_resets():
   c = config()
-  schedule = setup.learning_rate(c, 100, (60,))
+  schedule = recipe.learning_rate(c, 100, (60,))
   np.testing.assert_allclose(
     [schedule(0), schedule(59), schedule(60)], [1e-3, 1e-3, 1e-4], rtol=1e-6
   )
   params = {"w": jnp.ones(3)}
-  tx, _ = setup.optimizer(c, params, 100, (60,))
-  reference = state_lib.create_optimizer(params, schedule, 0.0, reset_moments_at=(60,))
+  tx, _ = recipe.optimizer(c, params, 100, (60,))
+  reference = step_lib.create_optimizer(params, schedule, 0.0, reset_moments_at=(60,))
   assert jax.tree_util.tree_structure(tx.init(params)) == jax.tree_util.tree_structure(
     reference.init(params)
   )
   with pytest.raises(ValueError, match="lr_schedule"):
-    setup.learning_rate(config(lr_schedule="linear"), 100, ())
+    recipe.learning_rate(config(lr_schedule="linear"), 100, ())
 
 
 def test_demo_keeps_its_ten_minute_budget_and_validates_its_last_update():
@@ -69,7 +69,7 @@ def test_demo_keeps_its_ten_minute_budget_and_validates_its_last_update():
   )
   assert c.num_train_steps % c.eval_every_steps == 0  # the final model is validated
   assert c.num_train_steps % c.checkpoint_every_steps == 0  # and kept
-  schedule = setup.learning_rate(c, c.num_train_steps, ())  # annealed by the last update
+  schedule = recipe.learning_rate(c, c.num_train_steps, ())  # annealed by the last update
   np.testing.assert_allclose(
     schedule(c.num_train_steps), c.learning_rate * c.lr_end_factor, rtol=1e-5
   )
@@ -91,7 +91,7 @@ def adam_moments(state):
 def test_clipping_scales_the_gradient_to_the_given_norm(scale, want_a, want_b):
   params = {"a": jnp.zeros(2), "b": jnp.zeros(1)}
   grads = {"a": jnp.array([3.0, 0.0]) * scale, "b": jnp.array([4.0]) * scale}
-  tx = state_lib.create_optimizer(params, 1.0, weight_decay=0.0, clip_norm=1.0)
+  tx = step_lib.create_optimizer(params, 1.0, weight_decay=0.0, clip_norm=1.0)
   _, state = tx.update(grads, tx.init(params), params)
   (mu_a, mu_b), (nu_a, nu_b) = adam_moments(state)
   # Adam's first step: mu = 0.1 g, nu = 0.001 g^2 of the clipped gradient g.
@@ -102,7 +102,7 @@ def test_clipping_scales_the_gradient_to_the_given_norm(scale, want_a, want_b):
 
 def test_clipping_reads_the_config_key():
   params = {"a": jnp.zeros(2)}
-  tx, _ = setup.optimizer(
+  tx, _ = recipe.optimizer(
     config(clip_grad_norm=0.5, reset_optimizer_at_decay=False), params, 10, ()
   )
   grads = {"a": jnp.array([30.0, 40.0])}  # norm 50, clipped to 0.5
@@ -197,12 +197,12 @@ def test_checkpoints_replace_what_they_hold_and_the_scheme_draws_the_rest(
 ):
   model, _ = skipinit_model_variables
   rng = jax.random.PRNGKey(0)
-  scratch = setup.initial_variables(config(init="skipinit", model_overrides=TINY), model, rng)
+  scratch = recipe.initial_variables(config(init="skipinit", model_overrides=TINY), model, rng)
   assert not np.any(scratch["params"]["score"]["score"]["kernel"])
   backbone, merged = {"conv1": {"kernel": np.full((7, 7, 3, 8), 0.5, np.float32)}}, []
   monkeypatch.setattr(backbones, "load_backbone", lambda *args, **kwargs: (backbone, []))
   monkeypatch.setattr(backbones, "merge_backbone", lambda v, b: merged.append((v, b)) or v)
-  loaded = setup.initial_variables(
+  loaded = recipe.initial_variables(
     config(init="skipinit", backbone_checkpoint="fake.pth", model_overrides=TINY), model, rng
   )
   assert merged[0][1] is backbone and merged[0][0] is loaded
@@ -211,7 +211,7 @@ def test_checkpoints_replace_what_they_hold_and_the_scheme_draws_the_rest(
 
 
 def test_setup_builds_the_configs_scheme_and_refuses_unknown_ones():
-  assert setup.create_model_from_config(config(init="skipinit")).conv.init == "skipinit"
-  assert setup.create_model_from_config(config(init="")).conv.init == "original"
+  assert recipe.create_model_from_config(config(init="skipinit")).conv.init == "skipinit"
+  assert recipe.create_model_from_config(config(init="")).conv.init == "original"
   with pytest.raises(ValueError, match="unknown initialisation 'fixup'"):
     init_variables("fixup")

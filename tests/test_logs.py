@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from poolnet_jax.train import logs, writer as writer_lib
+from poolnet_jax.train import logs
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def _log(level, message, pathname):
 def test_library_info_goes_to_the_file_only(routed, tmp_path, capfd):
   del routed
   library = "/usr/lib/python3/site-packages/orbax/checkpoint/checkpoint_manager.py"
-  own = os.path.join(logs.PACKAGE_DIR, "train", "validation.py")
+  own = os.path.join(logs.PACKAGE_DIR, "train", "loop.py")
   _log(logging.INFO, "Finished asynchronous save", library)
   _log(logging.WARNING, "a library warning", library)
   _log(logging.INFO, "validation at update 3: MAE 0.1", own)
@@ -53,7 +53,7 @@ def test_truncate_after_drops_rows_after_the_checkpoint(tmp_path):
   path.write_text(
     _row(2, loss=1.0) + _row(3, mae=0.5) + _row(4, loss=0.9) + _row(6, loss=0.8) + '{"step": 7, "lo'
   )  # a partial line: the run was killed while writing
-  writer = writer_lib.MetricWriter(str(tmp_path), enabled=True)
+  writer = logs.MetricWriter(str(tmp_path), enabled=True)
   assert writer.truncate_after(3) == 3
   writer.scalars(4, {"loss": 0.95})
   writer.close()

@@ -8,9 +8,8 @@ import pytest
 
 import poolnet_jax
 from poolnet_jax.models import layers
-from poolnet_jax.train import state as state_lib
-from poolnet_jax.train import parallel as parallel_lib
 from poolnet_jax.train import step as step_lib
+from poolnet_jax.train import parallel as parallel_lib
 from random_weights import TINY, random_variables
 
 # Measured on the tiny models at 128x144 (2026-12-01): logits 4e-3 to 8e-3 relative L2 in bf16,
@@ -88,9 +87,9 @@ def test_frozen_batchnorm_affine_runs_in_float32():
 def test_bfloat16_training_loss_falls():
   model = poolnet_jax.create_model("resnet50", conv="xla", dtype="bfloat16", **TINY)
   variables = random_variables(model, seed=4)
-  tx = state_lib.create_optimizer(variables["params"], 3e-3, weight_decay=0.0)
+  tx = step_lib.create_optimizer(variables["params"], 3e-3, weight_decay=0.0)
   trainer = parallel_lib.make_trainer(model, 1, "jit", devices=jax.devices()[:1])
-  state = trainer.replicate(state_lib.TrainState.create(variables, tx))
+  state = trainer.replicate(step_lib.TrainState.create(variables, tx))
   sums = trainer.init_sums(state)
   batch = trainer.put(_inputs(5, (2, 112, 112)))
   losses = []

@@ -1,7 +1,7 @@
 """One training step equals the PyTorch reference: loss, gradients, Adam update, frozen BN.
 
 The reference losses are written here from the original's with torch.nn.functional,
-independently of poolnet_jax.train.losses.
+independently of poolnet_jax.train.step.
 """
 
 import functools
@@ -17,9 +17,8 @@ import torch.nn.functional as F
 import poolnet_jax
 import random_weights
 from reference import torch_poolnet
-from poolnet_jax.train import state as state_lib
-from poolnet_jax.train import parallel as parallel_lib
 from poolnet_jax.train import step as step_lib
+from poolnet_jax.train import parallel as parallel_lib
 from poolnet_jax.weights.torch_io import mapping
 
 GRAD_REL = 1e-4  # the loss and the whole gradient (the issue's criterion)
@@ -162,9 +161,9 @@ def _check_adam_update(torch_model, name, variables, torch_grads):
     for k, v in state_dict.items()
   }
   grads = mapping.to_flax(grads, name)[1]["params"]
-  tx = state_lib.create_optimizer(variables["params"], LR, WEIGHT_DECAY)
+  tx = step_lib.create_optimizer(variables["params"], LR, WEIGHT_DECAY)
   state = jax.jit(lambda state, grads: state.apply_gradients(grads))(
-    state_lib.TrainState.create(variables, tx), grads
+    step_lib.TrainState.create(variables, tx), grads
   )
   after = mapping.to_state_dict(state.variables)
   for key, value in after.items():
@@ -184,7 +183,7 @@ def test_frozen_batchnorm_mask_covers_exactly_scale_and_bias():
   variables = jax.eval_shape(
     model.init, jax.random.PRNGKey(0), np.zeros((1, 128, 128, 3), np.float32)
   )
-  flat = flax.traverse_util.flatten_dict(state_lib.trainable_mask(variables["params"]))
+  flat = flax.traverse_util.flatten_dict(step_lib.trainable_mask(variables["params"]))
   frozen = sorted("/".join(p) for p, trainable in flat.items() if not trainable)
   bn_modules = {"/".join(p[:-1]) for p in flax.traverse_util.flatten_dict(variables["batch_stats"])}
   assert frozen == sorted([f"{m}/{leaf}" for m in bn_modules for leaf in ("bias", "scale")])
@@ -221,10 +220,10 @@ def test_joint_model_compiles_edge_and_saliency_apart_and_trains_as_one_step():
         "label": rng.choice(np.array([0, 255], np.uint8), (1, *size, 1)),
       }
     calls.append(pair)
-  tx = state_lib.create_optimizer(variables["params"], 1e-4)
+  tx = step_lib.create_optimizer(variables["params"], 1e-4)
 
   trainer = parallel_lib.make_trainer(model, 2, "jit", devices=jax.devices()[:1])
-  state = trainer.replicate(state_lib.TrainState.create(variables, tx))
+  state = trainer.replicate(step_lib.TrainState.create(variables, tx))
   sums = trainer.init_sums(state)
   before = compilation.snapshot()
   for i, pair in enumerate(calls):

@@ -16,8 +16,8 @@ import pytest
 
 from poolnet_jax.models import create_model
 from poolnet_jax.runtime import compilation
-from poolnet_jax.train import loop, setup
-from poolnet_jax.train import state as state_lib
+from poolnet_jax.train import loop, recipe
+from poolnet_jax.train import step as step_lib
 from poolnet_jax.train import parallel as parallel_lib
 from poolnet_jax.train import warmup
 
@@ -77,9 +77,9 @@ def test_windows_run_from_each_epoch_start_to_its_end():
 def _tiny_trainer(parallel="pmap", edge=False):
   model = create_model("resnet50_edge" if edge else "resnet50", **TINY)
   variables = jax.jit(model.init)(jax.random.PRNGKey(0), jnp.zeros((1, 128, 128, 3)))
-  tx = state_lib.create_optimizer(variables["params"], lambda _: 1e-4, 5e-4)
+  tx = step_lib.create_optimizer(variables["params"], lambda _: 1e-4, 5e-4)
   trainer = parallel_lib.make_trainer(model, 2, parallel)
-  state = trainer.replicate(state_lib.TrainState.create(variables, tx))
+  state = trainer.replicate(step_lib.TrainState.create(variables, tx))
   return trainer, state, trainer.init_sums(state)
 
 
@@ -131,12 +131,12 @@ def test_a_native_run_compiles_nothing_after_the_warmup(tmp_path, monkeypatch, c
   config.eval_every_steps = config.checkpoint_every_steps = 8
   config.eval_max_images = 2
   sizes = [(112, 112), (112, 128), (128, 112)] * 2  # three step shapes per epoch
-  original = setup.data_source
+  original = recipe.data_source
 
   def data_source(config_, name, split):
     return _source(sizes) if split == config.train_split else original(config_, name, split)
 
-  monkeypatch.setattr(setup, "data_source", data_source)
+  monkeypatch.setattr(recipe, "data_source", data_source)
   after = []
   before_update = warmup.EpochWarmup.before_update
 

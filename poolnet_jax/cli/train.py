@@ -30,7 +30,7 @@ from jax.experimental import multihost_utils
 from ml_collections import config_flags
 
 from poolnet_jax import cli, runtime
-from poolnet_jax.train import config_check, logs, loop
+from poolnet_jax.train import recipe, logs, loop
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # poolnet_jax/
 DEFAULT_CONFIG = str(PACKAGE_DIR / "configs" / "demo.py")
@@ -106,7 +106,7 @@ def _config_file_problem(argv):
 
 
 def _unknown_override(argv):
-  """The message of config_check.unknown_override for the config argv names, or None."""
+  """The message of recipe.unknown_override for the config argv names, or None."""
   path, argument = _config_argument(argv)
   try:
     spec = importlib.util.spec_from_file_location("_train_config", path)
@@ -115,7 +115,7 @@ def _unknown_override(argv):
     config = module.get_config(*([argument] if argument is not None else []))
   except Exception:  # pylint: disable=broad-except  (then the parser's own message)
     return None
-  return config_check.unknown_override(config, argv)
+  return recipe.unknown_override(config, argv)
 
 
 def _innermost(error):

@@ -2,33 +2,33 @@
 
 A "step" here is one optimizer update; with the original's `iter_size` one
 update takes `iter_size` calls of the gradient programs, then one update
-program (train/step.py, mapped over devices by train/parallel.py). The host reads the devices only at log, validation
-and checkpoint steps.
+program (train/step.py, mapped over devices by train/parallel.py). The host reads the
+devices only at log, validation and checkpoint steps. Validation (metrics, a prediction
+grid) and the best model kept (`BestModel`) are here too.
 """
 
+import json
 import os
 import signal
 import time
 
 from absl import logging
 import jax
+from jax.experimental import multihost_utils
 import numpy as np
 import tqdm
 
-from jax.experimental import multihost_utils
-
 from poolnet_jax.data import pipeline
 from poolnet_jax.inference import metrics as metrics_lib
+from poolnet_jax.inference import predictor as predictor_lib, plots
 from poolnet_jax.runtime import compilation
 from poolnet_jax.train import checkpoints as checkpoints_lib
-from poolnet_jax.train import config_check
-from poolnet_jax.train import prefetch
-from poolnet_jax.train import setup
-from poolnet_jax.train import state as state_lib
+from poolnet_jax.train import logs as logs_lib
 from poolnet_jax.train import parallel as parallel_lib
-from poolnet_jax.train import validation
+from poolnet_jax.train import recipe
+from poolnet_jax.train import step as step_lib
 from poolnet_jax.train import warmup
-from poolnet_jax.train import writer as writer_lib
+from poolnet_jax.weights import pretrained
 
 
 class NonFiniteLoss(RuntimeError):
@@ -68,19 +68,19 @@ def make_train_iterator(config, model):
     native_max_rescale=config.data.native_max_rescale,
     plan_sizes=warmup.enabled(config.compile_ahead, config.data.mode),
   )
-  saliency = setup.data_source(config, config.dataset, config.train_split)
+  saliency = recipe.data_source(config, config.dataset, config.train_split)
   if not model.edge:
     return pipeline.train_iterator(saliency, label_key="mask", **kwargs), len(saliency)
-  edges = setup.data_source(config, config.edge_dataset, "train")
+  edges = recipe.data_source(config, config.edge_dataset, "train")
   return pipeline.joint_iterator(saliency, edges, **kwargs), len(saliency)
 
 
 def create_train_state(config, model, num_train_images):
   """TrainState on the host, with the original's optimizer and schedule."""
-  num_updates, decays = setup.schedule_steps(config, num_train_images)
-  variables = setup.initial_variables(config, model, jax.random.PRNGKey(config.seed))
-  tx, schedule = setup.optimizer(config, variables["params"], num_updates, decays)
-  return state_lib.TrainState.create(variables, tx), num_updates, schedule
+  num_updates, decays = recipe.schedule_steps(config, num_train_images)
+  variables = recipe.initial_variables(config, model, jax.random.PRNGKey(config.seed))
+  tx, schedule = recipe.optimizer(config, variables["params"], num_updates, decays)
+  return step_lib.TrainState.create(variables, tx), num_updates, schedule
 
 
 def fingerprint(params):
@@ -109,7 +109,7 @@ def _validate(config, model, state, eval_source, writer, update):
   """Validation on process 0 alone; every process gets its results."""
   results = {}
   if jax.process_index() == 0:
-    results = validation.validate(
+    results = validate(
       model,
       state.variables,
       eval_source,
@@ -129,10 +129,10 @@ def train_and_evaluate(config, workdir):
 
   Returns the last validation metrics (a dict, empty if none ran).
   """
-  config_check.check(config)
+  recipe.check(config)
   compiled_before = compilation.snapshot()  # every program of the run is counted from here
   workdir = os.path.abspath(workdir)
-  model = setup.create_model_from_config(config)
+  model = recipe.create_model_from_config(config)
   train_iter, num_train_images = make_train_iterator(config, model)
   state, num_updates, schedule = create_train_state(config, model, num_train_images)
   checkpoints = checkpoints_lib.Checkpoints(
@@ -142,18 +142,18 @@ def train_and_evaluate(config, workdir):
     state, data_state = checkpoints.restore(state)
     train_iter.set_state(data_state)
     logging.info("resumed from update %d", int(state.step))
-  eval_source = setup.data_source(config, config.eval_dataset, config.eval_split)
-  best = validation.BestModel(os.path.join(workdir, "best"), setup.model_spec(config))
-  writer = writer_lib.MetricWriter(workdir)
+  eval_source = recipe.data_source(config, config.eval_dataset, config.eval_split)
+  best = BestModel(os.path.join(workdir, "best"), recipe.model_spec(config))
+  writer = logs_lib.MetricWriter(workdir)
   if int(state.step):  # resumed: the rows logged after its checkpoint are about to be redone
     writer.truncate_after(int(state.step))
   trainer = parallel_lib.make_trainer(model, config.iter_size, config.parallel)
   update = int(state.step)
   state = trainer.replicate(state)
   sums = trainer.init_sums(state)
-  batches = prefetch.DevicePrefetch(train_iter, trainer.put, config.data.prefetch_to_device)
+  batches = parallel_lib.DevicePrefetch(train_iter, trainer.put, config.data.prefetch_to_device)
   ahead = warmup.from_config(
-    config, trainer, train_iter, setup.updates_per_epoch(config, num_train_images), num_updates
+    config, trainer, train_iter, recipe.updates_per_epoch(config, num_train_images), num_updates
   )
   preemption = _Preemption()
   results = {}
@@ -220,3 +220,67 @@ def train_and_evaluate(config, workdir):
   if preemption.requested:
     logging.warning("stopped by SIGTERM at update %d; rerun the same command to resume", update)
   return results
+
+
+GRID_IMAGES = 6
+
+
+def validate(model, variables, source, max_images=0, size=None, writer=None, step=0):
+  """The field's measures (metrics.KEYS) over `source`, logged with a prediction grid.
+
+  `max_images` > 0 takes only the first ones. The maps are those
+  `python -m poolnet_jax.cli.evaluate` computes (native size unless `size`), so the
+  numbers equal the evaluation command's; the grid shows the first GRID_IMAGES.
+  """
+  shown = []
+
+  def show(index, image, levels, gt):
+    if index < GRID_IMAGES:
+      shown.append((image, levels, gt))
+
+  metrics = predictor_lib.evaluate_model(model, variables, source, size, max_images, on_map=show)
+  if metrics.scaled_gts:
+    logging.warning(
+      "validation: %d ground truths stored as 0/1 were read as 0/255 (%s, ...)",
+      len(metrics.scaled_gts),
+      ", ".join(metrics.scaled_gts[:5]),
+    )
+  everything = metrics.results()
+  results = {key: everything[key] for key in metrics_lib.KEYS}
+  logging.info(
+    "validation at update %d over %d images: %s",
+    step,
+    len(metrics),
+    ", ".join(f"{k} {v:.4f}" for k, v in results.items()),
+  )
+  if writer is not None:
+    grid = plots.prediction_grid(*zip(*shown), title=f"update {step}")
+    writer.scalars(step, results, prefix="val/")
+    writer.image(step, "val/predictions", grid)
+    writer.save_png(step, "predictions", grid)
+  return results
+
+
+class BestModel:
+  """Exports the model with the lowest validation MAE as a `load_pretrained` directory."""
+
+  def __init__(self, directory, spec):
+    self.directory, self.spec = directory, spec
+    self.record_file = os.path.join(directory, "best.json")
+    self.best_mae = np.inf
+    if os.path.exists(self.record_file):
+      with open(self.record_file, encoding="utf-8") as f:
+        self.best_mae = json.load(f)["MAE"]
+
+  def update(self, step, results, variables):
+    if not results or not results["MAE"] < self.best_mae:
+      return False
+    self.best_mae = results["MAE"]
+    pretrained.save_pretrained(
+      self.directory, self.spec, variables, overwrite=True
+    )  # the one writer of this directory
+    if jax.process_index() == 0:  # every process saves (orbax writes once); one writes the rest
+      with open(self.record_file, "w", encoding="utf-8") as f:
+        json.dump({"step": step, **{k: float(v) for k, v in results.items()}}, f, indent=2)
+      logging.info("best model so far (MAE %.4f) exported to %s", self.best_mae, self.directory)
+    return True

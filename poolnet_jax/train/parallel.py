@@ -2,7 +2,7 @@
 functions, each program named for poolnet_jax.runtime.compilation.
 
     trainer = make_trainer(model, iter_size=10, parallel="pmap")
-    state = trainer.replicate(state)  # a TrainState (train/state.py)
+    state = trainer.replicate(state)  # a TrainState (train/step.py)
     sums = trainer.init_sums(state)
     sums = trainer.call(state, sums, trainer.put(batch))  # iter_size times
     state, sums = trainer.update(state, sums)
@@ -13,17 +13,20 @@ device: the gradient programs hold no collective, the update one all-reduce.
 `JitTrainer` (`jax.jit` with `NamedSharding`: the batch sharded along its
 leading axis, the state replicated) lets XLA all-reduce every call's gradient, so
 it is one all-reduce per update only at iter_size 1 (see its docstring).
+`DevicePrefetch` puts the batches on the devices ahead of the step that takes them.
 """
 
+import collections
 import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+import numpy as np
 
 from poolnet_jax.runtime import compilation
 from poolnet_jax.train import step as step_lib
+
 
 AXIS = "data"
 MODES = ("pmap", "shard_map", "jit")
@@ -343,3 +346,35 @@ def make_trainer(model, iter_size=1, parallel="pmap", devices=None):
   if parallel not in trainers:
     raise ValueError(f"unknown parallel mode {parallel!r}; expected one of {MODES}")
   return trainers[parallel](model, iter_size, devices)
+
+
+class DevicePrefetch:
+  """Iterates `put(batch)` of `iterator`'s batches, `size` of them in flight.
+
+  JAX transfers asynchronously, so the next batches cross to the devices while
+  the current step runs. `get_state()` is the data state after the batches
+  taken so far (not those in flight): what a checkpoint must hold.
+  """
+
+  def __init__(self, iterator, put, size=2):
+    self.iterator, self.put, self.size = iterator, put, max(int(size), 1)
+    self._queue = collections.deque()
+    self._state = iterator.get_state()
+
+  def __iter__(self):
+    return self
+
+  def __next__(self):
+    while len(self._queue) < self.size:
+      batch = self.put(next(self.iterator))
+      self._queue.append((batch, self.iterator.get_state()))
+    batch, self._state = self._queue.popleft()
+    return batch
+
+  def get_state(self):
+    return self._state
+
+  def set_state(self, state):
+    self._queue.clear()
+    self.iterator.set_state(state)
+    self._state = self.iterator.get_state()
