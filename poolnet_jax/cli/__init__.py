@@ -59,6 +59,17 @@ def define_verbose(flag_values):
   )
 
 
+def define_protocol(flag_values, protocols):
+  """--protocol: how the measures are computed (inference/metrics.py PROTOCOLS)."""
+  flags.DEFINE_enum(
+    "protocol",
+    "pysodmetrics",
+    list(protocols),
+    "pysodmetrics: today's toolkits; salmetric: the PoolNet authors' evaluator.",
+    flag_values=flag_values,
+  )
+
+
 def define_precision(flag_values):
   """--precision: jax.default_matmul_precision of the run, "highest" (true float32) by default."""
   flags.DEFINE_enum(

@@ -104,13 +104,7 @@ flags.DEFINE_bool(
   "truth's, instead of refusing them.",
   flag_values=FLAGS,
 )
-flags.DEFINE_enum(
-  "protocol",
-  "pysodmetrics",
-  list(metrics_lib.PROTOCOLS),
-  "pysodmetrics: today's toolkits; salmetric: the PoolNet authors' evaluator.",
-  flag_values=FLAGS,
-)
+cli.define_protocol(FLAGS, metrics_lib.PROTOCOLS)
 flags.DEFINE_enum(
   "format", "table", ["table", "json", "csv"], "Output format on stdout.", flag_values=FLAGS
 )

@@ -65,13 +65,7 @@ flags.DEFINE_bool(
   "instead of stopping.",
   flag_values=FLAGS,
 )
-flags.DEFINE_enum(
-  "protocol",
-  "pysodmetrics",
-  list(metrics_lib.PROTOCOLS),
-  "pysodmetrics: today's toolkits; salmetric: the PoolNet authors' evaluator.",
-  flag_values=FLAGS,
-)
+cli.define_protocol(FLAGS, metrics_lib.PROTOCOLS)
 flags.DEFINE_integer(
   "size_multiple",
   0,
