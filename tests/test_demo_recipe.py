@@ -22,7 +22,10 @@ def config(**changes):
   c = common.base()
   c.learning_rate, c.weight_decay, c.iter_size = 1e-3, 0.0, 1
   for key, value in changes.items():
-    c[key] = value
+    if key == "model":
+      c.model.update(value)  # the spec's fields
+    else:
+      c[key] = value
   return c
 
 
@@ -197,13 +200,13 @@ def test_checkpoints_replace_what_they_hold_and_the_scheme_draws_the_rest(
 ):
   model, _ = skipinit_model_variables
   rng = jax.random.PRNGKey(0)
-  scratch = recipe.initial_variables(config(init="skipinit", model_overrides=TINY), model, rng)
+  scratch = recipe.initial_variables(config(init="skipinit", model=TINY), model, rng)
   assert not np.any(scratch["params"]["score"]["score"]["kernel"])
   backbone, merged = {"conv1": {"kernel": np.full((7, 7, 3, 8), 0.5, np.float32)}}, []
   monkeypatch.setattr(backbones, "load_backbone", lambda *args, **kwargs: (backbone, []))
   monkeypatch.setattr(backbones, "merge_backbone", lambda v, b: merged.append((v, b)) or v)
   loaded = recipe.initial_variables(
-    config(init="skipinit", backbone_checkpoint="fake.pth", model_overrides=TINY), model, rng
+    config(init="skipinit", backbone_checkpoint="fake.pth", model=TINY), model, rng
   )
   assert merged[0][1] is backbone and merged[0][0] is loaded
   flat = flax.traverse_util.flatten_dict(loaded["params"], sep="/")
