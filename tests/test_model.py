@@ -1,5 +1,7 @@
 """The Flax PoolNet: sizes, parameter counts, gradients, errors (values: test_parity.py)."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -163,3 +165,36 @@ def test_bfloat16_compute_keeps_float32_parameters():
 def test_unknown_variant_is_named():
   with pytest.raises(ValueError, match="resnet101"):
     poolnet_jax.create_model("resnet101")
+
+
+def test_model_spec_is_one_value_that_makes_the_model_and_round_trips_through_json():
+  from poolnet_jax.models import ModelSpec  # pylint: disable=import-outside-toplevel
+
+  spec = ModelSpec("vgg16_edge", width=0.5, dtype="bfloat16")
+  assert spec == ModelSpec.create("vgg16_edge", width=0.5, dtype=jnp.bfloat16)
+  assert hash(spec) == hash(ModelSpec("vgg16_edge", width=0.5, dtype="bfloat16"))
+  assert spec.options() == {"width": 0.5, "dtype": "bfloat16"} and str(spec) == (
+    "vgg16_edge (width=0.5, dtype=bfloat16)"
+  )
+  assert ModelSpec.from_json(json.loads(json.dumps(spec.to_json()))) == spec
+  model = poolnet_jax.create_model(spec)
+  assert (model.backbone, model.edge, model.width, model.dtype) == (
+    "vgg16",
+    True,
+    0.5,
+    jnp.bfloat16,
+  )
+  assert ModelSpec.of(model) == spec
+  old = {"variant": "resnet50", "overrides": {"stages": [2, 2, 2, 2]}}  # files of before the spec
+  assert ModelSpec.from_json(old) == ModelSpec("resnet50", stages=(2, 2, 2, 2))
+  for bad, message in [
+    (dict(variant="resnet18"), "unknown PoolNet variant 'resnet18'"),
+    (dict(width=0), "width=0 must be a number > 0"),
+    (dict(stages=(3, 4, 6)), r"stages=\(3, 4, 6\) must be 4 block counts"),
+    (dict(resnet_style="timm"), "unknown ResNet style 'timm'"),
+    (dict(dtype="float64"), "unknown compute dtype 'float64'"),
+  ]:
+    with pytest.raises(ValueError, match=message):
+      ModelSpec(**bad)
+  with pytest.raises(ValueError, match="depth: not a model option"):
+    ModelSpec.from_json({"variant": "resnet50", "depth": 3})
