@@ -184,8 +184,8 @@ def fewest_possible(sizes, multiple, max_rescale):
 
 
 def _trainer(tiny, parallel="pmap"):
-  from poolnet_jax.train import step as step_lib
-  from poolnet_jax.train import parallel as parallel_lib
+  from poolnet_jax.train import step as step_lib  # pylint: disable=import-outside-toplevel
+  from poolnet_jax.train import parallel as parallel_lib  # pylint: disable=import-outside-toplevel
 
   model = create_model("resnet50", **(common.TINY if tiny else {}))
   variables = jax.jit(model.init)(jax.random.PRNGKey(0), jnp.zeros((1, 128, 128, 3)))
@@ -212,7 +212,7 @@ def first_shapes(sizes, count):
 
 def compile_seconds(shapes, tiny=False):
   """[(shape, compile seconds of its programs, wall seconds)], one trainer.compile each."""
-  from poolnet_jax.train import warmup
+  from poolnet_jax.train import warmup  # pylint: disable=import-outside-toplevel
 
   trainer, state, sums = _trainer(tiny)
   rows = []
@@ -226,7 +226,7 @@ def compile_seconds(shapes, tiny=False):
 def ahead_run(shapes, workers, tiny):
   """(s to the first update, s to the end, compile s) of one update per shape; workers 0:
   compiled on demand by the calls, else compiled ahead (AheadCompiler) first."""
-  from poolnet_jax.train import warmup
+  from poolnet_jax.train import warmup  # pylint: disable=import-outside-toplevel
 
   trainer, state, sums = _trainer(tiny)  # new functions: nothing of an earlier run reused
   before, start = compilation.snapshot(), time.time()

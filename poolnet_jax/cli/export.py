@@ -7,13 +7,13 @@ CHECKPOINT is a converted or trained model directory or an original `.pth`.
 OUT gets one artifact per size, `HxW.jax` (`jax.export`, StableHLO with the
 weights; any batch; for the platforms named) or `HxW.onnx` (through jax2onnx,
 a fixed batch; checked against onnxruntime where it is installed), and
-`index.json` (sizes, platforms, variant, versions). Each takes uint8 RGB
+`index.json` (sizes, platforms, the model spec, versions). Each takes uint8 RGB
 (N, H, W, 3) and returns the saliency map (N, H, W) in [0, 1], float32:
 
     exported = jax.export.deserialize(bytearray(open("exported/300x400.jax", "rb").read()))
     maps = exported.call(rgb)
 
-Height and width are fixed per artifact (poolnet_jax/artifact.py says why).
+Height and width are fixed per artifact (poolnet_jax/inference/artifact.py says why).
 OUT must be new or empty; `--overwrite` replaces the files an export writes.
 Mistakes print one `error:` line and exit with status 2.
 """
@@ -105,9 +105,7 @@ def main(argv):
       f"{Path(out) / entry['file']}: {index['format']} ({where}), {entry['bytes']:,} bytes, "
       f"{entry['export_seconds']} s{checked}"
     )
-  print(
-    f"{Path(out) / artifact.INDEX_FILE}: PoolNet {ModelSpec.from_json(index['model'])} from {checkpoint}"
-  )
+  print(f"{Path(out) / artifact.INDEX_FILE}: PoolNet {ModelSpec.of(model)} from {checkpoint}")
   return 0
 
 

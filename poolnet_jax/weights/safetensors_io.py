@@ -92,16 +92,16 @@ def read_safetensors(path):
 def _parse_meta(raw, path):
   if not raw or raw.get("format") != FORMAT:
     return None
-  if "model" in raw:
-    text = raw["model"]
-  else:  # written before the model spec: the variant, its overrides as JSON
-    if not raw.get("variant"):
-      raise SafetensorsError(
-        f"{path}: its poolnet-jax metadata names no model (header metadata: {raw})"
-      )
-    text = f'{{"variant": {json.dumps(raw["variant"])}, "overrides": {raw.get("overrides", "{}")}}}'
+  if "model" not in raw and not raw.get("variant"):
+    raise SafetensorsError(
+      f"{path}: its poolnet-jax metadata names no model (header metadata: {raw})"
+    )
   try:
-    return ModelSpec.from_json(json.loads(text))
+    if "model" in raw:
+      obj = json.loads(raw["model"])
+    else:  # written before the model spec: the variant, its overrides as JSON
+      obj = {"variant": raw["variant"], "overrides": json.loads(raw.get("overrides", "{}"))}
+    return ModelSpec.from_json(obj)
   except (ValueError, TypeError) as error:
     raise SafetensorsError(
       f"{path}: its poolnet-jax metadata is not a PoolNet model spec ({error}; header "
