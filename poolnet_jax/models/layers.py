@@ -5,6 +5,7 @@ tensor name maps to a Flax path by splitting it on dots (see weights/torch_io/na
 """
 
 import dataclasses
+import functools
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -16,6 +17,7 @@ from poolnet_jax.imaging.kernels import matmul_conv, resize_conv, winograd
 from poolnet_jax.models import init as init_lib
 
 Dtype = Any
+ModuleDef = Any  # a module class, or a functools.partial of one (flax examples/imagenet)
 BN_EPSILON = 1e-5
 
 
@@ -70,7 +72,10 @@ def channels(c: int, width: float) -> int:
 
 class Conv2d(nn.Module):
   """`nn.Conv2d` in NHWC: HWIO `kernel`, optional `bias`, explicit padding, computed
-  as `impl` says (ConvImpl); `role` (models/init.py) picks the kernel's initializer."""
+  as `impl` says (ConvImpl); `role` (models/init.py) picks the kernel's initializer.
+
+  PoolNet binds `dtype` and `impl` once (`conv_def`) and hands the partial to every
+  module as its `conv` field, as flax's examples/imagenet hands `conv` to its blocks."""
 
   features: int
   kernel_size: int = 3
@@ -113,6 +118,11 @@ class Conv2d(nn.Module):
       and (self.kernel_size, self.stride, self.padding, self.dilation) == (3, 1, 1, 1)
       and resize_conv.worthwhile(shape, size, self.features, self.impl.winograd)
     )
+
+
+def conv_def(dtype: Dtype = jnp.float32, impl: ConvImpl = XLA) -> ModuleDef:
+  """Conv2d with the model's compute dtype and implementation bound."""
+  return functools.partial(Conv2d, dtype=dtype, impl=impl)
 
 
 def convolve(x, kernel, stride=1, padding=0, dilation=1, impl=XLA):
@@ -166,19 +176,11 @@ class ConvReLU(nn.Module):
 
   features: int
   kernel_size: int = 3
-  dtype: Dtype = jnp.float32
-  impl: ConvImpl = XLA
+  conv: ModuleDef = Conv2d
 
   @nn.compact
   def __call__(self, x, resize_to=None):
-    conv = Conv2d(
-      self.features,
-      self.kernel_size,
-      padding=self.kernel_size // 2,
-      dtype=self.dtype,
-      impl=self.impl,
-      name="0",
-    )
+    conv = self.conv(self.features, self.kernel_size, padding=self.kernel_size // 2, name="0")
     return nn.relu(conv(x, resize_to))
 
 
@@ -189,8 +191,7 @@ class ConvList(nn.Module):
   kernel_size: int = 1
   use_bias: bool = False
   relu: bool = False
-  dtype: Dtype = jnp.float32
-  impl: ConvImpl = XLA
+  conv: ModuleDef = Conv2d
   role: str = "hidden"
 
   @nn.compact
@@ -198,15 +199,13 @@ class ConvList(nn.Module):
     outputs = []
     for i, (x, c) in enumerate(zip(inputs, self.features)):
       if self.relu:
-        outputs.append(ConvReLU(c, self.kernel_size, self.dtype, self.impl, name=str(i))(x))
+        outputs.append(ConvReLU(c, self.kernel_size, self.conv, name=str(i))(x))
       else:
-        conv = Conv2d(
+        conv = self.conv(
           c,
           self.kernel_size,
           padding=self.kernel_size // 2,
           use_bias=self.use_bias,
-          dtype=self.dtype,
-          impl=self.impl,
           role=self.role,
           name=str(i),
         )

@@ -4,6 +4,7 @@ Module names follow the original's state_dict (`base.ppms.0.1`, `deep_pool.2.con
 ...), so converting weights is a renaming table (torch_io/names.py).
 """
 
+import functools
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -11,7 +12,17 @@ import jax
 import jax.numpy as jnp
 
 from poolnet_jax.imaging import ops
-from poolnet_jax.models.layers import XLA, Conv2d, ConvImpl, ConvList, ConvReLU, channels
+from poolnet_jax.models.layers import (
+  XLA,
+  Conv2d,
+  ConvImpl,
+  ConvList,
+  ConvReLU,
+  FrozenBatchNorm,
+  ModuleDef,
+  channels,
+  conv_def,
+)
 from poolnet_jax.models.resnet import ResNet
 from poolnet_jax.models.vgg import VGG16
 
@@ -20,10 +31,11 @@ FAM_POOLS = (2, 4, 8)
 GGM_CHANNELS = 512
 EDGE_CHANNELS = 16  # width of each block layer's output
 EDGE_INFO_CHANNELS = 128
-# Per backbone: guiding-flow widths, FAM rows (k, k_out, need_x2, need_fuse),
-# convert-layer widths (ResNet only).
+# Per backbone: its module's name under `base`, guiding-flow widths, FAM rows (k, k_out,
+# need_x2, need_fuse), convert-layer widths (ResNet only).
 DECODER = {
   "resnet50": dict(
+    module="resnet",
     infos=(512, 256, 256, 128),
     fam=(
       (512, 512, False, True),
@@ -35,6 +47,7 @@ DECODER = {
     convert=(128, 256, 256, 512, 512),
   ),
   "vgg16": dict(
+    module="vgg16",
     infos=(512, 256, 128),
     fam=(
       (512, 512, True, True),
@@ -56,13 +69,11 @@ class PoolBranch(nn.Module):
 
   features: int
   bins: int
-  dtype: Any = jnp.float32
-  impl: ConvImpl = XLA
+  conv: ModuleDef = Conv2d
 
   @nn.compact
   def __call__(self, x):
-    y = ops.adaptive_avg_pool(x, self.bins)
-    y = nn.relu(Conv2d(self.features, 1, dtype=self.dtype, impl=self.impl, name="1")(y))
+    y = nn.relu(self.conv(self.features, 1, name="1")(ops.adaptive_avg_pool(x, self.bins)))
     return ops.resize_bilinear(y, _size(x))
 
 
@@ -70,13 +81,12 @@ class PyramidPooling(nn.Module):
   """`ppms`: one PoolBranch per bin size, named '0', '1', '2'."""
 
   features: int
-  dtype: Any = jnp.float32
-  impl: ConvImpl = XLA
+  conv: ModuleDef = Conv2d
 
   @nn.compact
   def __call__(self, x):
     return [
-      PoolBranch(self.features, bins, self.dtype, self.impl, name=str(i))(x)
+      PoolBranch(self.features, bins, self.conv, name=str(i))(x)
       for i, bins in enumerate(PYRAMID_BINS)
     ]
 
@@ -85,13 +95,12 @@ class GuidingFlows(nn.Module):
   """`infos`: the guidance map resized to each feature, then 3x3 conv + ReLU."""
 
   features: Sequence[int]
-  dtype: Any = jnp.float32
-  impl: ConvImpl = XLA
+  conv: ModuleDef = Conv2d
 
   @nn.compact
   def __call__(self, guidance, sizes):
     return [
-      ConvReLU(c, 3, self.dtype, self.impl, name=str(i))(guidance, resize_to=size)
+      ConvReLU(c, 3, self.conv, name=str(i))(guidance, resize_to=size)
       for i, (c, size) in enumerate(zip(self.features, sizes))
     ]
 
@@ -99,33 +108,26 @@ class GuidingFlows(nn.Module):
 class Base(nn.Module):
   """The original's `base`: backbone plus the Global Guidance Module.
 
-  Returns the backbone features (finest first) and the guiding flows
-  (coarsest first).
+  `backbone` is ResNet or VGG16 with its options bound, `kind` its key of DECODER.
+  Returns the backbone features (finest first) and the guiding flows (coarsest first).
   """
 
-  backbone: str
-  stages: Sequence[int] = (3, 4, 6, 3)
+  kind: str
+  backbone: ModuleDef
   width: float = 1.0
-  resnet_style: str = "caffe"
-  dtype: Any = jnp.float32
-  impl: ConvImpl = XLA
-  remat: bool = False
+  conv: ModuleDef = Conv2d
 
   @nn.compact
   def __call__(self, x):
-    w, d, impl = self.width, self.dtype, self.impl
+    w, conv = self.width, self.conv
     ggm = channels(GGM_CHANNELS, w)
-    if self.backbone == "resnet50":
-      features = ResNet(self.stages, w, self.resnet_style, d, impl, self.remat, name="resnet")(x)
-      top = Conv2d(ggm, 1, dtype=d, impl=impl, name="ppms_pre")(features[-1])
-    else:
-      features = VGG16(w, d, impl, self.remat, name="vgg16")(x)
-      top = features[-1]
-    pooled = PyramidPooling(ggm, d, impl, name="ppms")(top)
-    guidance = ConvReLU(ggm, 3, d, impl, name="ppm_cat")(jnp.concatenate([top] + pooled, axis=-1))
-    flow_widths = [channels(c, w) for c in DECODER[self.backbone]["infos"]]
+    features = self.backbone(name=DECODER[self.kind]["module"])(x)
+    top = conv(ggm, 1, name="ppms_pre")(features[-1]) if self.kind == "resnet50" else features[-1]
+    pooled = PyramidPooling(ggm, conv, name="ppms")(top)
+    guidance = ConvReLU(ggm, 3, conv, name="ppm_cat")(jnp.concatenate([top] + pooled, axis=-1))
+    flow_widths = [channels(c, w) for c in DECODER[self.kind]["infos"]]
     sizes = [_size(f) for f in features[len(flow_widths) - 1 :: -1]]
-    return features, GuidingFlows(flow_widths, d, impl, name="infos")(guidance, sizes)
+    return features, GuidingFlows(flow_widths, conv, name="infos")(guidance, sizes)
 
 
 class FeatureAggregation(nn.Module):
@@ -135,32 +137,24 @@ class FeatureAggregation(nn.Module):
   k_out: int
   need_x2: bool
   need_fuse: bool
-  dtype: Any = jnp.float32
-  impl: ConvImpl = XLA
+  conv: ModuleDef = Conv2d
 
   @nn.compact
   def __call__(self, x, x2=None, x3=None):
     # Each branch is summed with x and the others before the ReLU: role "sum3".
     branches = ConvList(
-      [self.k] * len(FAM_POOLS),
-      3,
-      dtype=self.dtype,
-      impl=self.impl,
-      role=f"sum{len(FAM_POOLS)}",
-      name="convs",
+      [self.k] * len(FAM_POOLS), 3, conv=self.conv, role=f"sum{len(FAM_POOLS)}", name="convs"
     )
     pooled = branches([ops.avg_pool(x, p) for p in FAM_POOLS])
     r = x
     for y in pooled:
       r = r + ops.resize_bilinear(y, _size(x))
     r = nn.relu(r)
-    r = Conv2d(
-      self.k_out, 3, padding=1, dtype=self.dtype, impl=self.impl, role="sum1", name="conv_sum"
-    )(r, resize_to=_size(x2) if self.need_x2 else None)
+    r = self.conv(self.k_out, 3, padding=1, role="sum1", name="conv_sum")(
+      r, resize_to=_size(x2) if self.need_x2 else None
+    )
     if self.need_fuse:
-      r = Conv2d(
-        self.k_out, 3, padding=1, dtype=self.dtype, impl=self.impl, role="sum3", name="conv_sum_c"
-      )(r + x2 + x3)
+      r = self.conv(self.k_out, 3, padding=1, role="sum3", name="conv_sum_c")(r + x2 + x3)
     return r
 
 
@@ -171,16 +165,13 @@ class Decoder(nn.Module):
   """
 
   rows: Sequence[Sequence[Any]]
-  dtype: Any = jnp.float32
-  impl: ConvImpl = XLA
+  conv: ModuleDef = Conv2d
   remat: bool = False
 
   @nn.compact
   def __call__(self, features, flows, last: bool = True):
     fam = nn.remat(FeatureAggregation) if self.remat else FeatureAggregation
-    fams = [
-      fam(*row, dtype=self.dtype, impl=self.impl, name=str(i)) for i, row in enumerate(self.rows)
-    ]
+    fams = [fam(*row, conv=self.conv, name=str(i)) for i, row in enumerate(self.rows)]
     merges = [fams[0](features[0], features[1], flows[0])]
     for k in range(1, len(fams) - 1):
       merges.append(fams[k](merges[-1], features[k + 1], flows[k]))
@@ -194,61 +185,49 @@ class Score(nn.Module):
   in float32 (the logits are float32 whatever the compute dtype)."""
 
   kernel_size: int = 1
-  dtype: Any = jnp.float32
-  impl: ConvImpl = XLA
+  conv: ModuleDef = Conv2d
 
   @nn.compact
   def __call__(self, x, size):
-    conv = Conv2d(
-      1,
-      self.kernel_size,
-      padding=self.kernel_size // 2,
-      use_bias=True,
-      dtype=self.dtype,
-      impl=self.impl,
-      role="zero",
-      name="score",
-    )
+    k = self.kernel_size
+    conv = self.conv(1, k, padding=k // 2, use_bias=True, role="zero", name="score")
     return ops.resize_bilinear(conv(x).astype(jnp.float32), size)
 
 
 class BlockLayer(nn.Module):
   """`block.i` of the edge branch: two bottleneck residuals, then 1x1 to 16 channels."""
 
-  dtype: Any = jnp.float32
-  impl: ConvImpl = XLA
+  conv: ModuleDef = Conv2d
 
   @nn.compact
   def __call__(self, x):
-    c, d, impl = x.shape[-1], self.dtype, self.impl
+    c, conv = x.shape[-1], self.conv
     for j in (1, 2):
-      inner = ConvList([c // 4], 1, dtype=d, impl=impl, name=f"block_in{j}")([x])[0]
-      mid = _Mid(c, d, impl, name=f"block_mid{j}")(inner)
+      inner = ConvList([c // 4], 1, conv=conv, name=f"block_in{j}")([x])[0]
+      mid = _Mid(c, conv, name=f"block_mid{j}")(inner)
       x = nn.relu(x + mid)
-    return ConvList([EDGE_CHANNELS], 1, dtype=d, impl=impl, name="block_out")([x])[0]
+    return ConvList([EDGE_CHANNELS], 1, conv=conv, name="block_out")([x])[0]
 
 
 class _Mid(nn.Module):
   """`block_midJ`: child '0' holds a 3x3 conv ('0') and a 1x1 conv ('1')."""
 
   features: int
-  dtype: Any = jnp.float32
-  impl: ConvImpl = XLA
+  conv: ModuleDef = Conv2d
 
   @nn.compact
   def __call__(self, x):
-    return _Mid3x1(self.features, self.dtype, self.impl, name="0")(x)
+    return _Mid3x1(self.features, self.conv, name="0")(x)
 
 
 class _Mid3x1(nn.Module):
   features: int
-  dtype: Any = jnp.float32
-  impl: ConvImpl = XLA
+  conv: ModuleDef = Conv2d
 
   @nn.compact
   def __call__(self, x):
-    x = Conv2d(x.shape[-1], 3, padding=1, dtype=self.dtype, impl=self.impl, name="0")(x)
-    return Conv2d(self.features, 1, dtype=self.dtype, impl=self.impl, name="1")(x)
+    x = self.conv(x.shape[-1], 3, padding=1, name="0")(x)
+    return self.conv(self.features, 1, name="1")(x)
 
 
 class EdgeFuse(nn.Module):
@@ -257,45 +236,36 @@ class EdgeFuse(nn.Module):
   The side logits are resized and fused in float32 whatever the compute dtype.
   """
 
-  dtype: Any = jnp.float32
-  impl: ConvImpl = XLA
+  conv: ModuleDef = Conv2d
 
   @nn.compact
   def __call__(self, edges, size):
-    sides = ConvList(
-      [1] * len(edges), 1, use_bias=True, dtype=self.dtype, impl=self.impl, name="trans"
-    )(edges)
+    sides = ConvList([1] * len(edges), 1, use_bias=True, conv=self.conv, name="trans")(edges)
     sides = [ops.resize_bilinear(s.astype(jnp.float32), size) for s in sides]
-    fused = Conv2d(1, 1, use_bias=True, dtype=jnp.float32, impl=self.impl, name="fuse")(
-      jnp.concatenate(sides, axis=-1)
-    )
-    return fused, sides
+    fuse = self.conv(1, 1, use_bias=True, dtype=jnp.float32, name="fuse")
+    return fuse(jnp.concatenate(sides, axis=-1)), sides
 
 
 class EdgeInfo(nn.Module):
   """`edgeinfo.trans`: four 3x3 conv + ReLU (children '0', '2', '4', '6')."""
 
   width: float = 1.0
-  dtype: Any = jnp.float32
-  impl: ConvImpl = XLA
+  conv: ModuleDef = Conv2d
 
   @nn.compact
   def __call__(self, x):
-    return _EdgeInfoTrans(self.width, self.dtype, self.impl, name="trans")(x)
+    return _EdgeInfoTrans(self.width, self.conv, name="trans")(x)
 
 
 class _EdgeInfoTrans(nn.Module):
   width: float = 1.0
-  dtype: Any = jnp.float32
-  impl: ConvImpl = XLA
+  conv: ModuleDef = Conv2d
 
   @nn.compact
   def __call__(self, x):
     c = channels(EDGE_INFO_CHANNELS, self.width)
     for index, features in zip((0, 2, 4, 6), (x.shape[-1], c, c, c)):
-      x = nn.relu(
-        Conv2d(features, 3, padding=1, dtype=self.dtype, impl=self.impl, name=str(index))(x)
-      )
+      x = nn.relu(self.conv(features, 3, padding=1, name=str(index))(x))
     return x
 
 
@@ -308,7 +278,9 @@ class PoolNet(nn.Module):
 
   `dtype` is the compute dtype of the convolutions and the decoder (parameters,
   the frozen BatchNorm's affine map and the final logits stay float32); `conv`
-  how the convolutions are computed (layers.ConvImpl); `remat` recomputes the
+  how the convolutions are computed (layers.ConvImpl). Both are bound once into
+  the Conv2d (and BatchNorm) every submodule receives as its `conv` (`norm`)
+  field. `remat` recomputes the
   ResNet bottlenecks, VGG blocks and FAMs in the backward pass instead of
   keeping their activations.
   """
@@ -347,33 +319,37 @@ class PoolNet(nn.Module):
         f"input {size[0]}x{size[1]} is too small for PoolNet-{self.backbone}: "
         f"the smallest accepted height and width is {smallest}"
       )
-    w, d, impl = self.width, self.dtype, self.conv
-    spec = DECODER[self.backbone]
-    features, flows = Base(
-      self.backbone, self.stages, w, self.resnet_style, d, impl, self.remat, name="base"
-    )(images.astype(d))
-    if spec["convert"]:
-      features = _Convert([channels(c, w) for c in spec["convert"]], d, impl, name="convert")(
-        features
+    w, conv = self.width, conv_def(self.dtype, self.conv)
+    if self.backbone == "resnet50":
+      norm = functools.partial(FrozenBatchNorm, dtype=self.dtype)
+      backbone = functools.partial(
+        ResNet, self.stages, w, self.resnet_style, conv, norm, self.remat
       )
+    else:
+      backbone = functools.partial(VGG16, w, conv, self.remat)
+    spec = DECODER[self.backbone]
+    features, flows = Base(self.backbone, backbone, w, conv, name="base")(images.astype(self.dtype))
+    if spec["convert"]:
+      convert = _Convert([channels(c, w) for c in spec["convert"]], conv, name="convert")
+      features = convert(features)
     rows = [(channels(k, w), channels(k_out, w), x2, fuse) for k, k_out, x2, fuse in spec["fam"]]
-    decoder = Decoder(rows, d, impl, self.remat, name="deep_pool")
+    decoder = Decoder(rows, conv, self.remat, name="deep_pool")
     if not self.edge:
       merge = decoder(features[::-1], flows)[-1]
-      return Score(1, d, impl, name="score")(merge, size)
-    blocks = _Blocks(d, impl, name="block")
+      return Score(1, conv, name="score")(merge, size)
+    blocks = _Blocks(conv, name="block")
     outputs = None
     if mode == "edge" or self.is_initializing():
       edges = blocks(decoder(features[::-1], flows, last=False))
-      outputs = EdgeFuse(d, impl, name="fuse")(edges, size)
+      outputs = EdgeFuse(conv, name="fuse")(edges, size)
     if mode == "saliency":
       merges = decoder(features[::-1], flows)
       merge = merges[-1]
       # The saliency loss does not train the edge branch (the original detaches it).
       edges = [jax.lax.stop_gradient(e) for e in blocks(merges[:-1])]
       edges = jnp.concatenate([ops.resize_bilinear(e, _size(merge)) for e in edges], axis=-1)
-      info = EdgeInfo(w, d, impl, name="edgeinfo")(edges)
-      outputs = Score(3, d, impl, name="score")(jnp.concatenate([merge, info], axis=-1), size)
+      info = EdgeInfo(w, conv, name="edgeinfo")(edges)
+      outputs = Score(3, conv, name="score")(jnp.concatenate([merge, info], axis=-1), size)
     return outputs
 
 
@@ -381,22 +357,18 @@ class _Convert(nn.Module):
   """`convert.convert0`: per feature a 1x1 conv + ReLU (children '0'..'4', each conv '0')."""
 
   features: Sequence[int]
-  dtype: Any = jnp.float32
-  impl: ConvImpl = XLA
+  conv: ModuleDef = Conv2d
 
   @nn.compact
   def __call__(self, features):
-    return ConvList(self.features, 1, relu=True, dtype=self.dtype, impl=self.impl, name="convert0")(
-      features
-    )
+    return ConvList(self.features, 1, relu=True, conv=self.conv, name="convert0")(features)
 
 
 class _Blocks(nn.Module):
   """`block`: one BlockLayer per intermediate merge, coarsest first."""
 
-  dtype: Any = jnp.float32
-  impl: ConvImpl = XLA
+  conv: ModuleDef = Conv2d
 
   @nn.compact
   def __call__(self, merges):
-    return [BlockLayer(self.dtype, self.impl, name=str(i))(m) for i, m in enumerate(merges)]
+    return [BlockLayer(self.conv, name=str(i))(m) for i, m in enumerate(merges)]

@@ -1,12 +1,11 @@
 """Dilated ResNet-50 backbone of PoolNet (output stride 16)."""
 
-from typing import Any, Sequence
+from typing import Sequence
 
 import flax.linen as nn
-import jax.numpy as jnp
 
 from poolnet_jax.imaging import ops
-from poolnet_jax.models.layers import XLA, Conv2d, ConvImpl, FrozenBatchNorm, channels
+from poolnet_jax.models.layers import Conv2d, FrozenBatchNorm, ModuleDef, channels
 
 STAGE_WIDTHS = (64, 128, 256, 512)
 STAGE_STRIDES = (1, 2, 2, 1)
@@ -27,30 +26,20 @@ class Bottleneck(nn.Module):
   dilation: int = 1
   downsample: bool = False
   style: str = "caffe"
-  dtype: Any = jnp.float32
-  impl: ConvImpl = XLA
+  conv: ModuleDef = Conv2d
+  norm: ModuleDef = FrozenBatchNorm
 
   @nn.compact
   def __call__(self, x):
-    d, impl = self.dtype, self.impl
+    conv, norm, d = self.conv, self.norm, self.dilation
     s1, s3 = (self.stride, 1) if self.style == "caffe" else (1, self.stride)
-    y = Conv2d(self.planes, 1, stride=s1, dtype=d, impl=impl, name="conv1")(x)
-    y = nn.relu(FrozenBatchNorm(d, name="bn1")(y))
-    y = Conv2d(
-      self.planes,
-      3,
-      stride=s3,
-      padding=self.dilation,
-      dilation=self.dilation,
-      dtype=d,
-      impl=impl,
-      name="conv2",
-    )(y)
-    y = nn.relu(FrozenBatchNorm(d, name="bn2")(y))
-    y = Conv2d(self.planes * EXPANSION, 1, dtype=d, impl=impl, role="zero", name="conv3")(y)
-    y = FrozenBatchNorm(d, name="bn3")(y)
+    y = nn.relu(norm(name="bn1")(conv(self.planes, 1, stride=s1, name="conv1")(x)))
+    y = conv(self.planes, 3, stride=s3, padding=d, dilation=d, name="conv2")(y)
+    y = nn.relu(norm(name="bn2")(y))
+    y = conv(self.planes * EXPANSION, 1, role="zero", name="conv3")(y)
+    y = norm(name="bn3")(y)
     if self.downsample:
-      x = Downsample(self.planes * EXPANSION, self.stride, d, impl, name="downsample")(x)
+      x = Downsample(self.planes * EXPANSION, self.stride, conv, norm, name="downsample")(x)
     return nn.relu(y + x.astype(y.dtype))
 
 
@@ -59,13 +48,12 @@ class Downsample(nn.Module):
 
   features: int
   stride: int
-  dtype: Any = jnp.float32
-  impl: ConvImpl = XLA
+  conv: ModuleDef = Conv2d
+  norm: ModuleDef = FrozenBatchNorm
 
   @nn.compact
   def __call__(self, x):
-    x = Conv2d(self.features, 1, stride=self.stride, dtype=self.dtype, impl=self.impl, name="0")(x)
-    return FrozenBatchNorm(self.dtype, name="1")(x)
+    return self.norm(name="1")(self.conv(self.features, 1, stride=self.stride, name="0")(x))
 
 
 class Stage(nn.Module):
@@ -80,8 +68,8 @@ class Stage(nn.Module):
   stride: int
   dilation: int
   style: str
-  dtype: Any = jnp.float32
-  impl: ConvImpl = XLA
+  conv: ModuleDef = Conv2d
+  norm: ModuleDef = FrozenBatchNorm
   remat: bool = False
 
   @nn.compact
@@ -94,8 +82,8 @@ class Stage(nn.Module):
         self.dilation,
         downsample=i == 0,
         style=self.style,
-        dtype=self.dtype,
-        impl=self.impl,
+        conv=self.conv,
+        norm=self.norm,
         name=str(i),
       )(x)
     return x
@@ -107,25 +95,16 @@ class ResNet(nn.Module):
   stages: Sequence[int] = (3, 4, 6, 3)
   width: float = 1.0
   style: str = "caffe"
-  dtype: Any = jnp.float32
-  impl: ConvImpl = XLA
+  conv: ModuleDef = Conv2d
+  norm: ModuleDef = FrozenBatchNorm
   remat: bool = False
 
   @nn.compact
   def __call__(self, x):
     if self.style not in STYLES:
       raise ValueError(f"unknown ResNet style {self.style!r}; expected one of {STYLES}")
-    x = Conv2d(
-      channels(64, self.width),
-      7,
-      stride=2,
-      padding=3,
-      dtype=self.dtype,
-      impl=self.impl,
-      role="input",
-      name="conv1",
-    )(x)
-    x = nn.relu(FrozenBatchNorm(self.dtype, name="bn1")(x))
+    stem = self.conv(channels(64, self.width), 7, stride=2, padding=3, role="input", name="conv1")
+    x = nn.relu(self.norm(name="bn1")(stem(x)))
     features = [x]
     x = ops.max_pool(x, 3, 2, 1, ceil_mode=self.style == "caffe")
     for i, blocks in enumerate(self.stages):
@@ -135,8 +114,8 @@ class ResNet(nn.Module):
         STAGE_STRIDES[i],
         STAGE_DILATIONS[i],
         self.style,
-        self.dtype,
-        self.impl,
+        self.conv,
+        self.norm,
         self.remat,
         name=f"layer{i + 1}",
       )(x)

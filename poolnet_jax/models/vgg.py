@@ -1,12 +1,9 @@
 """PoolNet's VGG-16 backbone: 3x3 stride-2 max pools, features at strides 2-16."""
 
-from typing import Any
-
 import flax.linen as nn
-import jax.numpy as jnp
 
 from poolnet_jax.imaging import ops
-from poolnet_jax.models.layers import XLA, Conv2d, ConvImpl, channels
+from poolnet_jax.models.layers import Conv2d, ModuleDef, channels
 
 # The original's flat layer list: (index, out channels) of each 3x3 conv; a ReLU
 # follows each conv and max pools sit at 4, 9, 16, 23 (and 30, never used).
@@ -37,8 +34,7 @@ class VGGLayers(nn.Module):
   """
 
   width: float = 1.0
-  dtype: Any = jnp.float32
-  impl: ConvImpl = XLA
+  conv: ModuleDef = Conv2d
   remat: bool = False
 
   @nn.compact
@@ -60,18 +56,11 @@ class VGGLayers(nn.Module):
 def _conv_block(layers, x, convs):
   """3x3 conv + ReLU for each (index, channels) of `convs`, as children of `layers`."""
   for index, c in convs:
-    x = nn.relu(
-      Conv2d(
-        channels(c, layers.width),
-        3,
-        padding=1,
-        use_bias=True,
-        dtype=layers.dtype,
-        impl=layers.impl,
-        role="input" if index == 0 else "hidden",
-        name=str(index),
-      )(x)
+    role = "input" if index == 0 else "hidden"
+    conv = layers.conv(
+      channels(c, layers.width), 3, padding=1, use_bias=True, role=role, name=str(index)
     )
+    x = nn.relu(conv(x))
   return x
 
 
@@ -79,13 +68,12 @@ class VGG16(nn.Module):
   """Returns [relu2_2, relu3_3, relu4_3, relu5_3]; layers live under `base`."""
 
   width: float = 1.0
-  dtype: Any = jnp.float32
-  impl: ConvImpl = XLA
+  conv: ModuleDef = Conv2d
   remat: bool = False
 
   @nn.compact
   def __call__(self, x):
-    return VGGLayers(self.width, self.dtype, self.impl, self.remat, name="base")(x)
+    return VGGLayers(self.width, self.conv, self.remat, name="base")(x)
 
   @staticmethod
   def feature_channels(width: float = 1.0):
