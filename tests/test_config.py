@@ -119,7 +119,7 @@ def test_a_config_of_before_the_spec_is_told_what_to_write():
     ("learning_rate", -1e-3, "learning_rate=-0.001 must be > 0"),
     ("batch_size", 0, "batch_size=0 must be an integer >= 1"),
     ("model.variant", "resnet51", "model.variant='resnet51' is not one of resnet50, resnet50_edge"),
-    ("model.width", 0.0, "model.width=0.0 must be > 0"),
+    ("model.width", 0.0, "model.width=0.0 must be a number > 0"),
     ("model.stages", (3, 4, 6), r"model.stages=\(3, 4, 6\) must be 4 block counts >= 1"),
     ("model.resnet_style", "timm", "model.resnet_style='timm' is not one of caffe, torchvision"),
     ("iter_size", -2, "iter_size=-2 must be an integer >= 1"),

@@ -46,7 +46,7 @@ def test_torch_checkpoint_lists_every_tensor_and_its_variant(tmp_path, capsys, n
   assert code == 0
   report = json.loads(out)
   assert (report["variant"], report["matches"], report["format"]) == (name, True, fmt)
-  assert report["overrides"] == {} and report["prefix"] == ""
+  assert report["model"] == poolnet_jax.ModelSpec(name).to_json() and report["prefix"] == ""
   assert [(t["name"], tuple(t["shape"]), t["dtype"]) for t in report["tensors"]] == [
     (k, tuple(v.shape), str(v.dtype).replace("torch.", "")) for k, v in state.items()
   ]
@@ -87,7 +87,7 @@ def test_small_model_from_the_project_writer_is_recognised(tmp_path):
   write_state_dict(path, state)
   report = inspect_checkpoint(path)
   assert report.matches and report.variant == "resnet50"
-  assert report.overrides == {"width": 0.125, "stages": (1, 1, 1, 1)}
+  assert report.spec == poolnet_jax.ModelSpec("resnet50", width=0.125, stages=(1, 1, 1, 1))
   assert [(t.name, t.shape) for t in report.tensors] == [(k, v.shape) for k, v in state.items()]
   assert report.tensors[-1].dtype == "float32"
   assert {t.dtype for t in report.tensors if t.name.endswith("num_batches_tracked")} == {"int64"}

@@ -188,11 +188,12 @@ def test_model_spec_is_one_value_that_makes_the_model_and_round_trips_through_js
   old = {"variant": "resnet50", "overrides": {"stages": [2, 2, 2, 2]}}  # files of before the spec
   assert ModelSpec.from_json(old) == ModelSpec("resnet50", stages=(2, 2, 2, 2))
   for bad, message in [
-    (dict(variant="resnet18"), "unknown PoolNet variant 'resnet18'"),
+    (dict(variant="resnet18"), "variant='resnet18' is not one of resnet50, resnet50_edge, vgg16,"),
     (dict(width=0), "width=0 must be a number > 0"),
     (dict(stages=(3, 4, 6)), r"stages=\(3, 4, 6\) must be 4 block counts"),
-    (dict(resnet_style="timm"), "unknown ResNet style 'timm'"),
-    (dict(dtype="float64"), "unknown compute dtype 'float64'"),
+    (dict(resnet_style="timm"), "resnet_style='timm' is not one of caffe, torchvision"),
+    (dict(dtype="float64"), "dtype='float64' is not one of float32, bfloat16, float16"),
+    (dict(width=True, dtype="x"), "width=True must be a number > 0; dtype='x' is not one of"),
   ]:
     with pytest.raises(ValueError, match=message):
       ModelSpec(**bad)

@@ -218,7 +218,7 @@ def test_file_without_metadata_or_poolnet_names(tmp_path):
     ),
     (
       dict(format="poolnet-jax", variant="resnet101"),
-      "its poolnet-jax metadata is not a PoolNet model spec (unknown PoolNet variant 'resnet101'",
+      "its poolnet-jax metadata is not a PoolNet model spec (variant='resnet101' is not one of",
     ),
     (
       dict(format="poolnet-jax", variant="resnet50", overrides='{"depth": 3}'),

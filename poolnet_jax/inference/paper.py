@@ -103,12 +103,12 @@ def load_model(path, variant):
   path = Path(path)
   if path.is_file() and not safetensors_io.looks_like_safetensors(path):
     state_dict = strip_prefix(read_state_dict(path))
-    name, overrides = _reduced(state_dict)
-    if name is None:
+    spec = _reduced(state_dict)
+    if spec is None:
       name, variables = mapping.to_flax(state_dict, source=str(path))  # or why not
       model = create_model(name)
     else:
-      model, variables = create_model(name, **overrides), mapping.unflatten(state_dict)
+      model, variables = create_model(spec), mapping.unflatten(state_dict)
   else:
     model, variables = pretrained.load_pretrained(path)
   found = variant_name(model)
@@ -126,20 +126,20 @@ def load_model(path, variant):
 
 
 def _reduced(state_dict):
-  """(variant, overrides) of a state_dict that fits a PoolNet of another width or stage count
-  exactly, else (None, None) (full-size files, and files that fit nothing, go to_flax)."""
+  """The ModelSpec of a state_dict that fits a PoolNet of another width or stage count
+  exactly, else None (full-size files, and files that fit nothing, go to_flax)."""
   from poolnet_jax.weights import inspector  # pylint: disable=import-outside-toplevel
 
-  for name, overrides in inspector.candidates(state_dict):
-    if not overrides:
+  for spec in inspector.candidates(state_dict):
+    if not spec.options():
       continue
     try:
-      expected = mapping.expected_state_dict(name, **overrides)
+      expected = mapping.expected_state_dict(spec)
     except ValueError:
       continue
     if not any(mapping.mismatch(state_dict, expected)):
-      return name, overrides
-  return None, None
+      return spec
+  return None
 
 
 @dataclasses.dataclass

@@ -5,7 +5,15 @@ import dataclasses
 from poolnet_jax.models import init as init_schemes
 from poolnet_jax.models.layers import ConvImpl, conv_impl
 from poolnet_jax.models.poolnet import PoolNet
-from poolnet_jax.models.spec import DTYPES, OPTIONS, VARIANTS, ModelSpec, as_spec, compute_dtype
+from poolnet_jax.models.spec import (
+  DTYPES,
+  OPTIONS,
+  VARIANTS,
+  ModelSpec,
+  as_spec,
+  compute_dtype,
+  spec_problems,
+)
 
 __all__ = [
   "DTYPES",
@@ -15,6 +23,7 @@ __all__ = [
   "as_spec",
   "compute_dtype",
   "create_model",
+  "spec_problems",
   "variant_name",
 ]
 

@@ -53,31 +53,22 @@ class ModelSpec:
   dtype: str = "float32"
 
   def __post_init__(self):
-    if self.variant not in VARIANTS:
-      raise ValueError(
-        f"unknown PoolNet variant {self.variant!r}; expected one of {sorted(VARIANTS)}"
-      )
-    if isinstance(self.width, bool) or not isinstance(self.width, (int, float)) or self.width <= 0:
-      raise ValueError(f"width={self.width!r} must be a number > 0")
-    stages = tuple(self.stages)
-    if len(stages) != 4 or not all(isinstance(s, int) and s >= 1 for s in stages):
-      raise ValueError(f"stages={self.stages!r} must be 4 block counts >= 1")
-    if self.resnet_style not in RESNET_STYLES:
-      raise ValueError(
-        f"unknown ResNet style {self.resnet_style!r}; expected one of {RESNET_STYLES}"
-      )
+    problems = spec_problems(dataclasses.asdict(self))
+    if problems:
+      raise ValueError("; ".join(problems))
     object.__setattr__(self, "width", float(self.width))
-    object.__setattr__(self, "stages", stages)
+    object.__setattr__(self, "stages", tuple(self.stages))
     object.__setattr__(self, "dtype", compute_dtype(self.dtype).name)
 
   @classmethod
   def create(cls, variant, **options):
     """The spec of `variant` with `options` (the old create_model overrides), unknown ones
     refused by name."""
-    unknown = sorted(set(options) - set(OPTIONS))
-    if unknown:
-      raise ValueError(f"{', '.join(unknown)}: not a model option (they are {', '.join(OPTIONS)})")
-    return cls(variant, **{k: v for k, v in options.items() if v is not None})
+    options = {k: v for k, v in options.items() if v is not None}
+    problems = spec_problems({"variant": variant, **options}, required=())
+    if problems:
+      raise ValueError("; ".join(problems))
+    return cls(variant, **options)
 
   @classmethod
   def from_json(cls, obj):
@@ -128,6 +119,47 @@ class ModelSpec:
 
 
 OPTIONS = ("width", "stages", "resnet_style", "dtype")
+
+
+def spec_problems(fields, required=("variant",)):
+  """What is wrong with a spec's `fields` (a dict, as a config or a file holds them), one
+  line each, "key=value: why"; [] when ModelSpec(**fields) is a valid network."""
+  problems = [
+    f"{key}: not a model option (they are variant, {', '.join(OPTIONS)})"
+    for key in sorted(set(fields) - {"variant", *OPTIONS})
+  ]
+  problems += [f"{key}: missing" for key in required if key not in fields]
+  checks = {
+    "variant": (lambda v: v in VARIANTS, f"is not one of {', '.join(sorted(VARIANTS))}"),
+    "width": (_positive_number, "must be a number > 0"),
+    "stages": (_block_counts, "must be 4 block counts >= 1"),
+    "resnet_style": (lambda v: v in RESNET_STYLES, f"is not one of {', '.join(RESNET_STYLES)}"),
+    "dtype": (_dtype_name, f"is not one of {', '.join(DTYPES)}"),
+  }
+  for key, (valid, why) in checks.items():
+    if key in fields and not valid(fields[key]):
+      problems.append(f"{key}={fields[key]!r} {why}")
+  return problems
+
+
+def _positive_number(value):
+  return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+
+def _block_counts(values):
+  return (
+    isinstance(values, (tuple, list))
+    and len(values) == 4
+    and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values)
+  )
+
+
+def _dtype_name(value):
+  try:
+    compute_dtype(value)
+  except ValueError:
+    return False
+  return True
 
 
 def as_spec(spec, **options):

@@ -21,11 +21,9 @@ from poolnet_jax import runtime
 from poolnet_jax.data import datasets
 from poolnet_jax.data import pipeline
 from poolnet_jax.errors import UserError
-from poolnet_jax.models import DTYPES, OPTIONS, VARIANTS
-from poolnet_jax.models import ModelSpec, create_model
+from poolnet_jax.models import VARIANTS, ModelSpec, create_model, spec_problems
 from poolnet_jax.models import init as init_schemes
 from poolnet_jax.models.layers import CONV_CHOICES
-from poolnet_jax.models.resnet import STYLES
 from poolnet_jax.train import parallel as parallel_lib
 from poolnet_jax.train import step as step_lib
 from poolnet_jax.weights import pretrained
@@ -310,24 +308,7 @@ def _model_problems(config):
       f"model={model!r} is not a model spec: write model.variant={model!r} (and model.width, "
       f"model.stages, model.resnet_style, model.dtype for what model_overrides held)"
     ]
-  problems = []
-  fields = model.to_dict()
-  for key in sorted(set(fields) - {"variant", *OPTIONS}):
-    problems.append(f"model.{key} is not a model option (they are variant, {', '.join(OPTIONS)})")
-  if fields.get("variant") not in VARIANTS:
-    problems.append(
-      f"model.variant={fields.get('variant')!r} is not one of {', '.join(sorted(VARIANTS))}"
-    )
-  if "dtype" in fields and fields["dtype"] not in DTYPES:
-    problems.append(f"model.dtype={fields['dtype']!r} is not one of {', '.join(DTYPES)}")
-  if "width" in fields and not (_number(fields["width"]) and fields["width"] > 0):
-    problems.append(f"model.width={fields['width']!r} must be > 0")
-  if "stages" in fields and not _ints(fields["stages"], 4, 1):
-    problems.append(f"model.stages={fields['stages']!r} must be 4 block counts >= 1")
-  if "resnet_style" in fields and fields["resnet_style"] not in STYLES:
-    problems.append(
-      f"model.resnet_style={fields['resnet_style']!r} is not one of {', '.join(STYLES)}"
-    )
+  problems = [f"model.{problem}" for problem in spec_problems(model.to_dict())]
   if "model_overrides" in config:
     problems.append("model_overrides is gone: its keys are model.width, model.dtype, ...")
   return problems

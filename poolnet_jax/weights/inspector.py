@@ -12,11 +12,9 @@ tried, so a model trained with `width=0.125, stages=(1, 1, 1, 1)` is recognised.
 
 import dataclasses
 import re
-from typing import Optional
-
 import numpy as np
 
-from poolnet_jax.models import VARIANTS
+from poolnet_jax.models import VARIANTS, ModelSpec
 from poolnet_jax.weights.torch_io import mapping
 from poolnet_jax.weights.torch_io.pth import read_state_dict, strip_prefix
 
@@ -40,12 +38,15 @@ class Report:
   format: str  # "zip" (torch >= 1.6) or "legacy" (torch <= 1.5)
   tensors: list
   prefix: str  # "module." when nn.DataParallel's prefix was stripped for matching, else ""
-  variant: Optional[str]  # the matching variant, or the nearest one
-  overrides: dict  # create_model overrides of that variant (width, stages), {} at full size
+  spec: ModelSpec  # the matching PoolNet, or the nearest one
   matches: bool
   missing: list = dataclasses.field(default_factory=list)
   unexpected: list = dataclasses.field(default_factory=list)
   mis_shaped: list = dataclasses.field(default_factory=list)
+
+  @property
+  def variant(self):
+    return self.spec.variant
 
   @property
   def values(self):
@@ -56,10 +57,8 @@ class Report:
     out["tensors"] = [
       {"name": t.name, "shape": list(t.shape), "dtype": t.dtype} for t in self.tensors
     ]
-    out["overrides"] = {
-      k: list(v) if isinstance(v, tuple) else v for k, v in self.overrides.items()
-    }
-    out["values"] = self.values
+    out["variant"], out["model"], out["values"] = self.variant, self.spec.to_json(), self.values
+    del out["spec"]
     return out
 
 
@@ -81,27 +80,18 @@ def inspect_checkpoint(path):
   stripped = strip_prefix(arrays)
   prefix = "module." if list(stripped) != list(arrays) else ""
   best = None
-  for name, overrides in candidates(stripped):
+  for spec in candidates(stripped):
     try:
-      expected = mapping.expected_state_dict(name, **overrides)
-    except ValueError:  # a width or stage count no PoolNet can have
+      expected = mapping.expected_state_dict(spec)
+    except ValueError:  # a width no PoolNet can have
       continue
     missing, unexpected, mis_shaped = mapping.mismatch(stripped, expected)
     score = len(missing) + len(unexpected) + len(mis_shaped)
     if best is None or score < best[0]:
-      best = (score, name, overrides, missing, unexpected, mis_shaped)
-  score, name, overrides, missing, unexpected, mis_shaped = best
+      best = (score, spec, missing, unexpected, mis_shaped)
+  score, spec, missing, unexpected, mis_shaped = best
   return Report(
-    str(path),
-    file_format(path),
-    tensors,
-    prefix,
-    name,
-    overrides,
-    score == 0,
-    missing,
-    unexpected,
-    mis_shaped,
+    str(path), file_format(path), tensors, prefix, spec, score == 0, missing, unexpected, mis_shaped
   )
 
 
@@ -110,23 +100,19 @@ def _dtype_name(array):
 
 
 def candidates(state_dict):
-  """(variant, overrides): every variant at full size, then at the width and stages the
-  file suggests (first convolution's outputs / 64, ResNet blocks per stage)."""
-  rows = [(name, {}) for name in VARIANTS]
-  for name, spec in VARIANTS.items():
-    first = state_dict.get(FIRST_CONV[spec["backbone"]])
-    if first is None or np.ndim(first) != 4:
+  """ModelSpecs to try: every variant at full size, then at the width and stages the file
+  suggests (first convolution's outputs / 64, ResNet blocks per stage)."""
+  rows = [ModelSpec(name) for name in VARIANTS]
+  for name, kind in VARIANTS.items():
+    first = state_dict.get(FIRST_CONV[kind["backbone"]])
+    if first is None or np.ndim(first) != 4 or not first.shape[0]:
       continue
-    overrides = {}
-    width = first.shape[0] / 64
-    if width != 1.0:
-      overrides["width"] = width
-    if spec["backbone"] == "resnet50":
-      stages = _resnet_stages(state_dict)
-      if stages and stages != (3, 4, 6, 3):
-        overrides["stages"] = stages
-    if overrides:
-      rows.append((name, overrides))
+    options = {"width": first.shape[0] / 64}
+    if kind["backbone"] == "resnet50":
+      options["stages"] = _resnet_stages(state_dict) or (3, 4, 6, 3)
+    spec = ModelSpec(name, **options)
+    if spec not in rows:
+      rows.append(spec)
   return rows
 
 
@@ -140,13 +126,6 @@ def _resnet_stages(state_dict):
   return tuple(counts) if all(counts) else None
 
 
-def describe_variant(report):
-  """'resnet50', or 'resnet50 (width=0.125, stages=(1, 1, 1, 1))'."""
-  if not report.overrides:
-    return report.variant
-  return f"{report.variant} ({', '.join(f'{k}={v}' for k, v in report.overrides.items())})"
-
-
 def format_text(report, shown=SHOWN):
   """The report as lines of text: a summary, the differences, then every tensor."""
   lines = [
@@ -156,9 +135,9 @@ def format_text(report, shown=SHOWN):
   if report.prefix:
     lines.append(f"names carry nn.DataParallel's {report.prefix!r} prefix (ignored for matching)")
   if report.matches:
-    lines.append(f"PoolNet variant: {describe_variant(report)} (every name and shape matches)")
+    lines.append(f"PoolNet variant: {report.spec} (every name and shape matches)")
   else:
-    lines.append(f"no PoolNet variant matches; nearest: {describe_variant(report)}")
+    lines.append(f"no PoolNet variant matches; nearest: {report.spec}")
     for label, items in (
       ("missing", report.missing),
       ("unexpected", report.unexpected),
