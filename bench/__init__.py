@@ -4,4 +4,6 @@
 (everything; see BENCHMARKS.md). Each framework runs in its own worker process
 (bench/worker.py), both pinned to the same cores with the same thread count, on
 the same weights and inputs; the driver alternates their runs and takes medians.
+`python -m bench.accelerator` does the same on a GPU (bench/accelerator_worker.py);
+both stand on bench/harness.py.
 """

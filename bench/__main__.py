@@ -6,16 +6,16 @@ geometric mean over the inference models measured, and the paper-protocol train
 step, batch 1 at 300x400, ResNet-50).
 """
 
-import argparse
+import dataclasses
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
 
-from bench import report
+from bench import harness, report
 from bench.common import Task
-from bench.pair import Pair, Worker
 
 NATIVE = (300, 400)  # a typical DUTS image size, the paper's batch-1 protocol
 BATCHED = (8, 320, 320)
@@ -23,11 +23,7 @@ EVAL_SIZES = ((128, 160), (160, 128), (128, 160), (144, 176), (160, 128), (176, 
 
 
 def parse_args(argv):
-  parser = argparse.ArgumentParser(
-    prog="python -m bench",
-    description=__doc__,
-    formatter_class=argparse.RawDescriptionHelpFormatter,
-  )
+  parser = harness.parser("python -m bench", __doc__)
   parser.add_argument(
     "--quick",
     action="store_true",
@@ -58,29 +54,62 @@ def plan(args):
   return infer, train
 
 
+def worker(framework, threads, directory, cache_dir):
+  """The CPU suite's worker (bench/worker.py) of `framework`, started."""
+  started = harness.Worker("bench.worker", framework, (threads, directory, cache_dir))
+  started.start(check=True)
+  return started
+
+
+def time_pair(task, repeats, threads, directory, cache_dir):
+  """A torch and a JAX worker alive together, their runs of `task` alternated: a row."""
+  args = (threads, directory, cache_dir)
+  with worker("torch", *args) as torch_worker, worker("jax", *args) as jax_worker:
+    workers = {"torch": torch_worker, "jax": jax_worker}
+    task_fields = dataclasses.asdict(task)
+    setup = {name: w.ask({"setup": task_fields}, check=True) for name, w in workers.items()}
+    times, _ = harness.alternate(
+      lambda name: workers[name].ask({"run": 1}, check=True)["times"], ("jax", "torch"), repeats
+    )
+    rss = {name: w.ask({"rss": 0}, check=True)["peak_rss_mb"] for name, w in workers.items()}
+    versions = {name: w.info for name, w in workers.items()}
+  medians = {name: statistics.median(t) for name, t in times.items()}
+  return {
+    "task": task_fields,
+    "label": task.label,
+    "times": times,
+    "median_s": medians,
+    "ratio": medians["torch"] / medians["jax"],
+    "compile_s": setup["jax"]["compile_s"],
+    "warmup_s": setup,
+    "peak_rss_mb": rss,
+    "versions": versions,
+    "loadavg": harness.loadavg(),
+  }
+
+
 def main(argv=None):
   args = parse_args(sys.argv[1:] if argv is None else argv)
   train_repeats = args.train_repeats or (5 if args.quick else args.repeats)
   start = time.time()
-  results = {"load_before": report.loadavg(), "rows": [], "threads": args.threads}
+  results = {"load_before": harness.loadavg(), "rows": [], "threads": args.threads}
   infer, train = plan(args)
   with tempfile.TemporaryDirectory(prefix="poolnet-bench-") as directory:
-    cache = os.path.join(directory, "xla-cache")
-    for task in infer:
-      results["rows"].append(Pair(args.threads, directory, cache).time(task, args.repeats))
-      report.progress(results["rows"][-1])
-    for task in train:
-      results["rows"].append(Pair(args.threads, directory, cache).time(task, train_repeats))
+    where = (args.threads, directory, os.path.join(directory, "xla-cache"))
+    for task in infer + train:
+      repeats = args.repeats if task.kind == "infer" else train_repeats
+      results["rows"].append(time_pair(task, repeats, *where))
       report.progress(results["rows"][-1])
     # The first train step compiled cold into an empty cache; a new process reads it back.
-    with Worker("jax", args.threads, directory, cache) as jax_worker:
-      results["cached_compile_s"] = jax_worker.ask({"compile": vars(train[0])})["compile_s"]
+    with worker("jax", *where) as jax_worker:
+      compiled = jax_worker.ask({"compile": vars(train[0])}, check=True)
+      results["cached_compile_s"] = compiled["compile_s"]
       results["versions"] = {"jax": jax_worker.info}
       if not args.quick:
-        results["evaluation"] = jax_worker.ask({"eval": ["resnet50", EVAL_SIZES]})
+        results["evaluation"] = jax_worker.ask({"eval": ["resnet50", EVAL_SIZES]}, check=True)
         results["evaluation"]["images"] = len(EVAL_SIZES)
         results["evaluation"]["sizes"] = len(set(EVAL_SIZES))
-  results["load_after"] = report.loadavg()
+  results["load_after"] = harness.loadavg()
   results["wall_s"] = time.time() - start
   if args.json:
     with open(args.json, "w") as f:

@@ -28,7 +28,6 @@ width, one block per stage, 112-pixel inputs, 2 timed calls; the word "gpu" stay
 JAX compile times are cold unless $POOLNET_JAX_CACHE names a persistent compilation cache.
 """
 
-import argparse
 import dataclasses
 import datetime
 import json
@@ -41,8 +40,8 @@ import time
 import numpy as np
 
 from bench import accelerator_report as report
-from bench import common
-from bench.accelerator_worker import AcceleratorWorker, Item
+from bench import common, harness
+from bench.accelerator_worker import Item
 
 SHAPES = {"paper": (1, 300, 400), "batched": (16, 320, 320)}
 TINY_SHAPES = {"paper": (1, 112, 144), "batched": (2, 112, 112)}
@@ -108,11 +107,7 @@ def plan(tiny=False):
 
 
 def parse_args(argv):
-  parser = argparse.ArgumentParser(
-    prog="python -m bench.accelerator",
-    description=__doc__,
-    formatter_class=argparse.RawDescriptionHelpFormatter,
-  )
+  parser = harness.parser("python -m bench.accelerator", __doc__)
   parser.add_argument(
     "--tiny",
     action="store_true",
@@ -195,15 +190,18 @@ class Run:
     """Both sides built, their calls alternated; a row of the step's section."""
     batch, height, width = self.shapes[step.shape]
     sides = [self.build(self.item(step, step.a)), self.build(self.item(step, step.b))]
-    times = [[], []]
-    for i in range(self.repeats(step.kind, sides)):
-      for j in (0, 1) if i % 2 == 0 else (1, 0):
-        if "error" not in sides[j]:
-          reply = self.workers[sides[j]["framework"]].safe_ask({"run": sides[j]["key"], "n": 1})
-          if "error" in reply:
-            sides[j]["error"] = reply["error"]
-          times[j] += reply.get("times", [])
-    for side, measured in zip(sides, times):
+
+    def run(j):
+      reply = self.workers[sides[j]["framework"]].safe_ask({"run": sides[j]["key"], "n": 1})
+      if "error" in reply:
+        raise RuntimeError(reply["error"])
+      return reply["times"]
+
+    built = tuple(j for j in (0, 1) if "error" not in sides[j])
+    times, errors = harness.alternate(run, built, self.repeats(step.kind, sides))
+    for j, error in errors.items():
+      sides[j]["error"] = error
+    for side, measured in zip(sides, (times.get(0), times.get(1))):
       if "error" not in side and measured:
         side.update(times=measured, median_s=statistics.median(measured))
         side["images_per_s"] = batch / side["median_s"]
@@ -309,9 +307,12 @@ def _start_workers(timeout_s):
     },
     "torch": {"JAX_PLATFORMS": "cpu"},
   }
-  workers = {name: AcceleratorWorker(name, env[name], timeout_s) for name in ("torch", "jax")}
-  for worker in workers.values():  # both started first: their imports overlap
-    worker.ready_or_error()
+  workers = {
+    name: harness.Worker("bench.accelerator_worker", name, env=env[name], timeout_s=timeout_s)
+    for name in ("torch", "jax")
+  }
+  for worker in workers.values():  # both spawned first: their imports overlap
+    worker.start()
   return workers
 
 

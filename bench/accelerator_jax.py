@@ -19,7 +19,7 @@ from poolnet_jax import runtime
 from poolnet_jax.models import layers
 from poolnet_jax.weights.torch_io import mapping
 from poolnet_jax.weights.torch_io.pth import read_state_dict
-from bench import common
+from bench import aot_hlo, common
 from bench import jax_side
 
 MODEL = "resnet50"
@@ -164,18 +164,11 @@ def build(item):
 
 
 def _executable_bytes(compiled):
-  """Arguments + outputs + temporaries of one executable (XLA's memory analysis)."""
+  """Arguments + outputs + temporaries of one executable (XLA's memory analysis), or None."""
   try:
-    stats = compiled.memory_analysis()
+    return aot_hlo.memory(compiled)["total"]
   except Exception:  # pylint: disable=broad-except
     return None
-  if isinstance(stats, (list, tuple)):
-    stats = stats[0] if stats else None
-  if stats is None:
-    return None
-  names = ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes")
-  total = sum(getattr(stats, name, 0) for name in names)
-  return int(total - getattr(stats, "alias_size_in_bytes", 0))
 
 
 def memory(runner, runners):

@@ -2,6 +2,8 @@
 
 import sys
 
+from bench import harness
+
 SECTIONS = ("inference", "train", "resize_conv", "remat", "torch_compile")
 
 # (what, section, shape, precision, side, target): side "a" is JAX's images/s, "ratio"
@@ -55,12 +57,7 @@ def goals(results):
   return out
 
 
-def _num(value, digits=1):
-  return "-" if value is None else f"{value:,.{digits}f}"
-
-
-def _mb(value):
-  return "-" if value is None else f"{value / 2**20:,.0f}"
+_num, _mb = harness.number, harness.megabytes
 
 
 def _ips(side):
@@ -84,66 +81,82 @@ def progress(step, results, seconds):
 
 
 def comparison_table(results):
-  lines = [
-    "| what | precision | JAX images/s | PyTorch images/s | JAX/PyTorch | JAX compile s | "
-    "PyTorch first call s | JAX executable MB | PyTorch peak MB |",
-    "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+  header = (
+    "what",
+    "precision",
+    "JAX images/s",
+    "PyTorch images/s",
+    "JAX/PyTorch",
+    "JAX compile s",
+    "PyTorch first call s",
+    "JAX executable MB",
+    "PyTorch peak MB",
+  )
+  rows = [
+    [
+      row["label"],
+      row["precision"],
+      *_pair_cells(row),
+      _num(row["a"].get("compile_s")),
+      _num(row["b"].get("first_call_s"), 2),
+      _mb(row["a"].get("executable_bytes")),
+      _mb(row["b"].get("peak_bytes")),
+    ]
+    for row in results["inference"] + results["train"]
   ]
-  for row in results["inference"] + results["train"]:
-    a, b = row["a"], row["b"]
-    lines.append(
-      f"| {row['label']} | {row['precision']} | {_num(_ips(a))} | {_num(_ips(b))} | "
-      f"{_num(row['ratio'], 2)} | {_num(a.get('compile_s'))} | "
-      f"{_num(b.get('first_call_s'), 2)} | {_mb(a.get('executable_bytes'))} | "
-      f"{_mb(b.get('peak_bytes'))} |"
-    )
-  return "\n".join(lines)
+  return harness.markdown(header, rows)
+
+
+def _pair_cells(row):
+  """Images/s of side a and side b and their ratio."""
+  return _num(_ips(row["a"])), _num(_ips(row["b"])), _num(row["ratio"], 2)
 
 
 def resize_conv_table(results):
-  lines = [
-    "| what (JAX, bfloat16) | resize_conv on images/s | off images/s | on/off | "
-    "compile s on / off |",
-    "| --- | --- | --- | --- | --- |",
+  header = ("what (JAX, bfloat16)", "resize_conv on images/s", "off images/s", "on/off")
+  rows = [
+    [
+      row["label"],
+      *_pair_cells(row),
+      f"{_num(row['a'].get('compile_s'))} / {_num(row['b'].get('compile_s'))}",
+    ]
+    for row in results["resize_conv"]
   ]
-  for row in results["resize_conv"]:
-    a, b = row["a"], row["b"]
-    lines.append(
-      f"| {row['label']} | {_num(_ips(a))} | {_num(_ips(b))} | "
-      f"{_num(row['ratio'], 2)} | {_num(a.get('compile_s'))} / "
-      f"{_num(b.get('compile_s'))} |"
-    )
-  return "\n".join(lines)
+  return harness.markdown(header + ("compile s on / off",), rows)
 
 
 def remat_table(results):
-  lines = [
-    "| what (JAX, bfloat16) | remat images/s | without images/s | remat/without | "
-    "executable MB remat / without |",
-    "| --- | --- | --- | --- | --- |",
+  header = ("what (JAX, bfloat16)", "remat images/s", "without images/s", "remat/without")
+  rows = [
+    [
+      row["label"],
+      *_pair_cells(row),
+      f"{_mb(row['a'].get('executable_bytes'))} / {_mb(row['b'].get('executable_bytes'))}",
+    ]
+    for row in results.get("remat", [])
   ]
-  for row in results.get("remat", []):
-    a, b = row["a"], row["b"]
-    lines.append(
-      f"| {row['label']} | {_num(_ips(a))} | {_num(_ips(b))} | {_num(row['ratio'], 2)} | "
-      f"{_mb(a.get('executable_bytes'))} / {_mb(b.get('executable_bytes'))} |"
-    )
-  return "\n".join(lines)
+  return harness.markdown(header + ("executable MB remat / without",), rows)
 
 
 def torch_compile_table(results):
-  lines = [
-    "| what (bfloat16) | JAX images/s | PyTorch torch.compile images/s | JAX/PyTorch | "
-    "PyTorch first call (compiling) s | PyTorch peak MB |",
-    "| --- | --- | --- | --- | --- | --- |",
+  header = (
+    "what (bfloat16)",
+    "JAX images/s",
+    "PyTorch torch.compile images/s",
+    "JAX/PyTorch",
+    "PyTorch first call (compiling) s",
+    "PyTorch peak MB",
+  )
+  rows = [
+    [
+      row["label"],
+      *_pair_cells(row),
+      _num(row["b"].get("first_call_s"), 1),
+      _mb(row["b"].get("peak_bytes")),
+    ]
+    for row in results.get("torch_compile", [])
   ]
-  for row in results.get("torch_compile", []):
-    a, b = row["a"], row["b"]
-    lines.append(
-      f"| {row['label']} | {_num(_ips(a))} | {_num(_ips(b))} | {_num(row['ratio'], 2)} | "
-      f"{_num(b.get('first_call_s'), 1)} | {_mb(b.get('peak_bytes'))} |"
-    )
-  return "\n".join(lines)
+  return harness.markdown(header, rows)
 
 
 def parity_table(results):
@@ -151,27 +164,32 @@ def parity_table(results):
   if not parity:
     return "parity: not measured"
   shape = "x".join(map(str, parity["shape"]))
-  lines = [
-    f"| against {parity['reference']}, {shape} | relative L2 of logits | "
-    "max abs difference of maps |",
-    "| --- | --- | --- |",
+  header = (
+    f"against {parity['reference']}, {shape}",
+    "relative L2 of logits",
+    "max abs difference of maps",
+  )
+  rows = [
+    [name, f"error: {p['error'][:80]}", ""]
+    if "error" in p
+    else [name, f"{p['rel_l2']:.2e}", f"{p['max_abs_map']:.2e}"]
+    for name, p in parity["against"].items()
   ]
-  for name, p in parity["against"].items():
-    if "error" in p:
-      lines.append(f"| {name} | error: {p['error'][:80]} | |")
-    else:
-      lines.append(f"| {name} | {p['rel_l2']:.2e} | {p['max_abs_map']:.2e} |")
-  return "\n".join(lines)
+  return harness.markdown(header, rows)
 
 
 def goals_table(results):
-  lines = ["| goal | measured on | target | measured | met |", "| --- | --- | --- | --- | --- |"]
-  for g in results["goals"]:
-    met = "n/a" if g["met"] is None else ("yes" if g["met"] else "no")
-    lines.append(
-      f"| {g['goal']} | {g['shape'] or '-'} | {g['target']:g} | {_num(g['value'], 2)} | {met} |"
-    )
-  return "\n".join(lines)
+  rows = [
+    [
+      g["goal"],
+      g["shape"] or "-",
+      f"{g['target']:g}",
+      _num(g["value"], 2),
+      "n/a" if g["met"] is None else ("yes" if g["met"] else "no"),
+    ]
+    for g in results["goals"]
+  ]
+  return harness.markdown(("goal", "measured on", "target", "measured", "met"), rows)
 
 
 def errors(results):

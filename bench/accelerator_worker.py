@@ -1,4 +1,5 @@
-"""One framework's process for `python -m bench.accelerator`, driven by JSON lines on stdin.
+"""The accelerator suite's worker: one framework's process for `python -m bench.accelerator`
+(bench/harness.py), driven by JSON lines on stdin.
 
     python -m bench.accelerator_worker {jax|torch}
 
@@ -6,21 +7,16 @@ Commands: {"prepare": {...}} (torch writes the weights, JAX converts them), {"bu
 (compiles or builds a runner and warms it up; built runners are kept by key), {"run": KEY,
 "n": N} times N synchronised calls, {"logits": KEY, "path": FILE} saves an inference
 runner's NHWC float32 logits, {"memory": KEY}, {"exit": 0}. Every reply is one JSON line;
-a command that fails replies {"error": ...} and the worker carries on.
+a command that fails replies {"error": ...} and the worker carries on (harness.serve).
 """
 
 import dataclasses
-import json
-import os
-import select
-import subprocess
+import functools
 import sys
 import time
-import traceback
 from typing import Optional
 
-from bench import common
-from bench.pair import Worker
+from bench import common, harness
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,50 +43,6 @@ class Item:
 
   def task(self):
     return common.Task(self.kind, "resnet50", self.batch, self.height, self.width)
-
-
-class AcceleratorWorker(Worker):
-  """`python -m bench.accelerator_worker FRAMEWORK`; `ready()` waits for its start."""
-
-  def __init__(self, framework, env=None, timeout_s=600.0):  # pylint: disable=super-init-not-called
-    self.framework, self.timeout_s = framework, timeout_s
-    self.process = subprocess.Popen(
-      [sys.executable, "-m", "bench.accelerator_worker", framework],
-      stdin=subprocess.PIPE,
-      stdout=subprocess.PIPE,
-      text=True,
-      cwd=common.REPO,
-      env={**os.environ, **(env or {})},
-    )
-    self.info, self.dead = {}, False
-
-  def ready_or_error(self):
-    """Waits for the worker's start; a worker that fails it is marked dead, not fatal."""
-    try:
-      self.info = self._read()
-    except RuntimeError as error:
-      self.info, self.dead = {"error": str(error)}, True
-    return self.info
-
-  def _read(self):
-    """The next reply, or RuntimeError when none comes in `timeout_s` (the worker is
-    killed: a hung compile or a stuck device must not hold the whole run)."""
-    ready, _, _ = select.select([self.process.stdout], [], [], self.timeout_s)
-    if not ready:
-      self.process.kill()
-      self.process.wait()
-      raise RuntimeError(f"the {self.framework} worker gave no reply in {self.timeout_s:g} s")
-    return super()._read()
-
-  def safe_ask(self, command):
-    """`ask`, with a dead worker's failure as an {"error": ...} reply."""
-    if self.dead:
-      return {"error": f"the {self.framework} worker is not running"}
-    try:
-      return self.ask(command)
-    except (RuntimeError, OSError, ValueError) as error:
-      self.dead = True
-      return {"error": str(error)}
 
 
 def _side(framework):
@@ -130,29 +82,10 @@ def _handle(side, runners, command):
   return side.memory(runner, runners)
 
 
-def serve(framework):
-  # Replies go to a private copy of stdout; anything the libraries print goes to stderr.
-  channel = os.fdopen(os.dup(1), "w")
-  os.dup2(2, 1)
-  sys.stdout = sys.stderr
-
-  def reply(message):
-    channel.write(json.dumps(message) + "\n")
-    channel.flush()
-
+def start(framework):
   side = _side(framework)
-  reply({"ready": framework, **side.setup()})
-  runners = {}
-  for line in sys.stdin:
-    command = json.loads(line)
-    if "exit" in command:
-      break
-    try:
-      reply(_handle(side, runners, command))
-    except Exception as error:  # pylint: disable=broad-except
-      traceback.print_exc()
-      reply({"error": f"{type(error).__name__}: {error}"[:2000]})
+  return {"ready": framework, **side.setup()}, functools.partial(_handle, side, {})
 
 
 if __name__ == "__main__":
-  serve(sys.argv[1])
+  harness.serve(lambda: start(sys.argv[1]))

@@ -1,12 +1,20 @@
-"""Tables and the summary line of a benchmark run."""
+"""Tables and the summary line of `python -m bench` (the CPU suite)."""
 
-import math
-import os
+import sys
 
+from bench import harness
 
-def loadavg():
-  with open("/proc/loadavg") as f:
-    return float(f.read().split()[0])
+COLUMNS = (
+  "what",
+  "JAX s (median)",
+  "PyTorch s (median)",
+  "JAX/PyTorch throughput",
+  "JAX images/s",
+  "PyTorch images/s",
+  "JAX compile s",
+  "peak RSS JAX / PyTorch MB",
+  "load",
+)
 
 
 def progress(row):
@@ -14,7 +22,7 @@ def progress(row):
   print(
     f"{row['label']}: jax {m['jax']:.3f} s, torch {m['torch']:.3f} s, "
     f"ratio {row['ratio']:.2f} (load {row['loadavg']:.1f})",
-    file=os.sys.stderr,
+    file=sys.stderr,
     flush=True,
   )
 
@@ -27,7 +35,7 @@ def summary(results):
   """(inference ratio, train ratio, batched images/s over torch's batch-1 protocol or None)."""
   rows = results["rows"]
   infer = [r["ratio"] for r in rows if r["task"]["kind"] == "infer"]
-  infer_ratio = math.exp(sum(map(math.log, infer)) / len(infer))
+  infer_ratio = harness.geometric_mean(infer)
   train = [r for r in rows if r["task"]["kind"] == "train"]
   paper = next(r for r in train if r["task"]["batch"] == 1 and r["task"]["model"] == "resnet50")
   batched = next((r for r in train if r["task"]["batch"] > 1), None)
@@ -37,19 +45,23 @@ def summary(results):
 
 def table(results):
   """Markdown table: one row per task, medians, throughput ratio, compile time, peak memory."""
-  lines = [
-    "| what | JAX s (median) | PyTorch s (median) | JAX/PyTorch throughput | "
-    "JAX images/s | PyTorch images/s | JAX compile s | peak RSS JAX / PyTorch MB | load |",
-    "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-  ]
+  rows = []
   for r in results["rows"]:
     m, rss = r["median_s"], r["peak_rss_mb"]
-    lines.append(
-      f"| {r['label']} | {m['jax']:.3f} | {m['torch']:.3f} | {r['ratio']:.2f} | "
-      f"{_images_per_s(r, 'jax'):.3f} | {_images_per_s(r, 'torch'):.3f} | "
-      f"{r['compile_s']:.1f} | {rss['jax']:.0f} / {rss['torch']:.0f} | {r['loadavg']:.1f} |"
+    rows.append(
+      [
+        r["label"],
+        f"{m['jax']:.3f}",
+        f"{m['torch']:.3f}",
+        f"{r['ratio']:.2f}",
+        f"{_images_per_s(r, 'jax'):.3f}",
+        f"{_images_per_s(r, 'torch'):.3f}",
+        f"{r['compile_s']:.1f}",
+        f"{rss['jax']:.0f} / {rss['torch']:.0f}",
+        f"{r['loadavg']:.1f}",
+      ]
     )
-  return "\n".join(lines)
+  return harness.markdown(COLUMNS, rows)
 
 
 def print_results(results):

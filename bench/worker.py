@@ -1,4 +1,4 @@
-"""One framework in its own process, driven by JSON lines on stdin (bench/__main__.py).
+"""The CPU suite's worker: one framework in its own process (bench/harness.py, bench/__main__.py).
 
     python -m bench.worker {jax|torch} THREADS DIRECTORY [CACHE_DIR]
 
@@ -8,72 +8,61 @@ counts compilations of an evaluation pass, {"rss": 0} reports the peak resident
 memory. Every reply is one JSON line.
 """
 
-import json
-import os
 import resource
 import sys
 import time
 
-from bench import common
+from bench import common, harness
 
 
-def _peak_rss_mb():
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+class Commands:
+  """What each command does in the worker of `framework`, pinned to `threads` CPUs."""
 
+  def __init__(self, framework, threads, directory, cache_dir):
+    self.cpus = common.pin_cpus(threads)
+    # pylint: disable=import-outside-toplevel
+    if framework == "jax":
+      from bench import jax_side as side
 
-def serve(framework, threads, directory, cache_dir):
-  global _channel
-  # Replies go to a private copy of stdout; anything the libraries print goes to stderr.
-  _channel = os.fdopen(os.dup(1), "w")
-  os.dup2(2, 1)
-  sys.stdout = sys.stderr
-  cpus = common.pin_cpus(threads)
-  if framework == "jax":
-    from bench import jax_side as side  # pylint: disable=g-import-not-at-top
+      self.info = side.setup(threads, cache_dir)
+    else:
+      from bench import torch_side as side
 
-    info = side.setup(threads, cache_dir)
-  else:
-    from bench import torch_side as side  # pylint: disable=g-import-not-at-top
+      self.info = side.setup(threads)
+    self.framework, self.side, self.directory, self.runner = framework, side, directory, None
 
-    info = side.setup(threads)
-  reply({"ready": framework, "cpus": cpus, **info})
-  runner = None
-  for line in sys.stdin:
-    command = json.loads(line)
+  def __call__(self, command):
     if "setup" in command:
-      task = common.Task(**command["setup"])
-      result = side.make_runner(task, directory)
-      runner, compile_seconds = result if isinstance(result, tuple) else (result, None)
+      result = self.side.make_runner(common.Task(**command["setup"]), self.directory)
+      self.runner, compile_seconds = result if isinstance(result, tuple) else (result, None)
       start = time.perf_counter()
-      runner()  # warm-up: first-run allocations, caches, autotuning
-      reply({"compile_s": compile_seconds, "warmup_s": time.perf_counter() - start})
-    elif "run" in command:
+      self.runner()  # warm-up: first-run allocations, caches, autotuning
+      return {"compile_s": compile_seconds, "warmup_s": time.perf_counter() - start}
+    if "run" in command:
       times, cpu = [], []
       for _ in range(command["run"]):
         start, start_cpu = time.perf_counter(), time.process_time()
-        runner()
+        self.runner()
         times.append(time.perf_counter() - start)
         cpu.append(time.process_time() - start_cpu)
-      reply({"times": times, "cpu": cpu})
-    elif "compile" in command:
-      reply({"compile_s": side.compile_train_step(common.Task(**command["compile"]), directory)})
-    elif "eval" in command:
+      return {"times": times, "cpu": cpu}
+    if "compile" in command:
+      task = common.Task(**command["compile"])
+      return {"compile_s": self.side.compile_train_step(task, self.directory)}
+    if "eval" in command:
       model, sizes = command["eval"]
-      compiles, seconds = side.evaluation_compiles(model, directory, [tuple(s) for s in sizes])
-      reply({"compiles": compiles, "seconds": seconds})
-    elif "rss" in command:
-      reply({"peak_rss_mb": _peak_rss_mb()})
-    elif "exit" in command:
-      break
+      sizes = [tuple(s) for s in sizes]
+      compiles, seconds = self.side.evaluation_compiles(model, self.directory, sizes)
+      return {"compiles": compiles, "seconds": seconds}
+    if "rss" in command:
+      return {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
+    raise ValueError(f"unknown command {sorted(command)}")
 
 
-_channel = sys.stdout
-
-
-def reply(message):
-  _channel.write(json.dumps(message) + "\n")
-  _channel.flush()
+def start(framework, threads, directory, cache_dir=""):
+  commands = Commands(framework, int(threads), directory, cache_dir)
+  return {"ready": framework, "cpus": commands.cpus, **commands.info}, commands
 
 
 if __name__ == "__main__":
-  serve(sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else "")
+  harness.serve(lambda: start(*sys.argv[1:]))

@@ -22,6 +22,7 @@ MODULES = (
   "bench.accelerator_torch",
   "bench.accelerator_worker",
   "bench.accelerator_report",
+  "bench.harness",
 )
 ABSENT_ON_GPU_MACHINE = (
   "tensorflow_datasets",
@@ -158,10 +159,11 @@ def test_a_full_run_stops_at_start_without_a_gpu(tmp_path):
 
 
 def test_a_worker_that_does_not_answer_is_killed():
-  from bench import accelerator_worker  # pylint: disable=import-outside-toplevel
+  from bench import harness  # pylint: disable=import-outside-toplevel
 
-  worker = accelerator_worker.AcceleratorWorker("torch", {"JAX_PLATFORMS": "cpu"}, timeout_s=120)
-  assert worker.ready_or_error().get("torch")
+  env = {"JAX_PLATFORMS": "cpu"}
+  worker = harness.Worker("bench.accelerator_worker", "torch", env=env, timeout_s=120)
+  assert worker.start().get("ready") == "torch"
   worker.timeout_s = 0.5  # preparing the weights takes seconds
   reply = worker.safe_ask({"prepare": {"directory": "/tmp", "overrides": {}, "warmups": 0}})
   assert reply == {"error": "the torch worker gave no reply in 0.5 s"}
