@@ -83,6 +83,29 @@ def define_precision(flag_values):
   )
 
 
+def define_size_multiple(flag_values):
+  """--size_multiple: the run sizes of native-size inference (inference/predictor.py)."""
+  flags.DEFINE_integer(
+    "size_multiple",
+    0,
+    "Round each image's run size to a multiple of this (fewer compiled shapes; the maps "
+    "still come back at each image's own size); 0: exact native sizes, the paper's protocol.",
+    lower_bound=0,
+    flag_values=flag_values,
+  )
+
+
+def define_dataset_dirs(flag_values):
+  """--data_dir and --manual_dir of the TFDS datasets a command reads (data/datasets.py)."""
+  flags.DEFINE_string("data_dir", None, "TFDS data_dir.", flag_values=flag_values)
+  flags.DEFINE_string(
+    "manual_dir",
+    None,
+    "Downloaded archives or folders, to build a dataset that is not built yet.",
+    flag_values=flag_values,
+  )
+
+
 def reports_user_errors(flag_values):
   """Decorator for main(argv) -> exit code: USER_ERRORS become `error: ...` and exit 2."""
 

@@ -59,13 +59,7 @@ flags.DEFINE_string(
   "checkpoint", None, "Model directory (converted or trained) or original .pth.", flag_values=FLAGS
 )
 flags.DEFINE_list("datasets", [], "Comma-separated TFDS names or name:split.", flag_values=FLAGS)
-flags.DEFINE_string("data_dir", None, "TFDS data_dir.", flag_values=FLAGS)
-flags.DEFINE_string(
-  "manual_dir",
-  None,
-  "Downloaded archives or folders, to build a dataset that is not built yet.",
-  flag_values=FLAGS,
-)
+cli.define_dataset_dirs(FLAGS)
 flags.DEFINE_string(
   "size",
   None,
@@ -73,14 +67,7 @@ flags.DEFINE_string(
   flag_values=FLAGS,
 )
 cli.define_precision(FLAGS)
-flags.DEFINE_integer(
-  "size_multiple",
-  0,
-  "Round each image's run size to a multiple of this "
-  "(fewer compiled shapes; maps resized back); 0: exact native sizes.",
-  lower_bound=0,
-  flag_values=FLAGS,
-)
+cli.define_size_multiple(FLAGS)
 flags.DEFINE_integer(
   "max_images",
   0,

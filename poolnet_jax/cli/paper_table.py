@@ -54,10 +54,7 @@ flags.DEFINE_list(
   "(a TFDS spec holding it).",
   flag_values=FLAGS,
 )
-flags.DEFINE_string("data_dir", None, "TFDS data_dir.", flag_values=FLAGS)
-flags.DEFINE_string(
-  "manual_dir", None, "Downloads to build a set that is not built yet.", flag_values=FLAGS
-)
+cli.define_dataset_dirs(FLAGS)
 flags.DEFINE_bool(
   "allow_incomplete",
   False,
@@ -66,14 +63,7 @@ flags.DEFINE_bool(
   flag_values=FLAGS,
 )
 cli.define_protocol(FLAGS, metrics_lib.PROTOCOLS)
-flags.DEFINE_integer(
-  "size_multiple",
-  0,
-  "Round each image's run size to a multiple of this (maps resized back); 0: native sizes, "
-  "the paper's protocol.",
-  lower_bound=0,
-  flag_values=FLAGS,
-)
+cli.define_size_multiple(FLAGS)
 cli.define_precision(FLAGS)
 flags.DEFINE_enum(
   "format", "table", ["table", "csv", "json"], "Output format on stdout.", flag_values=FLAGS

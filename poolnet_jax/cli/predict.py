@@ -83,14 +83,7 @@ flags.DEFINE_integer(
   flag_values=FLAGS,
 )
 cli.define_precision(FLAGS)
-flags.DEFINE_integer(
-  "size_multiple",
-  0,
-  "Round each run size to a multiple of this (fewer "
-  "compiled shapes; maps still at each image's size); 0: exact sizes.",
-  lower_bound=0,
-  flag_values=FLAGS,
-)
+cli.define_size_multiple(FLAGS)
 cli.define_verbose(FLAGS)
 
 
