@@ -68,9 +68,11 @@ def time_pair(task, repeats, threads, directory, cache_dir):
     workers = {"torch": torch_worker, "jax": jax_worker}
     task_fields = dataclasses.asdict(task)
     setup = {name: w.ask({"setup": task_fields}, check=True) for name, w in workers.items()}
-    times, _ = harness.alternate(
+    times, errors = harness.alternate(
       lambda name: workers[name].ask({"run": 1}, check=True)["times"], ("jax", "torch"), repeats
     )
+    if errors:  # the CPU suite has no partial rows: a failed side stops the run
+      raise RuntimeError(f"{task.label}: {'; '.join(errors.values())}")
     rss = {name: w.ask({"rss": 0}, check=True)["peak_rss_mb"] for name, w in workers.items()}
     versions = {name: w.info for name, w in workers.items()}
   medians = {name: statistics.median(t) for name, t in times.items()}
