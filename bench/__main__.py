@@ -1,9 +1,11 @@
-"""`python -m bench [--quick]`: PoolNet in JAX and in PyTorch, side by side, in one run.
+"""`python -m bench [--quick | --tiny]`: PoolNet in JAX and in PyTorch, side by side, in one run.
 
 Prints a table of medians and, as its last line,
 `jax/torch inference ratio=X train ratio=Y` (JAX throughput over PyTorch's:
 geometric mean over the inference models measured, and the paper-protocol train
-step, batch 1 at 300x400, ResNet-50).
+step, batch 1 at 300x400, ResNet-50). `--tiny` is the smoke run of the same command
+(ResNet-50 cut to 1/8 width and one block per stage, 1x112x144, 2 timed runs, no
+evaluation pass): it checks the harness, not the speed.
 """
 
 import dataclasses
@@ -19,6 +21,7 @@ from bench.common import Task
 
 NATIVE = (300, 400)  # a typical DUTS image size, the paper's batch-1 protocol
 BATCHED = (8, 320, 320)
+TINY_SHAPE = (1, 112, 144)
 EVAL_SIZES = ((128, 160), (160, 128), (128, 160), (144, 176), (160, 128), (176, 144), (128, 160))
 
 
@@ -29,6 +32,9 @@ def parse_args(argv):
     action="store_true",
     help="inference of both models and the ResNet-50 paper-protocol train step "
     "only (about 4 minutes on 2 cores)",
+  )
+  parser.add_argument(
+    "--tiny", action="store_true", help="the smoke run: a tiny ResNet-50, seconds per task"
   )
   parser.add_argument(
     "--threads", type=int, default=2, help="CPUs (and threads) for each framework (default 2)"
@@ -47,6 +53,10 @@ def parse_args(argv):
 
 def plan(args):
   """(inference tasks, train tasks) to time side by side."""
+  if args.tiny:
+    return [Task("infer", "resnet50", *TINY_SHAPE, True)], [
+      Task("train", "resnet50", *TINY_SHAPE, True)
+    ]
   infer = [Task("infer", m, 1, *NATIVE) for m in args.models.split(",") if m]
   train = [Task("train", "resnet50", 1, *NATIVE)]
   if not args.quick:
@@ -92,9 +102,16 @@ def time_pair(task, repeats, threads, directory, cache_dir):
 
 def main(argv=None):
   args = parse_args(sys.argv[1:] if argv is None else argv)
+  if args.tiny:
+    args.repeats = min(args.repeats, 2)
   train_repeats = args.train_repeats or (5 if args.quick else args.repeats)
   start = time.time()
-  results = {"load_before": harness.loadavg(), "rows": [], "threads": args.threads}
+  results = {
+    "load_before": harness.loadavg(),
+    "rows": [],
+    "threads": args.threads,
+    "tiny": args.tiny,
+  }
   infer, train = plan(args)
   with tempfile.TemporaryDirectory(prefix="poolnet-bench-") as directory:
     where = (args.threads, directory, os.path.join(directory, "xla-cache"))
@@ -107,7 +124,7 @@ def main(argv=None):
       compiled = jax_worker.ask({"compile": vars(train[0])}, check=True)
       results["cached_compile_s"] = compiled["compile_s"]
       results["versions"] = {"jax": jax_worker.info}
-      if not args.quick:
+      if not (args.quick or args.tiny):
         results["evaluation"] = jax_worker.ask({"eval": ["resnet50", EVAL_SIZES]}, check=True)
         results["evaluation"]["images"] = len(EVAL_SIZES)
         results["evaluation"]["sizes"] = len(set(EVAL_SIZES))

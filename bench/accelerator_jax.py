@@ -17,8 +17,6 @@ import numpy as np
 import poolnet_jax
 from poolnet_jax import runtime
 from poolnet_jax.models import layers
-from poolnet_jax.weights.torch_io import mapping
-from poolnet_jax.weights.torch_io.pth import read_state_dict
 from bench import aot_hlo, common
 from bench import jax_side
 
@@ -80,15 +78,7 @@ def _version(name):
 def prepare(directory, overrides, warmups, conv=None):
   """Converts the torch worker's .pth (checked against the model's shapes)."""
   overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
-  path = common.weights_path(directory, MODEL)
-  if overrides:
-    state_dict = read_state_dict(path)
-    problems = mapping.mismatch(state_dict, mapping.expected_state_dict(MODEL, **overrides))
-    if any(problems):
-      raise mapping.CheckpointMismatch(f"{path} does not fit {MODEL} {overrides}: {problems}")
-    variables = mapping.unflatten(state_dict)
-  else:
-    _, variables = poolnet_jax.load_torch_checkpoint(path, MODEL)
+  variables = jax_side.load_variables(MODEL, directory, overrides)
   _loaded.update(variables=variables, overrides=overrides, warmups=warmups, conv=conv)
   count = sum(np.size(x) for x in jax.tree_util.tree_leaves(variables))
   return {"conv": str(layers.conv_impl(conv)), "parameters": int(count)}

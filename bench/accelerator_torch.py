@@ -12,49 +12,13 @@ import time
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from bench import common, torch_side
-from poolnet_jax.models.layers import channels
 
 torch_poolnet = torch_side.torch_poolnet
 MODEL = "resnet50"
 PRECISIONS = ("float32", "float32-tf32", "bfloat16")
 _state = {}  # "net" (the weights both sides use, on the CPU), "warmups", "device"
-
-
-def shrink_(net, width, stages):
-  """The reference ResNet-50 PoolNet cut to create_model's `width` and `stages`, in place.
-
-  Every convolution and BatchNorm is rebuilt with its channels scaled as the Flax model
-  scales them (`layers.channels`; the 3 input and 1 output channels stay) and each
-  ResNet stage keeps its first `stages[i]` blocks. The converter's shape check (the JAX
-  side's prepare) verifies the result against the Flax model.
-  """
-  resnet = net.base.resnet
-  for index, blocks in enumerate(stages, start=1):
-    layer = getattr(resnet, f"layer{index}")
-    setattr(resnet, f"layer{index}", nn.Sequential(*list(layer)[:blocks]))
-  scale = lambda c: c if c in (1, 3) else channels(c, width)
-  for module in list(net.modules()):
-    for name, child in list(module.named_children()):
-      if isinstance(child, nn.Conv2d):
-        setattr(
-          module,
-          name,
-          nn.Conv2d(
-            scale(child.in_channels),
-            scale(child.out_channels),
-            child.kernel_size,
-            child.stride,
-            child.padding,
-            child.dilation,
-            bias=child.bias is not None,
-          ),
-        )
-      elif isinstance(child, nn.BatchNorm2d):
-        setattr(module, name, type(child)(scale(child.num_features)))
-  return net
 
 
 def setup():
@@ -75,14 +39,7 @@ def setup():
 
 def prepare(directory, overrides, warmups):
   """Seeded random weights, saved as an original .pth for the JAX side."""
-  if overrides:
-    net = shrink_(torch_poolnet.build(MODEL), **overrides)
-    torch_poolnet.randomize_(net, seed=common.WEIGHT_SEED)
-    torch.save(
-      net.state_dict(), common.weights_path(directory, MODEL), _use_new_zipfile_serialization=False
-    )
-  else:
-    net = torch_side.build_model(MODEL, directory)
+  net = torch_side.build_model(MODEL, directory, overrides)
   _state.update(net=net, warmups=warmups)
   return {"parameters": torch_poolnet.parameter_count(net)}
 
@@ -144,7 +101,7 @@ class Runner:
     else:
       net.train()  # FrozenBatchNorm2d always uses its running statistics
       for m in net.modules():
-        if isinstance(m, nn.BatchNorm2d):
+        if isinstance(m, torch.nn.BatchNorm2d):
           m.weight.requires_grad_(False)
           m.bias.requires_grad_(False)
       trainable = torch_side._trainable(net)  # pylint: disable=protected-access

@@ -24,11 +24,13 @@ class Task:
   batch: int
   height: int
   width: int
+  tiny: bool = False  # the model cut to TINY (`python -m bench --tiny`)
 
   @property
   def label(self):
     what = "inference" if self.kind == "infer" else "train step"
-    return f"{what} {self.model} {self.batch}x{self.height}x{self.width}"
+    tiny = " (tiny)" if self.tiny else ""
+    return f"{what} {self.model}{tiny} {self.batch}x{self.height}x{self.width}"
 
   @property
   def images(self):

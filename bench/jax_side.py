@@ -9,6 +9,8 @@ import numpy as np
 import poolnet_jax
 from poolnet_jax import runtime
 from poolnet_jax.models import layers
+from poolnet_jax.weights.torch_io import mapping
+from poolnet_jax.weights.torch_io.pth import read_state_dict
 from poolnet_jax.train import step as step_lib
 from poolnet_jax.train import parallel as parallel_lib
 from bench import common
@@ -25,9 +27,24 @@ def compile_count():
   return len(_compiles)
 
 
-def load_model(model, directory):
-  model, variables = poolnet_jax.load_torch_checkpoint(common.weights_path(directory, model))
-  return model.clone(conv=layers.conv_impl(runtime.conv_from_environment())), variables
+def load_variables(model, directory, overrides=None):
+  """The torch side's .pth of `model` as Flax variables: a full-size variant by its names,
+  or cut to `overrides` (width, stages), checked against that model's shapes."""
+  path = common.weights_path(directory, model)
+  if not overrides:
+    return poolnet_jax.load_torch_checkpoint(path, model)[1]
+  state_dict = read_state_dict(path)
+  problems = mapping.mismatch(state_dict, mapping.expected_state_dict(model, **overrides))
+  if any(problems):
+    raise mapping.CheckpointMismatch(f"{path} does not fit {model} {overrides}: {problems}")
+  return mapping.unflatten(state_dict)
+
+
+def load_model(model, directory, tiny=False):
+  overrides = common.TINY if tiny else {}
+  variables = load_variables(model, directory, overrides)
+  conv = layers.conv_impl(runtime.conv_from_environment())
+  return poolnet_jax.create_model(model, conv=conv, **overrides), variables
 
 
 class TrainStep:
@@ -53,7 +70,7 @@ class TrainStep:
 
 def make_runner(task, directory, with_compiled=False):
   """(callable doing one timed unit of `task`, seconds spent compiling it[, executable])."""
-  model, variables = load_model(task.model, directory)
+  model, variables = load_model(task.model, directory, task.tiny)
   images, labels = common.inputs(task)
   images = jax.device_put(images)
   if task.kind == "infer":

@@ -67,14 +67,15 @@ def table(results):
 def print_results(results):
   info = results["versions"]["jax"]
   print(
+    f"{'tiny smoke run (not the benchmark); ' if results.get('tiny') else ''}"
     f"jax {info['jax']}, conv={info['conv']}, XLA_FLAGS {info['xla_flags'] or '(none)'}, "
     f"{results['threads']} threads; load {results['load_before']:.1f} -> "
     f"{results['load_after']:.1f}; wall {results['wall_s']:.0f} s"
   )
   print(table(results))
-  cold = next(r["compile_s"] for r in results["rows"] if r["task"]["kind"] == "train")
+  first = next(r for r in results["rows"] if r["task"]["kind"] == "train")
   print(
-    f"train step compile (ResNet-50, 1x300x400): cold {cold:.1f} s, "
+    f"{first['label']} compile: cold {first['compile_s']:.1f} s, "
     f"from the persistent cache {results['cached_compile_s']:.1f} s"
   )
   if "evaluation" in results:

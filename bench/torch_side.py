@@ -5,18 +5,60 @@ import time
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from bench import common
+from poolnet_jax.models.layers import channels
 from reference import torch_poolnet
 
 
-def build_model(model, directory):
-  """The reference model with seeded random weights, saved as an original .pth for JAX."""
-  net = torch_poolnet.randomize_(torch_poolnet.build(model), seed=common.WEIGHT_SEED)
+def build_model(model, directory, overrides=None):
+  """The reference model (cut to `overrides`' width and stages: shrink_) with seeded random
+  weights, saved as an original .pth for JAX."""
+  net = torch_poolnet.build(model)
+  if overrides:
+    if model != "resnet50":
+      raise ValueError(f"only resnet50 is cut to a smaller size, not {model}")
+    net = shrink_(net, **overrides)
+  net = torch_poolnet.randomize_(net, seed=common.WEIGHT_SEED)
   path = common.weights_path(directory, model)
-  if not os.path.exists(path):
+  if overrides or not os.path.exists(path):
     torch.save(net.state_dict(), path + ".tmp", _use_new_zipfile_serialization=False)
     os.replace(path + ".tmp", path)
+  return net
+
+
+def shrink_(net, width, stages):
+  """The reference ResNet-50 PoolNet cut to create_model's `width` and `stages`, in place.
+
+  Every convolution and BatchNorm is rebuilt with its channels scaled as the Flax model
+  scales them (`layers.channels`; the 3 input and 1 output channels stay) and each
+  ResNet stage keeps its first `stages[i]` blocks. The converter's shape check (the JAX
+  side's prepare) verifies the result against the Flax model.
+  """
+  resnet = net.base.resnet
+  for index, blocks in enumerate(stages, start=1):
+    layer = getattr(resnet, f"layer{index}")
+    setattr(resnet, f"layer{index}", nn.Sequential(*list(layer)[:blocks]))
+  scale = lambda c: c if c in (1, 3) else channels(c, width)
+  for module in list(net.modules()):
+    for name, child in list(module.named_children()):
+      if isinstance(child, nn.Conv2d):
+        setattr(
+          module,
+          name,
+          nn.Conv2d(
+            scale(child.in_channels),
+            scale(child.out_channels),
+            child.kernel_size,
+            child.stride,
+            child.padding,
+            child.dilation,
+            bias=child.bias is not None,
+          ),
+        )
+      elif isinstance(child, nn.BatchNorm2d):
+        setattr(module, name, type(child)(scale(child.num_features)))
   return net
 
 
@@ -34,7 +76,7 @@ def _trainable(net):
 
 def make_runner(task, directory):
   """A callable doing one timed unit of `task`."""
-  net = build_model(task.model, directory)
+  net = build_model(task.model, directory, common.TINY if task.tiny else None)
   images, labels = common.inputs(task)
   x, y = _nchw(images), _nchw(labels)
   if task.kind == "infer":
