@@ -26,6 +26,7 @@ from typing import Optional
 from poolnet_jax.errors import UserError
 from poolnet_jax.inference import predictor as predictor_lib
 from poolnet_jax.models import create_model, variant_name
+from poolnet_jax.weights import inspector
 from poolnet_jax.weights import pretrained
 from poolnet_jax.weights import safetensors_io
 from poolnet_jax.weights.torch_io import mapping
@@ -128,8 +129,6 @@ def load_model(path, variant):
 def _reduced(state_dict):
   """The ModelSpec of a state_dict that fits a PoolNet of another width or stage count
   exactly, else None (full-size files, and files that fit nothing, go to_flax)."""
-  from poolnet_jax.weights import inspector  # pylint: disable=import-outside-toplevel
-
   for spec in inspector.candidates(state_dict):
     if not spec.options():
       continue
