@@ -8,7 +8,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench import common
-from poolnet_jax.models.layers import channels
 from reference import torch_poolnet
 
 
@@ -36,6 +35,10 @@ def shrink_(net, width, stages):
   ResNet stage keeps its first `stages[i]` blocks. The converter's shape check (the JAX
   side's prepare) verifies the result against the Flax model.
   """
+  # Imported here: the CPU suite's torch worker (full size) stays free of JAX and Flax,
+  # whose memory would count in PyTorch's peak RSS.
+  from poolnet_jax.models.layers import channels  # pylint: disable=import-outside-toplevel
+
   resnet = net.base.resnet
   for index, blocks in enumerate(stages, start=1):
     layer = getattr(resnet, f"layer{index}")

@@ -65,7 +65,7 @@ class ModelSpec:
     """The spec of `variant` with `options` (the old create_model overrides), unknown ones
     refused by name."""
     options = {k: v for k, v in options.items() if v is not None}
-    problems = spec_problems({"variant": variant, **options}, required=())
+    problems = spec_problems({"variant": variant, **options})
     if problems:
       raise ValueError("; ".join(problems))
     return cls(variant, **options)
@@ -121,14 +121,15 @@ class ModelSpec:
 OPTIONS = ("width", "stages", "resnet_style", "dtype")
 
 
-def spec_problems(fields, required=("variant",)):
+def spec_problems(fields):
   """What is wrong with a spec's `fields` (a dict, as a config or a file holds them), one
   line each, "key=value: why"; [] when ModelSpec(**fields) is a valid network."""
   problems = [
     f"{key}: not a model option (they are variant, {', '.join(OPTIONS)})"
     for key in sorted(set(fields) - {"variant", *OPTIONS})
   ]
-  problems += [f"{key}: missing" for key in required if key not in fields]
+  if "variant" not in fields:
+    problems.append("variant: missing")
   checks = {
     "variant": (lambda v: v in VARIANTS, f"is not one of {', '.join(sorted(VARIANTS))}"),
     "width": (_positive_number, "must be a number > 0"),
