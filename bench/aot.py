@@ -21,7 +21,10 @@ then compiles around its prediction (`--no-search` skips it).
 
 GPU figures are the compiler's without autotuning (no device to time cuDNN's
 algorithms on) and without cost analysis. Results go to a JSON file as they come, and a
-rerun continues from it (`--fresh` starts over). The last line is
+rerun continues from it (`--fresh` starts over). The project's own record is in
+bench/results/ (aot_gpu.json, aot_tpu.json: docs/aot.md's tables are printed from them,
+and tests/test_aot.py holds the two together); `--json bench/results/aot_tpu.json`
+continues it. The last line is
 `aot targets=N compiled=C fits=F`: N programs planned, C compiled, F fitting in memory.
 `--tiny` compiles a tiny model's programs on 4 chips of one TPU and one GPU target, in
 each parallel mode; `--report` prints the tables of every result in the JSON file.
@@ -172,12 +175,27 @@ def _check_platform(compiled, target):
     raise RuntimeError(f"compiled for {sorted(found)}, not {target.device_platform}")
 
 
+PROGRAMS = ("accumulate_saliency", "accumulate_edge", "update", "inference", "export")
+
+
+def _keys(target_name, chips, setting):
+  return {name: f"{target_name}/{chips}/{setting.label}/{name}" for name in PROGRAMS}
+
+
+def planned_keys(items):
+  """The result key of every program the plan compiles, in order."""
+  return [
+    key
+    for target_name, chips, setting, kinds in items
+    for key in _keys(target_name, chips, setting).values()
+    if _wanted(key, kinds, setting)
+  ]
+
+
 def run_items(items, results, device_cache, programs_lib):
   for target_name, chips, setting, kinds in items:
     target = aot_targets.TARGETS[target_name]
-    keys = {}
-    for name in ("accumulate_saliency", "accumulate_edge", "update", "inference", "export"):
-      keys[name] = f"{target_name}/{chips}/{setting.label}/{name}"
+    keys = _keys(target_name, chips, setting)
     done = {k for k, row in results.data["rows"].items() if "error" not in row}
     if all(k in done for k in keys.values() if _wanted(k, kinds, setting)):
       continue
@@ -280,16 +298,13 @@ def main(argv=None):
     search(results, device_cache, aot_programs, dict.fromkeys(t for t, _, _, _ in items))
   results.data["wall_s"] = results.data.get("wall_s", 0.0) + time.time() - begin
   results.save()
-  planned = [
-    row
-    for key, row in results.data["rows"].items()
-    if any(key.startswith(f"{t}/{c}/{s.label}/") for t, c, s, _ in items)
-  ]
-  print(aot_report.text(planned, results.data["search"], args.json))
-  compiled = [r for r in planned if "error" not in r]
+  keys = planned_keys(items)
+  rows = [results.data["rows"][key] for key in keys if key in results.data["rows"]]
+  print(aot_report.text(rows, results.data["search"], args.json))
+  compiled = [r for r in rows if "error" not in r]
   fits = [r for r in compiled if r["fits"]]
-  print(f"aot targets={len(planned)} compiled={len(compiled)} fits={len(fits)}")
-  return 0 if len(compiled) == len(planned) else 1
+  print(f"aot targets={len(keys)} compiled={len(compiled)} fits={len(fits)}")
+  return 0 if len(compiled) == len(keys) else 1
 
 
 if __name__ == "__main__":

@@ -209,3 +209,57 @@ def test_a_gpu_program_without_a_triton_tiling_compiles_with_cublas():
   gpu_row = aot.compile_row(gpu, 1, setting, "inference", fake(tiling), ())
   assert gpu_row["compiler_options"] == aot_targets.NO_TRITON_GEMM
   assert "compiled for ['cpu'], not gpu" in gpu_row["error"]  # then the platform check
+
+
+# docs/aot.md's sections and the results they are printed from (bench/results/).
+RECORDS = {"## H100 and H200": "aot_gpu.json", "## TPU": "aot_tpu.json"}
+TPU_TARGETS = "v5e,v5p,v6e"
+
+
+def _section(text, heading):
+  lines = text.split(f"\n{heading}", 1)[1].splitlines()
+  end = next((i for i, line in enumerate(lines[1:], 1) if line.startswith("## ")), len(lines))
+  return [f"{heading}{lines[0]}"] + lines[1:end]
+
+
+def _record(name):
+  with open(os.path.join(REPO, "bench", "results", name), encoding="utf-8") as f:
+    return json.load(f)
+
+
+def _planned(targets):
+  return aot.planned_keys(aot.plan(aot.parse_args(["--targets", targets]), aot_programs))
+
+
+@pytest.mark.parametrize("heading", sorted(RECORDS))
+def test_the_tables_of_docs_aot_are_the_recorded_results(heading):
+  """Every table row of the page is printed from bench/results/ (so a run that continues
+  the record and a page that says what it holds cannot drift apart)."""
+  from bench import aot_report  # pylint: disable=import-outside-toplevel
+
+  with open(os.path.join(REPO, "docs", "aot.md"), encoding="utf-8") as f:
+    section = _section(f.read(), heading)
+  data = _record(RECORDS[heading])
+  want = aot_report.rows_table(list(data["rows"].values())).splitlines()
+  if data["search"]:
+    want += aot_report.search_table(data["search"]).splitlines()
+  assert [line for line in section if line.startswith("|")] == want
+
+
+def test_the_counts_docs_aot_gives_are_the_records():
+  """The GPU run's last line and the TPU heading's "N of the M programs": M is what the
+  full plan compiles, N the rows of the record that compiled."""
+  with open(os.path.join(REPO, "docs", "aot.md"), encoding="utf-8") as f:
+    text = f.read()
+  gpu, tpu = _record("aot_gpu.json")["rows"], _record("aot_tpu.json")["rows"]
+  planned = _planned("h100,h200")
+  assert set(gpu) == set(planned)
+  fits = sum(gpu[k].get("fits", False) for k in planned)
+  compiled = sum("error" not in gpu[k] for k in planned)
+  line = f"aot targets={len(planned)} compiled={compiled} fits={fits}"
+  assert line in "\n".join(_section(text, "## H100 and H200")), line
+  planned = _planned(TPU_TARGETS)
+  assert set(tpu) <= set(planned), set(tpu) - set(planned)
+  compiled = sum("error" not in row for row in tpu.values())
+  heading = f"## TPU: {compiled} of the {len(planned)} programs"
+  assert _section(text, "## TPU")[0].startswith(heading), heading
