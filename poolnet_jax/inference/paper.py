@@ -132,11 +132,7 @@ def _reduced(state_dict):
   for spec in inspector.candidates(state_dict):
     if not spec.options():
       continue
-    try:
-      expected = mapping.expected_state_dict(spec)
-    except ValueError:
-      continue
-    if not any(mapping.mismatch(state_dict, expected)):
+    if not any(mapping.mismatch(state_dict, mapping.expected_state_dict(spec))):
       return spec
   return None
 

@@ -81,10 +81,7 @@ def inspect_checkpoint(path):
   prefix = "module." if list(stripped) != list(arrays) else ""
   best = None
   for spec in candidates(stripped):
-    try:
-      expected = mapping.expected_state_dict(spec)
-    except ValueError:  # a width no PoolNet can have
-      continue
+    expected = mapping.expected_state_dict(spec)
     missing, unexpected, mis_shaped = mapping.mismatch(stripped, expected)
     score = len(missing) + len(unexpected) + len(mis_shaped)
     if best is None or score < best[0]:
