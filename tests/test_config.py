@@ -130,6 +130,9 @@ def test_a_config_of_before_the_spec_is_told_what_to_write():
     ("matmul_precision", "max", "matmul_precision='max' is not one of default, high, highest"),
     ("compile_ahead", "sometimes", "compile_ahead='sometimes' is not one of auto, true, false"),
     ("compile_workers", -1, "compile_workers=-1 must be an integer >= 0"),
+    ("profile_steps", (5, 3), r"profile_steps=\(5, 3\) must be \(\) \(off\) or \(first, last\)"),
+    ("profile_steps", (0, 3), r"profile_steps=\(0, 3\) must be"),
+    ("profile_steps", (4,), r"profile_steps=\(4,\) must be"),
   ],
 )
 def test_impossible_values_are_refused(key, value, message):

@@ -5,6 +5,8 @@ newest checkpoint, and refused for another model width), SIGTERM, kill -9 during
 saves, a non-finite loss, fine-tuning from a converted checkpoint, and the console.
 """
 
+import glob
+import gzip
 import json
 import logging
 import os
@@ -63,8 +65,10 @@ def assert_same_params(a, b):
 
 @pytest.fixture(scope="module")
 def uninterrupted(data_dir, tmp_path_factory):
+  """The reference run, profiled at updates 2-3 (which must change no number: the
+  resumed run below is not profiled)."""
   workdir = tmp_path_factory.mktemp("uninterrupted")
-  results = loop.train_and_evaluate(tiny_config(data_dir), str(workdir))
+  results = loop.train_and_evaluate(tiny_config(data_dir, profile_steps=(2, 3)), str(workdir))
   return workdir, results
 
 
@@ -78,6 +82,14 @@ def test_run_writes_checkpoints_logs_grid_and_best_model(uninterrupted):
   assert all(np.isfinite(l["train/loss"]) for l in lines if "train/loss" in l)
   events = os.listdir(os.path.join(workdir, "tensorboard"))
   assert any(name.startswith("events.out.tfevents") for name in events)
+  # One trace, written when it stopped, holding the annotated updates 2 and 3 alone.
+  traces = glob.glob(os.path.join(workdir, "tensorboard", "plugins", "profile", "*"))
+  assert len(traces) == 1, traces
+  assert glob.glob(os.path.join(traces[0], "*.xplane.pb"))
+  (chrome,) = glob.glob(os.path.join(traces[0], "*.trace.json.gz"))
+  with gzip.open(chrome) as f:
+    events = json.load(f)["traceEvents"]
+  assert sorted(e["args"]["step_num"] for e in events if e.get("name") == "update") == ["2", "3"]
   grids = os.listdir(os.path.join(workdir, "images"))
   assert any(name.startswith("predictions_") and name.endswith(".png") for name in grids)
   # The best model is a load_pretrained directory holding a checkpoint's weights.

@@ -74,6 +74,9 @@ def base():
   c.matmul_precision = "default"
   c.seed = 0
 
+  # (first, last): jax.profiler traces these updates into tensorboard/plugins/profile
+  # (TensorBoard's profile tab with `pip install xprof`, or ui.perfetto.dev); () = off
+  c.profile_steps = ()
   c.log_every_steps = 50
   c.eval_every_steps = 1000
   c.checkpoint_every_steps = 1000

@@ -25,6 +25,7 @@ from poolnet_jax.runtime import compilation
 from poolnet_jax.train import checkpoints as checkpoints_lib
 from poolnet_jax.train import logs as logs_lib
 from poolnet_jax.train import parallel as parallel_lib
+from poolnet_jax.train import profile as profile_lib
 from poolnet_jax.train import recipe
 from poolnet_jax.train import step as step_lib
 from poolnet_jax.train import warmup
@@ -155,6 +156,11 @@ def train_and_evaluate(config, workdir):
   ahead = warmup.from_config(
     config, trainer, train_iter, recipe.updates_per_epoch(config, num_train_images), num_updates
   )
+  trace = profile_lib.UpdateTrace(
+    config.get("profile_steps", ()),
+    os.path.join(workdir, "tensorboard"),
+    enabled=jax.process_index() == 0,
+  )
   preemption = _Preemption()
   results = {}
   try:
@@ -170,10 +176,12 @@ def train_and_evaluate(config, workdir):
     while update < num_updates and not preemption.requested:
       if ahead is not None:  # the epoch's new step shapes, before its first update
         ahead.before_update(update, state, sums, batches.get_state())
-      for _ in range(config.iter_size):
-        sums = trainer.call(state, sums, next(batches))
-      state, sums = trainer.update(state, sums)
+      with trace.step(update + 1):
+        for _ in range(config.iter_size):
+          sums = trainer.call(state, sums, next(batches))
+        state, sums = trainer.update(state, sums)
       update += 1
+      trace.after(update, state)
       window_updates += 1
       bar.update(1)
       last = update == num_updates
@@ -213,6 +221,7 @@ def train_and_evaluate(config, workdir):
       fingerprint(trainer.unreplicate(state).params),
     )
   finally:
+    trace.stop()
     checkpoints.wait()
     checkpoints.close()
     writer.close()

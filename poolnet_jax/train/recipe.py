@@ -254,6 +254,12 @@ def _value_problems(config):
     all(_ints(b, 2, 1) for b in config.data.buckets) and len(config.data.buckets) > 0,
     f"data.buckets={config.data.buckets!r} must be ((H, W), ...)",
   )
+  profile = tuple(config.get("profile_steps", ()))
+  need(
+    not profile or (_ints(profile, 2, 1) and profile[0] <= profile[1]),
+    f"profile_steps={config.get('profile_steps')!r} must be () (off) or (first, last) "
+    "updates with 1 <= first <= last",
+  )
   eval_size = tuple(config.eval_size)
   need(
     not eval_size or _ints(eval_size, 2, 1),
