@@ -105,9 +105,9 @@ class Conv2d(nn.Module):
       if size is not None:
         x = ops.resize_bilinear(x, size)
       y = convolve(x, kernel, self.stride, self.padding, self.dilation, self.impl)
-    if self.use_bias:
+    if self.use_bias:  # added in float32, so its gradient is a float32 sum over pixels
       bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
-      y = y + bias.astype(self.dtype)
+      y = (y.astype(jnp.float32) + bias).astype(self.dtype)
     return y
 
   def _fuse_resize(self, shape, size):
