@@ -157,7 +157,7 @@ def train_and_evaluate(config, workdir):
     config, trainer, train_iter, recipe.updates_per_epoch(config, num_train_images), num_updates
   )
   trace = profile_lib.UpdateTrace(
-    config.get("profile_steps", ()),
+    config.profile_steps,
     os.path.join(workdir, "tensorboard"),
     enabled=jax.process_index() == 0,
   )
