@@ -63,8 +63,11 @@ def search_table(search):
       continue
     largest = found["largest"]
     at = found["bytes"].get(str(largest)) if largest else None
+    failing = found["smallest_failing"]
+    if failing in found.get("refused_by_compiler", ()):
+      failing = f"{failing} (refused by the compiler)"
     lines.append(
-      f"| {key} | {largest} | {found['smallest_failing'] or '-'} | "
+      f"| {key} | {largest} | {failing or '-'} | "
       f"{_gib(at)} / {_gib(found['usable_bytes'])} | {found['compiles']} |"
     )
   return "\n".join(lines)

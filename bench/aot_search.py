@@ -6,7 +6,14 @@ not grow with the batch. Memory grows about linearly with the batch, so two comp
 (batch 1 and 8) give a line, its crossing of the chip's usable memory a first guess,
 and compiles around the guess the largest batch that fits and the smallest that does
 not (within `max_compiles` compiles in all; the gap between them is reported).
+
+XLA:GPU compiles a program that does not fit and reports its bytes; libtpu refuses it
+(RESOURCE_EXHAUSTED, "Ran out of memory in memory space hbm ... (18.13G) exceeds
+available HBM (15.75G)"): such a batch does not fit, and its bytes are the figure the
+message gives (a lower bound: what the compiler had counted when it stopped).
 """
+
+import re
 
 from bench import aot_hlo
 from bench import aot_targets
@@ -20,17 +27,37 @@ def _gradient_total(programs_lib, target, setting, devices):
   return aot_hlo.memory(compiled)["total"]
 
 
+_UNITS = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def refused_bytes(error):
+  """The bytes an out-of-memory compile error says were required, 0 where it gives no
+  figure, None when `error` is not one."""
+  message = str(error)
+  if "RESOURCE_EXHAUSTED" not in message or "memory" not in message.lower():
+    return None
+  figure = re.search(r"\((\d+(?:\.\d+)?)\s*([KMGT])i?B?\)", message)
+  return int(float(figure.group(1)) * _UNITS[figure.group(2)]) if figure else 0
+
+
 def largest_batch(programs_lib, target, devices, config, size, dtype, remat, max_compiles):
   """{"largest": fitting batch (0: none), "smallest_failing": batch or None, "bytes":
   {batch: total bytes}, "usable_bytes": ...}."""
   base = programs_lib.default_setting(config, dtype=dtype, remat=remat)
   limit = target.usable_bytes
-  measured = {}
+  measured, refused = {}, []
 
   def total(batch):
     if batch not in measured:
       setting = type(base)(config, batch, tuple(size), dtype, remat, base.parallel)
-      measured[batch] = _gradient_total(programs_lib, target, setting, devices)
+      try:
+        measured[batch] = _gradient_total(programs_lib, target, setting, devices)
+      except Exception as error:  # pylint: disable=broad-except
+        required = refused_bytes(error)
+        if required is None:
+          raise
+        refused.append(batch)
+        measured[batch] = max(required, limit + 1)
     return measured[batch]
 
   def result(largest, failing):
@@ -40,6 +67,7 @@ def largest_batch(programs_lib, target, devices, config, size, dtype, remat, max
       "bytes": {str(b): v for b, v in sorted(measured.items())},
       "usable_bytes": limit,
       "compiles": len(measured),
+      "refused_by_compiler": sorted(refused),
     }
 
   try:

@@ -14,6 +14,7 @@ import pytest
 from bench import aot
 from bench import aot_hlo
 from bench import aot_programs
+from bench import aot_report
 from bench import aot_search
 from bench import aot_targets
 from poolnet_jax.train import parallel as parallel_lib
@@ -79,8 +80,9 @@ class _FakePrograms:
 
   TRAIN = "train"
 
-  def __init__(self, base, per_image):
+  def __init__(self, base, per_image, refuse_above=None, error=None):
     self.base, self.per_image, self.compiled = base, per_image, []
+    self.refuse_above, self.error = refuse_above, error
 
   def default_setting(self, config, dtype=None, remat=None):
     return aot_programs.Setting(config, 1, (8, 8), dtype, remat, "pmap")
@@ -95,7 +97,14 @@ class _FakePrograms:
       alias_size_in_bytes=0,
     )
     compiled = types.SimpleNamespace(memory_analysis=lambda: stats)
-    lowered = types.SimpleNamespace(compile=lambda compiler_options=None: compiled)
+    total = self.base + self.per_image * batch
+
+    def compile_(compiler_options=None):
+      if self.refuse_above is not None and total > self.refuse_above:
+        raise self.error(total)
+      return compiled
+
+    lowered = types.SimpleNamespace(compile=compile_)
     program = types.SimpleNamespace(lower=lambda *args: lowered)
     return {"accumulate_saliency": (program, ())}
 
@@ -117,6 +126,44 @@ def test_largest_batch_is_zero_when_one_image_does_not_fit():
     _FakePrograms(2000, 1), _fake_target(1000), [], "c", (8, 8), "f32", False, 6
   )
   assert (found["largest"], found["smallest_failing"]) == (0, 1)
+
+
+def _hbm_exhausted(total):
+  """libtpu's refusal of a program that does not fit (its wording, bytes in K)."""
+  return jax.errors.JaxRuntimeError(
+    "RESOURCE_EXHAUSTED: XLA:TPU compile permanent error. Ran out of memory in memory space "
+    f"hbm. Used {total / 1024:.2f}K of 0.98K hbm. Exceeded hbm capacity by 1K. Total hbm "
+    f"usage >= {total / 1024:.2f}K: ... the total memory required for HLO temporaries "
+    f"({total / 1024:.2f}K) exceeds available HBM (0.98K)."
+  )
+
+
+def test_the_bytes_of_libtpus_refusal_are_read():
+  message = (
+    "RESOURCE_EXHAUSTED: Ran out of memory on HBM, the total memory required for HLO "
+    "temporaries (18.13G) exceeds available HBM (15.75G)"
+  )
+  assert aot_search.refused_bytes(RuntimeError(message)) == int(18.13 * 2**30)
+  assert aot_search.refused_bytes(RuntimeError("RESOURCE_EXHAUSTED: out of memory")) == 0
+  assert aot_search.refused_bytes(RuntimeError("INVALID_ARGUMENT: bad shape")) is None
+
+
+def test_largest_batch_treats_a_refused_compile_as_does_not_fit():
+  """libtpu refuses a program over its HBM instead of reporting its bytes: 100 + 13 b <= 1000
+  still gives 69 and 70, and the refused batches are named, with the bytes they asked for."""
+  fake = _FakePrograms(100, 13, refuse_above=1000, error=_hbm_exhausted)
+  found = aot_search.largest_batch(fake, _fake_target(1000), [], "c", (8, 8), "f32", False, 8)
+  assert "error" not in found
+  assert (found["largest"], found["smallest_failing"]) == (69, 70)
+  assert 70 in found["refused_by_compiler"]
+  assert all(found["bytes"][str(b)] > 1000 for b in found["refused_by_compiler"])
+  assert "70 (refused by the compiler)" in aot_report.search_table({"k": found})
+
+
+def test_largest_batch_reports_other_compile_errors():
+  fake = _FakePrograms(100, 13, refuse_above=0, error=lambda total: ValueError("bad shape"))
+  found = aot_search.largest_batch(fake, _fake_target(1000), [], "c", (8, 8), "f32", False, 6)
+  assert found["largest"] is None and found["error"] == "ValueError: bad shape"
 
 
 def test_a_program_compiled_for_the_host_is_refused():
@@ -235,7 +282,6 @@ def _planned(targets):
 def test_the_tables_of_docs_aot_are_the_recorded_results(heading):
   """Every table row of the page is printed from bench/results/ (so a run that continues
   the record and a page that says what it holds cannot drift apart)."""
-  from bench import aot_report  # pylint: disable=import-outside-toplevel
 
   with open(os.path.join(REPO, "docs", "aot.md"), encoding="utf-8") as f:
     section = _section(f.read(), heading)
