@@ -9,8 +9,10 @@ not (within `max_compiles` compiles in all; the gap between them is reported).
 
 XLA:GPU compiles a program that does not fit and reports its bytes; libtpu refuses it
 (RESOURCE_EXHAUSTED, "Ran out of memory in memory space hbm ... (18.13G) exceeds
-available HBM (15.75G)"): such a batch does not fit, and its bytes are the figure the
-message gives (a lower bound: what the compiler had counted when it stopped).
+available HBM (15.75G)"): such a batch does not fit, is listed in
+"refused_by_compiler", and its bytes are the message's figure (a lower bound: what the
+compiler had counted when it stopped), raised to just over the usable memory where the
+figure is below it (libtpu keeps some HBM back: a v5e makes 15.75 of its 16 GiB available).
 """
 
 import re
