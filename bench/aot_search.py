@@ -7,12 +7,14 @@ not grow with the batch. Memory grows about linearly with the batch, so two comp
 and compiles around the guess the largest batch that fits and the smallest that does
 not (within `max_compiles` compiles in all; the gap between them is reported).
 
-XLA:GPU compiles a program that does not fit and reports its bytes; libtpu refuses it
-(RESOURCE_EXHAUSTED, "Ran out of memory in memory space hbm ... (18.13G) exceeds
-available HBM (15.75G)"): such a batch does not fit, is listed in
-"refused_by_compiler", and its bytes are the message's figure (a lower bound: what the
+XLA:GPU compiles a program that does not fit and reports its bytes: the usable memory
+decides. libtpu refuses one (RESOURCE_EXHAUSTED, "Ran out of memory in memory space hbm
+... (18.13G) exceeds available HBM (15.75G)") by its own accounting, which admits
+programs whose arguments + outputs + temporaries are above the chip's HBM (a v5e
+compiled a 16.9 GiB remat step): on a TPU the compiler's verdict decides. A refused
+batch is listed in "refused_by_compiler"; its bytes are the message's figure (what the
 compiler had counted when it stopped), raised to just over the usable memory where the
-figure is below it (libtpu keeps some HBM back: a v5e makes 15.75 of its 16 GiB available).
+figure is below it.
 """
 
 import re
@@ -62,6 +64,12 @@ def largest_batch(programs_lib, target, devices, config, size, dtype, remat, max
         measured[batch] = max(required, limit + 1)
     return measured[batch]
 
+  def fits(batch):
+    total(batch)
+    if target.platform == "tpu":
+      return batch not in refused
+    return measured[batch] <= limit
+
   def result(largest, failing):
     return {
       "largest": largest,
@@ -73,20 +81,20 @@ def largest_batch(programs_lib, target, devices, config, size, dtype, remat, max
     }
 
   try:
-    if total(1) > limit:
+    if not fits(1):
       return result(0, 1)
-    fits, fails = (8, None) if total(8) <= limit else (1, 8)
+    largest, failing = (8, None) if fits(8) else (1, 8)
     while len(measured) < max_compiles:
-      if fails is not None and fails - fits <= max(1, fits // 50):
+      if failing is not None and failing - largest <= max(1, largest // 50):
         break
-      guess = _crossing(measured, fits, fails, limit)
+      guess = _crossing(measured, largest, failing, limit)
       if guess in measured:
         break
-      if total(guess) <= limit:
-        fits = guess
+      if fits(guess):
+        largest = guess
       else:
-        fails = guess
-    return result(fits, fails)
+        failing = guess
+    return result(largest, failing)
   except Exception as error:  # pylint: disable=broad-except
     found = result(None, None)
     found["error"] = f"{type(error).__name__}: {error}"[:1000]
@@ -95,9 +103,12 @@ def largest_batch(programs_lib, target, devices, config, size, dtype, remat, max
 
 def _crossing(measured, fits, fails, limit):
   """The next batch to compile: where the line through the two batches that bracket the
-  limit (or the two largest, when none fails yet) crosses it, strictly between them."""
+  limit (or the two largest, when none fails yet) crosses it, strictly between them; the
+  middle of the bracket where the line points outside it (a TPU's own accounting)."""
   a, b = (fits, fails) if fails is not None else sorted(measured)[-2:]
   slope = (measured[b] - measured[a]) / (b - a)
   guess = int(a + (limit - measured[a]) // slope) if slope > 0 else 2 * fits
-  upper = fails - 1 if fails is not None else max(2 * guess, fits + 1)
-  return min(max(guess, fits + 1), upper)
+  if fails is None:
+    past_limit = measured[fits] > limit  # what fits is above the limit: steps of 10 %
+    return max(guess, fits + (max(1, fits // 10) if past_limit else 1))
+  return guess if fits < guess < fails else (fits + fails) // 2

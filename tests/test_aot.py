@@ -2,6 +2,7 @@
 HLO readers and the batch search make of hand-written inputs."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -109,8 +110,12 @@ class _FakePrograms:
     return {"accumulate_saliency": (program, ())}
 
 
-def _fake_target(usable):
-  return aot_targets.Target("fake", "tpu", usable, 1e12, {1: "x"})
+def _fake_target(usable, platform="cuda"):
+  """A target whose usable memory is `usable` bytes (a GPU's is 75 % of its memory)."""
+  memory = usable if platform == "tpu" else math.ceil(usable / aot_targets.GPU_MEMORY_FRACTION)
+  target = aot_targets.Target("fake", platform, memory, 1e12, {1: "x"})
+  assert target.usable_bytes == usable
+  return target
 
 
 def test_largest_batch_brackets_the_memory_limit():
@@ -152,12 +157,23 @@ def test_largest_batch_treats_a_refused_compile_as_does_not_fit():
   """libtpu refuses a program over its HBM instead of reporting its bytes: 100 + 13 b <= 1000
   still gives 69 and 70, and the refused batches are named, with the bytes they asked for."""
   fake = _FakePrograms(100, 13, refuse_above=1000, error=_hbm_exhausted)
-  found = aot_search.largest_batch(fake, _fake_target(1000), [], "c", (8, 8), "f32", False, 8)
+  target = _fake_target(1000, "tpu")
+  found = aot_search.largest_batch(fake, target, [], "c", (8, 8), "f32", False, 8)
   assert "error" not in found
   assert (found["largest"], found["smallest_failing"]) == (69, 70)
   assert 70 in found["refused_by_compiler"]
   assert all(found["bytes"][str(b)] > 1000 for b in found["refused_by_compiler"])
   assert "70 (refused by the compiler)" in aot_report.search_table({"k": found})
+
+
+def test_on_a_tpu_the_compilers_verdict_decides():
+  """libtpu admits programs whose summed buffers exceed the chip's HBM (its own accounting):
+  what it compiles fits. 100 + 13 b <= 1100: 76 compiles, 77 is refused."""
+  fake = _FakePrograms(100, 13, refuse_above=1100, error=_hbm_exhausted)
+  target = _fake_target(1000, "tpu")
+  found = aot_search.largest_batch(fake, target, [], "c", (8, 8), "f32", False, 10)
+  assert (found["largest"], found["smallest_failing"]) == (76, 77), found
+  assert found["bytes"]["76"] == 1088 > target.usable_bytes
 
 
 def test_largest_batch_reports_other_compile_errors():
