@@ -46,7 +46,7 @@ def refused_bytes(error):
 
 def largest_batch(programs_lib, target, devices, config, size, dtype, remat, max_compiles):
   """{"largest": fitting batch (0: none), "smallest_failing": batch or None, "bytes":
-  {batch: total bytes}, "usable_bytes": ...}."""
+  {batch: total bytes}, "usable_bytes", "compiles", "refused_by_compiler": [batch]}."""
   base = programs_lib.default_setting(config, dtype=dtype, remat=remat)
   limit = target.usable_bytes
   measured, refused = {}, []
