@@ -65,10 +65,8 @@ def largest_batch(programs_lib, target, devices, config, size, dtype, remat, max
     return measured[batch]
 
   def fits(batch):
-    total(batch)
-    if target.platform == "tpu":
-      return batch not in refused
-    return measured[batch] <= limit
+    needed = total(batch)
+    return batch not in refused if target.platform == "tpu" else needed <= limit
 
   def result(largest, failing):
     return {

@@ -25,6 +25,12 @@ from poolnet_jax.models import create_model
 from poolnet_jax.train import step as step_lib
 
 
+def scene_batch(height, width):
+  """One synthetic scene as a batch of one: {"image", "label"}."""
+  scene = synthetic.make_scene(synthetic.scene_rng(0, 0, 0), height, width)
+  return {"image": scene.image[None], "label": scene.mask[None]}
+
+
 def gradients(variant, width, dtype, batch, scale):
   """{parameter path: float64 gradient} of `scale` x the loss, divided by `scale`."""
   model = create_model(variant, width=width, dtype=dtype, conv="xla")
@@ -61,6 +67,10 @@ def compare(grads, reference):
   }
 
 
+def _scientific(value):
+  return "-" if value is None else f"{value:.1e}"
+
+
 def main(argv=None):
   parser = harness.parser("python -m bench.gradient_range", __doc__)
   parser.add_argument("--variant", default="resnet50")
@@ -69,8 +79,7 @@ def main(argv=None):
   parser.add_argument("--scales", default="1,64,256", help="float16 loss scales")
   args = parser.parse_args(argv)
   height, width = (int(n) for n in args.size.split(","))
-  scene = synthetic.make_scene(synthetic.scene_rng(0, 0, 0), height, width)
-  batch = {"image": scene.image[None], "label": scene.mask[None]}
+  batch = scene_batch(height, width)
   begin = time.perf_counter()
   reference = gradients(args.variant, args.width, "float32", batch, 1.0)
   count = sum(g.size for g in reference.values())
@@ -86,9 +95,9 @@ def main(argv=None):
         f"{scale:g}",
         f"{result['nonfinite']:,}",
         f"{result['underflow']:,} ({100 * result['underflow'] / count:.2f} %)",
-        "-" if result["lost_median"] is None else f"{result['lost_median']:.1e}",
-        "-" if result["error_median"] is None else f"{result['error_median']:.1e}",
-        "-" if result["error_max"] is None else f"{result['error_max']:.1e}",
+        _scientific(result["lost_median"]),
+        _scientific(result["error_median"]),
+        _scientific(result["error_max"]),
       ]
     )
   header = (

@@ -3,7 +3,6 @@
 import numpy as np
 
 from bench import gradient_range
-from poolnet_jax.data import synthetic
 
 
 def test_compare_counts_underflow_overflow_and_relative_errors():
@@ -27,8 +26,7 @@ def test_compare_gives_no_error_figures_once_a_gradient_overflowed():
 
 
 def test_gradients_divide_the_loss_scale_back():
-  scene = synthetic.make_scene(synthetic.scene_rng(0, 0, 0), 112, 112)
-  batch = {"image": scene.image[None], "label": scene.mask[None]}
+  batch = gradient_range.scene_batch(112, 112)
   plain = gradient_range.gradients("resnet50", 1 / 64, "float32", batch, 1.0)
   scaled = gradient_range.gradients("resnet50", 1 / 64, "float32", batch, 64.0)
   assert plain.keys() == scaled.keys() and len(plain) > 10
