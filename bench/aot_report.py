@@ -33,6 +33,10 @@ def rows_table(rows):
   for row in rows:
     options = " (triton gemm off)" if row.get("compiler_options") else ""
     head = f"| {row['target']} | {row['chips']} | {row['setting']} | {row['program']}{options} |"
+    if "refused_bytes" in row:  # libtpu could not place it
+      needed = f"{_gib(row['refused_bytes'])} GiB needed " if row["refused_bytes"] else ""
+      lines.append(f"{head} - | - | {needed}(refused by the compiler) | no | | | | |")
+      continue
     if "error" in row:
       lines.append(f"{head} error: {row['error'][:120]} | | | | | | | |")
       continue
