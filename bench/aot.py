@@ -160,9 +160,7 @@ def compile_row(target, chips, setting, name, program, args):
     return row
   total = row["memory"]["total"]
   row["usable_bytes"] = target.usable_bytes
-  # XLA:GPU compiles what does not fit, and the bytes decide; libtpu refuses what it cannot
-  # place (above), by an accounting that admits sums past the HBM: what it compiled fits.
-  row["fits"] = target.platform == "tpu" or total <= target.usable_bytes
+  row["fits"] = target.admits(total)
   if row["flops"] and name != "update":
     per_image = row["flops"] / setting.per_chip_batch
     row["flops_per_image"] = per_image

@@ -66,7 +66,7 @@ def largest_batch(programs_lib, target, devices, config, size, dtype, remat, max
 
   def fits(batch):
     needed = total(batch)
-    return batch not in refused if target.platform == "tpu" else needed <= limit
+    return batch not in refused and target.admits(needed)
 
   def result(largest, failing):
     return {

@@ -49,6 +49,13 @@ class Target:
     fraction = GPU_MEMORY_FRACTION if self.platform == "cuda" else 1.0
     return int(self.memory_bytes * fraction)
 
+  def admits(self, total_bytes):
+    """Whether a program that compiled, needing `total_bytes` a chip, fits. XLA:GPU compiles
+    what does not fit, so the bytes decide; libtpu refuses what it cannot place (at compile
+    time, RESOURCE_EXHAUSTED) by an accounting that admits sums past the HBM: what it
+    compiled fits."""
+    return self.platform == "tpu" or total_bytes <= self.usable_bytes
+
 
 TARGETS = {
   "v5e": Target("v5e", "tpu", 16 * GIB, 197e12, {1: "v5e:1x1", 4: "v5e:2x2", 8: "v5e:2x4"}),
