@@ -26,8 +26,8 @@ bench/results/ (aot_gpu.json, aot_tpu.json: docs/aot.md's tables are printed fro
 and tests/test_aot.py holds the two together); `--json bench/results/aot_tpu.json`
 continues it. The last line is
 `aot targets=N compiled=C fits=F`: N programs planned, C compiled, F fitting in memory.
-`--tiny` compiles a tiny model's programs on 4 chips of one TPU (pmap) and one GPU target
-(each parallel mode); `--report` prints the tables of every result in the JSON file.
+`--tiny` compiles a tiny model's programs on 4 chips of one TPU (pmap's train programs)
+and one GPU target (pmap's inference and export, the other modes' train programs); `--report` prints the tables of every result in the JSON file.
 """
 
 import argparse
@@ -41,7 +41,7 @@ from bench import aot_targets
 
 SEARCH_CONFIG = "resnet50_batched"
 SEARCH_SIZES = ((320, 320), (300, 400))
-MAX_SEARCH_COMPILES = 6
+MAX_SEARCH_COMPILES = 10
 MODES = ("pmap", "shard_map", "jit")  # train/parallel.py's, pmap (the default) first
 MODES_CONFIG = "resnet50_batched"  # compiled in each mode beside the others' pmap
 
@@ -84,9 +84,13 @@ def plan(args, programs_lib):
     targets = _names(args.targets) or aot_targets.TINY_TARGETS
     items = []
     for target in targets:
-      items.append((target, 4, programs_lib.default_setting("tiny", dtype="bfloat16"), every))
-      if aot_targets.TARGETS[target].platform == "tpu":
-        continue  # libtpu takes ~70 s a gradient program here, XLA:GPU ~17: modes on GPU
+      # libtpu takes ~70 s a tiny gradient program here, XLA:GPU ~17: the TPU compiles
+      # pmap's train programs, the GPU pmap's inference and export and the other modes'.
+      on_tpu = aot_targets.TARGETS[target].platform == "tpu"
+      kinds = train if on_tpu else (programs_lib.INFERENCE, programs_lib.EXPORT)
+      items.append((target, 4, programs_lib.default_setting("tiny", dtype="bfloat16"), kinds))
+      if on_tpu:
+        continue
       for mode in MODES[1:]:
         setting = programs_lib.default_setting("tiny", dtype="bfloat16", parallel=mode)
         items.append((target, 4, setting, train))

@@ -1,5 +1,7 @@
 """The markdown tables of `python -m bench.aot`."""
 
+from bench import aot_search
+
 
 def _gib(value):
   return "-" if value is None else f"{value / 2**30:.2f}"
@@ -68,6 +70,8 @@ def search_table(search):
     largest = found["largest"]
     at = found["bytes"].get(str(largest)) if largest else None
     failing = found["smallest_failing"]
+    if failing and not aot_search.narrowed(largest, failing):
+      largest = f"{largest} (compiles ran out before the bracket closed)"
     if failing in found.get("refused_by_compiler", ()):
       failing = f"{failing} (refused by the compiler)"
     lines.append(
