@@ -27,7 +27,8 @@ and tests/test_aot.py holds the two together); `--json bench/results/aot_tpu.jso
 continues it. The last line is
 `aot targets=N compiled=C fits=F`: N programs planned, C compiled, F fitting in memory.
 `--tiny` compiles a tiny model's programs on 4 chips of one TPU (pmap's train programs)
-and one GPU target (pmap's inference and export, the other modes' train programs); `--report` prints the tables of every result in the JSON file.
+and one GPU target (pmap's inference and export, the other modes' train programs);
+`--report` prints the tables of every result in the JSON file.
 """
 
 import argparse

@@ -17,8 +17,9 @@ batch is listed in "refused_by_compiler"; its bytes are the message's figure (wh
 compiler had counted when it stopped), raised to just over the usable memory where the
 figure is below it. Such a raised figure says nothing of the slope (libtpu also refuses
 programs whose summed buffers are below the HBM: a v5e refused a 300x400 bfloat16 remat
-batch of 70 that the line put at 15.9 of its 16 GiB), so after that refusal the next compile is the
-bracket's middle, not the line's crossing (which would step down one batch a compile).
+batch of 70 that the line put at 15.9 of its 16 GiB), so after that refusal the next
+compile is the bracket's middle, not the line's crossing (which would step down one
+batch a compile).
 """
 
 import re
